@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/metrics"
+	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/router"
+)
+
+// app holds what the parts of the program share.
+type app struct {
+	cfg       config
+	logger    *slog.Logger
+	db        *sql.DB
+	rdb       *redis.Client
+	streams   events.Streams
+	metrics   *metrics.Metrics
+	tracer    trace.TracerProvider
+	live      *router.Live
+	orders    *orders.Service
+	inventory *inventory.Service
+}
+
+func (a *app) serveHTTP(ctx context.Context) error {
+	return a.serve(ctx, a.cfg.HTTPAddr, router.NewHTTP(router.HTTPConfig{
+		Orders:     a.orders,
+		Inventory:  a.inventory,
+		AdminToken: a.cfg.AdminToken,
+		Checks: map[string]func(context.Context) error{
+			"postgres": a.db.PingContext,
+			"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
+		},
+		Metrics:          a.metrics,
+		Logger:           a.logger,
+		RequestTimeout:   a.cfg.RequestTimeout,
+		Live:             a.live,
+		ReplayDeadLetter: func(ctx context.Context, id string) error { return a.streams.ReplayID(ctx, a.rdb, id) },
+	}))
+}
+
+// serveMetrics serves /metrics (and /healthz) for a process without the API.
+func (a *app) serveMetrics(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	return a.serve(ctx, a.cfg.MetricsAddr, mux)
+}
+
+// serve serves h on addr until ctx is done, then stops accepting and lets
+// the requests in flight finish.
+func (a *app) serve(ctx context.Context, addr string, h http.Handler) error {
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      a.cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down http: %w", err)
+	}
+	return nil
+}
+
+func (a *app) forward(ctx context.Context) error {
+	f, err := events.NewForwarder(a.db, a.streams, events.ForwarderConfig{
+		DatabaseURL:  a.cfg.DatabaseURL,
+		PollInterval: a.cfg.OutboxPollInterval,
+		BatchSize:    a.cfg.OutboxBatchSize,
+		Metrics:      a.metrics.Registry,
+		Tracer:       a.tracer,
+	})
+	if err != nil {
+		return err
+	}
+	return f.Run(ctx)
+}
+
+func (a *app) handleMessages(ctx context.Context) error {
+	m, err := router.NewMessages(router.MessagesConfig{
+		DB:             a.db,
+		Streams:        a.streams,
+		Orders:         a.orders,
+		Inventory:      a.inventory,
+		Logger:         a.logger,
+		Metrics:        a.metrics,
+		Tracer:         a.tracer,
+		HandlerTimeout: a.cfg.HandlerTimeout,
+		MaxRetries:     a.cfg.HandlerMaxRetries,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("handle messages: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// options are the command-line flags, and the servers from the environment.
+type options struct {
+	bin   string
+	out   string
+	quick bool
+	only  []string
+
+	duration      time.Duration // each load: pgbench, placement, the open loop
+	warmup        time.Duration // before each load, not measured
+	clients       int           // pgbench clients and HTTP clients for placement
+	rate          int           // orders per second of the open loop
+	maxInFlight   int           // requests of the open loop outstanding at once
+	backlogSmall  int           // outbox rows of the first drain
+	backlogLarge  int           // outbox rows of the second drain
+	workerEvents  int           // stream entries for the worker
+	idleWindow    time.Duration // how long idle transactions are counted
+	drainTimeout  time.Duration // the most one drain or worker run may take
+	settleTimeout time.Duration // the most to wait for orders to settle
+	skus          int           // SKUs the orders draw from
+
+	databaseURL string
+	redisURL    string
+}
+
+// phaseNames are the names of the measurements, in the order they run.
+func phaseNames() []string {
+	names := make([]string, len(phases))
+	for i, p := range phases {
+		names[i] = p.name
+	}
+	return names
+}
+
+func (o options) selected(phase string) bool { return slices.Contains(o.only, phase) }
+
+func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var o options
+	var only string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.bin, "bin", "bin/orderstream", "the orderstream binary to measure")
+	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "where to write the report (with -quick: only when given)")
+	fs.BoolVar(&o.quick, "quick", false, "a short smoke run: small loads and backlogs, unless set by the flags below")
+	fs.StringVar(&only, "only", strings.Join(phaseNames(), ","), "measurements to run, comma-separated")
+	fs.DurationVar(&o.duration, "duration", 15*time.Second, "length of each load (pgbench, placement, open loop)")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measured one")
+	fs.IntVar(&o.clients, "clients", 32, "concurrent clients of pgbench and of the placement load")
+	fs.IntVar(&o.rate, "rate", 500, "orders per second of the open-loop load")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", 2000, "most open-loop requests outstanding at once; beyond it a send is counted as skipped")
+	fs.IntVar(&o.backlogSmall, "backlog-small", 20_000, "outbox rows of the first drain")
+	fs.IntVar(&o.backlogLarge, "backlog-large", 1_000_000, "outbox rows of the second drain")
+	fs.IntVar(&o.workerEvents, "worker-events", 50_000, "OrderPlaced entries waiting for the worker")
+	fs.DurationVar(&o.idleWindow, "idle-window", 30*time.Second, "how long transactions of the idle process are counted")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 4*time.Minute, "the most one drain or worker run may take; past it the rate so far is reported")
+	fs.DurationVar(&o.settleTimeout, "settle-timeout", time.Minute, "the most to wait after the open loop for every order to settle")
+	fs.IntVar(&o.skus, "skus", 100, "SKUs the orders draw from (two different ones per order)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick {
+		o.applyQuick(set)
+	}
+	for _, p := range strings.Split(only, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !slices.Contains(phaseNames(), p) {
+			return o, fmt.Errorf("-only: unknown measurement %q (known: %s)", p, strings.Join(phaseNames(), ", "))
+		}
+		o.only = append(o.only, p)
+	}
+	o.databaseURL = getenv("DATABASE_URL")
+	o.redisURL = getenv("REDIS_URL")
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case o.duration <= 0 || o.idleWindow <= 0 || o.drainTimeout <= 0 || o.settleTimeout <= 0 || o.warmup < 0:
+		return o, errors.New("durations must be positive")
+	case o.clients < 1 || o.rate < 1 || o.maxInFlight < 1 || o.backlogSmall < 1 || o.backlogLarge < 1 || o.workerEvents < 1:
+		return o, errors.New("counts and rates must be at least 1")
+	case o.skus < 2 || o.skus > 1000:
+		return o, errors.New("-skus must be 2 to 1000: each order holds two different SKUs, named SKU-000 to SKU-999")
+	}
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return o, fmt.Errorf("locate -bin %s: %w", o.bin, err)
+	}
+	o.bin = bin
+	return o, nil
+}
+
+// applyQuick scales the run down to a smoke test of a minute or two,
+// leaving alone what the command line set. It writes no report unless -out
+// was given: a smoke run must not replace the figures of a full one.
+func (o *options) applyQuick(set map[string]bool) {
+	quick := map[string]func(){
+		"out":           func() { o.out = "" },
+		"duration":      func() { o.duration = 3 * time.Second },
+		"warmup":        func() { o.warmup = time.Second },
+		"backlog-small": func() { o.backlogSmall = 2_000 },
+		"backlog-large": func() { o.backlogLarge = 20_000 },
+		"worker-events": func() { o.workerEvents = 5_000 },
+		"idle-window":   func() { o.idleWindow = 5 * time.Second },
+		"drain-timeout": func() { o.drainTimeout = time.Minute },
+	}
+	for name, apply := range quick {
+		if !set[name] {
+			apply()
+		}
+	}
+}

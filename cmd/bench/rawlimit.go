@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/events"
+)
+
+// rawResult is the raw limit: the transaction of POST /orders run by
+// pgbench, with none of the application around it.
+type rawResult struct {
+	tps          float64
+	transactions int64
+	failed       int64
+	latency      string // pgbench's average
+	clients      int
+	duration     time.Duration
+	cpu          cpuUsage
+	pgbench      string // its version line
+}
+
+// rawScript is the transaction orders.Service.Place commits for an order
+// of two items with an Idempotency-Key, statement for statement: the key
+// (inserted first, its foreign key checked at commit), the order and its
+// items in one statement, the OrderPlaced envelope into the outbox (whose
+// statement trigger notifies the forwarder), and the commit. The order id,
+// like the application's UUIDv7, starts with the time in milliseconds, so
+// the primary key grows at its right edge as it does under the application.
+// %[1]d is the number of SKUs, %[2]s the envelope's base64 event.
+const rawScript = `\set r random(1, 4611686018427387903)
+\set a random(0, %[1]d - 1)
+\set b random(1, %[1]d - 1)
+\set qa random(1, 3)
+\set qb random(1, 3)
+\set c random(0, 999)
+BEGIN;
+INSERT INTO idempotency_keys (key, request_hash, order_id)
+  VALUES ('pgbench-' || :r, '\x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'::bytea,
+          (lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid)
+  ON CONFLICT (key) DO NOTHING;
+WITH o AS (
+    INSERT INTO orders (id, customer_id)
+    VALUES ((lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid, 'raw-' || :c)
+    RETURNING created_at, updated_at),
+i AS (
+    INSERT INTO order_items (order_id, position, sku, quantity)
+    SELECT (lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid,
+           t.position, t.sku, t.quantity
+    FROM unnest(ARRAY['SKU-' || lpad(:a::text, 3, '0'), 'SKU-' || lpad(((:a + :b) %% %[1]d)::text, 3, '0')]::text[],
+                ARRAY[:qa, :qb]::int[]) WITH ORDINALITY AS t(sku, quantity, position))
+SELECT created_at, updated_at FROM o;
+INSERT INTO watermill_outbox (uuid, payload, metadata, transaction_id)
+  VALUES (gen_random_uuid()::text,
+          ('{"destination_topic":"orders.placed","uuid":"' || gen_random_uuid() || '","payload":"%[2]s","metadata":{"correlation_id":"' || gen_random_uuid() || '","event_type":"OrderPlaced"}}')::json,
+          '{}', pg_current_xact_id());
+COMMIT;
+`
+
+// sampleEvent is the base64 of an OrderPlaced as the application encodes
+// it, of the same size as the events the HTTP load produces.
+func sampleEvent() string {
+	b, _ := json.Marshal(events.OrderPlaced{
+		OrderID:    uuid.Must(uuid.NewV7()).String(),
+		CustomerID: "raw-123",
+		Items:      []events.Item{{SKU: sku(1), Quantity: 2}, {SKU: sku(2), Quantity: 1}},
+		PlacedAt:   time.Now().UTC(),
+	})
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func measureRaw(ctx context.Context, st *stage, rep *report) error {
+	pgbench, err := findPgbench()
+	if err != nil {
+		return err
+	}
+	db, err := st.freshDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	script := filepath.Join(st.dir, "place_order.sql")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(rawScript, st.opts.skus, sampleEvent())), 0o644); err != nil {
+		return fmt.Errorf("write pgbench script: %w", err)
+	}
+	clients := st.opts.clients
+	threads := min(clients, cores())
+	run := func(d time.Duration) (string, error) {
+		args := []string{"-n", "-f", script, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
+			"-T", strconv.Itoa(int(d.Round(time.Second) / time.Second)), libpqURL(st.dbURL())}
+		cmd := exec.CommandContext(ctx, pgbench, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("pgbench: %w\n%s", err, out)
+		}
+		return string(out), nil
+	}
+	// The same warm-up as the HTTP loads get: caches and the first pages
+	// of each index, unmeasured.
+	if st.opts.warmup >= time.Second {
+		if _, err := run(st.opts.warmup); err != nil {
+			return err
+		}
+	}
+	before := sampleCPU(nil)
+	out, err := run(st.opts.duration)
+	if err != nil {
+		return err
+	}
+	r, err := parsePgbench(out)
+	if err != nil {
+		return err
+	}
+	r.cpu = sampleCPU(nil).usageSince(before)
+	r.clients, r.duration = clients, st.opts.duration
+	if v, err := exec.Command(pgbench, "--version").Output(); err == nil {
+		r.pgbench = strings.TrimSpace(string(v))
+	}
+	rep.raw = &r
+	return nil
+}
+
+// libpqURL drops from a lib/pq connection URL the parameters that only
+// lib/pq knows (DATABASE_URL may set them for the application), which
+// libpq, and so pgbench, would refuse.
+func libpqURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	for _, k := range []string{"binary_parameters", "disable_prepared_binary_result"} {
+		q.Del(k)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+var (
+	pgbenchTPS     = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
+	pgbenchTxns    = regexp.MustCompile(`(?m)^number of transactions actually processed: (\d+)`)
+	pgbenchFailed  = regexp.MustCompile(`(?m)^number of failed transactions: (\d+)`)
+	pgbenchLatency = regexp.MustCompile(`(?m)^latency average = (.+)$`)
+)
+
+func parsePgbench(out string) (rawResult, error) {
+	var r rawResult
+	m := pgbenchTPS.FindStringSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("read pgbench output: no tps line in\n%s", out)
+	}
+	r.tps, _ = strconv.ParseFloat(m[1], 64)
+	if m := pgbenchTxns.FindStringSubmatch(out); m != nil {
+		r.transactions, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m := pgbenchFailed.FindStringSubmatch(out); m != nil {
+		r.failed, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m := pgbenchLatency.FindStringSubmatch(out); m != nil {
+		r.latency = strings.TrimSpace(m[1])
+	}
+	return r, nil
+}
+
+// findPgbench looks in PATH, then in Debian's per-version directories,
+// newest first.
+func findPgbench() (string, error) {
+	if p, err := exec.LookPath("pgbench"); err == nil {
+		return p, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pgbench")
+	slices.Sort(dirs)
+	slices.Reverse(dirs)
+	for _, p := range dirs {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("pgbench not found in PATH or /usr/lib/postgresql/*/bin: install it (Debian/Ubuntu: apt-get install postgresql-contrib or postgresql-client)")
+}

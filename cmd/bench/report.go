@@ -1,0 +1,211 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report is everything a run measured; a nil result was not measured.
+type report struct {
+	opts              options
+	machine           machine
+	started, finished time.Time
+
+	raw       *rawResult
+	placement *placementResult
+	settle    *settleResult
+	drains    []*drainResult
+	worker    *workerResult
+	idle      *idleResult
+	failures  []string
+}
+
+// markdown renders the report: the machine and versions, the figures
+// against their targets, then the raw numbers behind them.
+func (r *report) markdown() string {
+	var b strings.Builder
+	m := r.machine
+	kind := "full run"
+	if r.opts.quick {
+		kind = "QUICK smoke run: small loads, not comparable with a full run"
+	}
+	fmt.Fprintf(&b, "# orderstream benchmarks\n\n")
+	fmt.Fprintf(&b, "Written by `make bench` (`go run ./cmd/bench`) on %s UTC, %s, in %s.\n\n",
+		r.started.UTC().Format("2006-01-02 15:04"), kind, r.finished.Sub(r.started).Round(time.Second))
+	table(&b, []string{"machine and versions", ""}, [][]string{
+		{"CPU", fmt.Sprintf("%d × %s (nproc %d)", m.nproc, m.cpuModel, m.nproc)},
+		{"memory", m.memory},
+		{"OS", m.kernel},
+		{"before the run", fmt.Sprintf("CPU %.0f%% busy, load average %.2f", 100*m.busy, m.load1)},
+		{"Go", m.goVersion},
+		{"commit", m.commit},
+		{"PostgreSQL", m.postgres + " (" + m.pgConfig + ")"},
+		{"Redis", m.redis},
+		{"application settings", knobs(m.knobs)},
+	})
+
+	fmt.Fprintf(&b, "\n## Against the targets\n\n")
+	var rows [][]string
+	for _, t := range r.targets() {
+		rows = append(rows, []string{t.what, t.target, t.measured, t.verdict})
+	}
+	table(&b, []string{"what", "target", "measured", "verdict"}, rows)
+
+	fmt.Fprintf(&b, "\n## Raw numbers\n\n")
+	table(&b, []string{"measurement", "figures"}, r.rawRows())
+	if len(r.failures) > 0 {
+		fmt.Fprintf(&b, "\nFailed measurements:\n\n")
+		for _, f := range r.failures {
+			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(f, "\n", " "))
+		}
+	}
+	fmt.Fprintf(&b, "\n%s", method)
+	return b.String()
+}
+
+func knobs(k []string) string {
+	if len(k) == 0 {
+		return "the defaults (README)"
+	}
+	return strings.Join(k, ", ")
+}
+
+// rawRows are the figures behind the targets, and where the CPU went.
+func (r *report) rawRows() [][]string {
+	var rows [][]string
+	add := func(what, figures string) { rows = append(rows, []string{what, figures}) }
+	secs := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+	if x := r.raw; x != nil {
+		add(fmt.Sprintf("raw limit: the POST /orders transaction by pgbench, %d clients, %s", x.clients, x.duration),
+			fmt.Sprintf("%s tps; %s transactions, %d failed; latency average %s; %s",
+				rate(x.tps), thousands(x.transactions), x.failed, x.latency, x.pgbench))
+		add("CPU during the raw limit", x.cpu.String())
+	}
+	if x := r.placement; x != nil {
+		add(fmt.Sprintf("placement: POST /orders, %d clients, closed loop, %s", x.clients, x.load.elapsed.Round(time.Second)),
+			fmt.Sprintf("%s orders/s (%s placed, %s); HTTP %s",
+				rate(x.perSecond), thousands(int64(x.load.ok)), failed(x.load), x.http))
+		add("CPU during placement", x.cpu.String())
+		add("memory of `orderstream all`", fmt.Sprintf("peak (VmHWM) %s; %s at the end of the load",
+			megabytes(x.peakRSS), megabytes(x.endRSS)))
+	}
+	if x := r.settle; x != nil {
+		add(fmt.Sprintf("open loop: %d orders/s for %s", x.perSecond, r.opts.duration),
+			fmt.Sprintf("%s sent, %s placed, %s, %s skipped (at most %s in flight); sent at most %s late; HTTP %s",
+				thousands(int64(x.load.sent)), thousands(int64(x.load.ok)), failed(x.load),
+				thousands(int64(x.load.skipped)), thousands(int64(x.maxInFlight)), ms(x.load.maxLag), x.http))
+		add("commit -> settled (updated_at - created_at)",
+			fmt.Sprintf("%s; %s confirmed, %s rejected, %s still pending; all settled %s after the last answer",
+				x.settle, thousands(int64(x.confirmed)), thousands(int64(x.rejected)), thousands(int64(x.pending)), secs(x.tail)))
+		add("CPU during the open loop", x.cpu.String())
+	}
+	for _, x := range r.drains {
+		add(fmt.Sprintf("forwarder drain, %s outbox rows", thousands(int64(x.backlog))),
+			fmt.Sprintf("%s msgs/s from the first entry on the stream (%s in %s); %s msgs/s from the process start "+
+				"(first entry after %s); backlog built in %s",
+				drainText(x), thousands(x.forwarded), secs(x.drain), rate(x.overall), secs(x.startup), secs(x.insert)))
+		add(fmt.Sprintf("CPU during the %s drain", short(x.backlog)), x.cpu.String())
+	}
+	if x := r.worker; x != nil {
+		add(fmt.Sprintf("worker: %s OrderPlaced waiting", thousands(int64(x.events))),
+			fmt.Sprintf("%s events/s from the first acknowledgement (%s in %s); %s events/s from the process start "+
+				"(first acknowledgement after %s); %s orders reserved, %d dead letters",
+				rate(x.perSecond), thousands(x.acked), secs(x.handling), rate(x.overall), secs(x.startup),
+				thousands(int64(x.reserved)), x.deadLetters))
+		add("CPU during the worker run", x.cpu.String())
+	}
+	if x := r.idle; x != nil {
+		add(fmt.Sprintf("idle `orderstream all`, %s", x.window.Round(time.Second)),
+			fmt.Sprintf("%s transactions, %.2f/s; the process used %.1f%% of a core; RSS %s",
+				thousands(x.transactions), x.perSecond, 100*x.appCPU, megabytes(x.rss)))
+	}
+	return rows
+}
+
+// failed counts the requests of a load that failed, and says why.
+func failed(l loadResult) string {
+	n := l.sent - l.ok
+	if n == 0 {
+		return "0 failed"
+	}
+	return fmt.Sprintf("%s failed: %s", thousands(int64(n)), describeFailures(l.failures))
+}
+
+// describeFailures lists the failures of a load, the most frequent first.
+func describeFailures(f map[string]int) string {
+	if len(f) == 0 {
+		return "none"
+	}
+	msgs := slices.Collect(maps.Keys(f))
+	slices.SortFunc(msgs, func(a, b string) int { return cmp.Or(f[b]-f[a], strings.Compare(a, b)) })
+	var parts []string
+	for i, m := range msgs {
+		if i == 3 {
+			parts = append(parts, "...")
+			break
+		}
+		parts = append(parts, thousands(int64(f[m]))+"× "+m)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// table writes a Markdown table; a "|" inside a cell is escaped.
+func table(b *strings.Builder, header []string, rows [][]string) {
+	line := func(cells []string) {
+		b.WriteString("|")
+		for _, c := range cells {
+			b.WriteString(" " + strings.ReplaceAll(c, "|", `\|`) + " |")
+		}
+		b.WriteString("\n")
+	}
+	line(header)
+	sep := make([]string, len(header))
+	for i := range sep {
+		sep[i] = "---"
+	}
+	line(sep)
+	for _, r := range rows {
+		line(r)
+	}
+}
+
+// method says how the figures were obtained, for whoever compares them.
+const method = `## How they are measured
+
+Each measurement starts from a fresh, migrated database and streams of its
+own; PostgreSQL, Redis, the application and the load generator share the
+machine's cores. The placement and open-loop loads are preceded by an
+unmeasured warm-up (so is pgbench).
+
+- **raw limit**: pgbench (simple protocol) runs the statements
+  POST /orders commits, with an Idempotency-Key: BEGIN; the key; the order
+  and its two items in one statement; the OrderPlaced envelope into
+  watermill_outbox (its statement trigger notifies); COMMIT.
+- **placement**: orders/s of HTTP 201s from closed-loop clients against
+  ` + "`orderstream all`" + ` (API, forwarder and workers in one process),
+  each order with two SKUs and its own Idempotency-Key; the ratio is to the
+  raw limit.
+- **commit -> settled**: an open loop sends on a fixed schedule whatever the
+  answers; latency is updated_at - created_at of each order, by the database
+  clock, once none is pending. HTTP latency counts from when a send was due.
+- **forwarder drain**: outbox rows inserted in transactions of 10,000 while
+  no forwarder ran (then VACUUM ANALYZE, as autovacuum would), then
+  ` + "`orderstream forwarder`" + ` alone; the rate counts from the first
+  entry on the stream to the last, so process start-up is left out (and
+  reported).
+- **worker**: OrderPlaced entries added to the stream in
+  watermill-redisstream's format, then ` + "`orderstream worker`" + ` alone
+  until its inventory group has read and acknowledged every one.
+- **idle**: xact_commit + xact_rollback of the bench database in
+  pg_stat_database, after the process has run for 12 s (so that the
+  statistics of its start-up are in before the window opens).
+- **memory**: VmHWM of ` + "`orderstream all`" + ` after the placement load;
+  MB are 10^6 bytes.
+- **CPU**: shares of the whole machine (100% = every core busy) from /proc:
+  orderstream, every PostgreSQL process, Redis, the bench itself with
+  pgbench, and the rest ("other": anything else running meanwhile).
+`

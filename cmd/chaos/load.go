@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// load places the plan's orders from concurrent clients. A client retries
+// an order that failed in any passing way (refused connection, timeout,
+// 5xx such as the 503 of a restarting database) with the same body and the
+// same Idempotency-Key until the api accepts it (201) or replays it (200).
+type load struct {
+	client  *apiClient
+	plan    plan
+	timeout time.Duration
+	logger  *slog.Logger
+
+	done     atomic.Int64
+	retries  atomic.Int64
+	replays  atomic.Int64
+	mu       sync.Mutex
+	ids      []string // order id per plan index; "" when never accepted
+	problems []string
+}
+
+func newLoad(client *apiClient, p plan, timeout time.Duration, logger *slog.Logger) *load {
+	return &load{client: client, plan: p, timeout: timeout, logger: logger, ids: make([]string, len(p.orders))}
+}
+
+// progress is the share of the orders that are finished, accepted or not.
+func (l *load) progress() float64 {
+	return float64(l.done.Load()) / float64(len(l.plan.orders))
+}
+
+// run places every order with clients concurrent clients, starting at most
+// rate orders a second (no limit when 0), and returns when each is accepted
+// or given up on, or ctx is done.
+func (l *load) run(ctx context.Context, clients int, rate float64, seed uint64) error {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for c := range clients {
+		rng := rand.New(rand.NewPCG(seed, uint64(c)+1))
+		wg.Go(func() {
+			for i := range next {
+				l.place(ctx, i, rng)
+			}
+		})
+	}
+	var pace <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer t.Stop()
+		pace = t.C
+	}
+	step := max(len(l.plan.orders)/10, 1)
+	for i := range l.plan.orders {
+		if pace != nil {
+			select {
+			case <-pace:
+			case <-ctx.Done():
+			}
+		}
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if i > 0 && i%step == 0 {
+			l.logger.Info("chaos: placing orders", "sent", i, "done", l.done.Load(), "retries", l.retries.Load())
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("place orders: %w", err)
+	}
+	return nil
+}
+
+func (l *load) place(ctx context.Context, i int, rng *rand.Rand) {
+	defer l.done.Add(1)
+	spec := l.plan.orders[i]
+	header := http.Header{"Idempotency-Key": {spec.Key}}
+	var got orderView
+	var code int
+	failed, err := retry(ctx, l.timeout, rng.Float64, func(ctx context.Context) error {
+		got = orderView{}
+		var err error
+		code, err = l.client.do(ctx, http.MethodPost, "/orders", header, spec, &got)
+		return err
+	})
+	l.retries.Add(int64(failed))
+	if ctx.Err() != nil {
+		return
+	}
+	var problem string
+	switch {
+	case err != nil:
+		problem = fmt.Sprintf("order %s not accepted: %v", spec.Key, err)
+	case got.ID == "":
+		problem = fmt.Sprintf("order %s: %d answer without an id", spec.Key, code)
+	case !sameItems(spec.Items, got.Items):
+		problem = fmt.Sprintf("order %s: %d answer has items %s, sent %s",
+			spec.Key, code, itemsString(got.Items), itemsString(spec.Items))
+	case code == http.StatusCreated && got.Status != "pending":
+		problem = fmt.Sprintf("order %s: 201 answer with status %q, want pending", spec.Key, got.Status)
+	}
+	if code == http.StatusOK {
+		l.replays.Add(1)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if problem != "" {
+		l.problems = append(l.problems, problem)
+	}
+	if err == nil {
+		l.ids[i] = got.ID
+	}
+}
+
+// accepted is the number of orders the api accepted.
+func (l *load) accepted() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, id := range l.ids {
+		if id != "" {
+			n++
+		}
+	}
+	return n
+}

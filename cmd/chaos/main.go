@@ -1,0 +1,175 @@
+// Command chaos checks orderstream's guarantees under faults. It starts its
+// own PostgreSQL and Redis, runs the api, two forwarders and two workers as
+// separate processes of the binary given with -bin, places orders from
+// concurrent clients that retry with the same Idempotency-Key, and meanwhile
+// SIGKILLs a random process every few seconds and restarts PostgreSQL and
+// Redis once each. Then it checks, through the database and the API, that
+// every order settled exactly once and that stock adds up.
+//
+// It prints one verdict line, PASS or FAIL followed by each violation, and
+// exits non-zero on any violation.
+//
+//	go run ./cmd/chaos -bin bin/orderstream [-orders 5000] [-clients 16] [-rate 60] [-kill-every 3s] [-keep] [-seed N]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		if code == 0 {
+			code = 2
+		}
+	}
+	os.Exit(code)
+}
+
+// options are the command-line flags.
+type options struct {
+	bin           string
+	orders        int
+	clients       int
+	rate          float64
+	killEvery     time.Duration
+	keep          bool
+	seed          uint64
+	orderTimeout  time.Duration
+	settleTimeout time.Duration
+	apiSample     int
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.bin, "bin", "bin/orderstream", "the orderstream binary to run")
+	fs.IntVar(&o.orders, "orders", 5000, "orders to place")
+	fs.IntVar(&o.clients, "clients", 16, "concurrent HTTP clients")
+	fs.Float64Var(&o.rate, "rate", 60,
+		"orders started per second, so that the load lasts long enough for the chaos to hit it; 0: as fast as the clients go")
+	fs.DurationVar(&o.killEvery, "kill-every", 3*time.Second,
+		"mean time between SIGKILLs of a random process (each gap is drawn from ±1/3 of it); 0 kills nothing")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data) even when the run passes")
+	fs.Uint64Var(&o.seed, "seed", 0, "random seed for orders, stock and chaos (0: from the clock)")
+	fs.DurationVar(&o.orderTimeout, "order-timeout", 2*time.Minute, "the most one order may take to be accepted, retries included")
+	fs.DurationVar(&o.settleTimeout, "settle-timeout", 3*time.Minute, "the most to wait after the load for every order to leave pending")
+	fs.IntVar(&o.apiSample, "api-sample", 200, "orders checked through GET /orders/{id}")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case o.orders < 1 || o.clients < 1:
+		return o, errors.New("-orders and -clients must be at least 1")
+	case o.killEvery < 0 || o.rate < 0:
+		return o, errors.New("-kill-every and -rate must not be negative")
+	}
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano())
+	}
+	return o, nil
+}
+
+// run returns the exit code: 0 when every guarantee held, 1 on a violation,
+// 2 when the run itself could not be carried out.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	opts, err := parseFlags(args, stderr)
+	if err != nil {
+		return 2, err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	bin, err := checkBinary(opts.bin)
+	if err != nil {
+		return 2, err
+	}
+	dir, err := os.MkdirTemp("", "orderstream-chaos-")
+	if err != nil {
+		return 2, fmt.Errorf("create temp dir: %w", err)
+	}
+	// The servers run as another user when we are root; they must reach
+	// their directories inside this one.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return 2, fmt.Errorf("open temp dir: %w", err)
+	}
+	logger.Info("chaos: starting", "dir", dir, "seed", opts.seed, "orders", opts.orders, "clients", opts.clients)
+
+	rep, err := runScenario(ctx, logger, opts, bin, dir)
+	if err != nil {
+		// What the processes and servers logged says why.
+		fmt.Fprintf(stdout, "chaos: logs and data kept in %s\n", dir)
+		return 2, err
+	}
+	rep.print(stdout)
+	if opts.keep || !rep.passed() {
+		fmt.Fprintf(stdout, "chaos: logs and data kept in %s\n", dir)
+	} else if err := os.RemoveAll(dir); err != nil {
+		logger.Warn("chaos: remove temp dir", "dir", dir, "err", err)
+	}
+	if !rep.passed() {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// checkBinary returns the absolute path of the orderstream binary, so that
+// it runs the same from any directory.
+func checkBinary(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("locate -bin %s: %w", path, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("-bin %s: %w (build it with: go build -o bin/orderstream .)", path, err)
+	case fi.IsDir() || fi.Mode().Perm()&0o111 == 0:
+		return "", fmt.Errorf("-bin %s is not an executable file", path)
+	}
+	return abs, nil
+}
+
+// runScenario brings everything up, runs the load under chaos, tears the
+// processes and servers down (also when it fails or is interrupted), and
+// returns what it saw.
+func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, dir string) (*report, error) {
+	start := time.Now()
+	pg, err := startPostgres(ctx, logger, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer pg.stop(logger)
+	rd, err := startRedis(ctx, logger, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.stop(logger)
+
+	cluster, err := startCluster(logger, bin, dir, pg, rd)
+	if err != nil {
+		return nil, err
+	}
+	defer cluster.stop()
+
+	rep := &report{seed: opts.seed}
+	if err := exercise(ctx, logger, opts, cluster, pg, rd, rep); err != nil {
+		return nil, err
+	}
+	rep.duration = time.Since(start)
+	return rep, nil
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+)
+
+const (
+	skuCount = 20
+	// Every unknownEvery-th order names a SKU without stock, which must be
+	// rejected with unknown_sku.
+	unknownEvery = 50
+)
+
+// item is one line of an order, as the API takes it.
+type item struct {
+	SKU      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+}
+
+// orderSpec is one order the harness places, with the Idempotency-Key every
+// attempt of it carries.
+type orderSpec struct {
+	Key        string `json:"-"`
+	CustomerID string `json:"customer_id"`
+	Items      []item `json:"items"`
+	unknownSKU bool
+}
+
+// plan is everything the load will do, drawn up front from the seed: the
+// orders and the stock set per SKU.
+type plan struct {
+	orders []orderSpec
+	stock  map[string]int // units set through PUT /inventory
+	skus   []string       // those with stock, sorted
+}
+
+// newPlan draws n orders of 1 to 3 distinct SKUs, 1 to 5 units each, then
+// sets each SKU's stock to a share (30% to 120%) of what the orders ask of
+// it, so that some SKUs run out and a good part of the orders is rejected
+// for insufficient_stock while others never run short.
+func newPlan(rng *rand.Rand, n int) plan {
+	p := plan{stock: make(map[string]int, skuCount)}
+	for i := range skuCount {
+		p.skus = append(p.skus, fmt.Sprintf("CHAOS-SKU-%02d", i+1))
+	}
+	demand := make(map[string]int, skuCount)
+	for i := range n {
+		o := orderSpec{
+			Key:        fmt.Sprintf("chaos-order-%06d", i),
+			CustomerID: fmt.Sprintf("chaos-customer-%03d", rng.IntN(500)),
+		}
+		for _, k := range rng.Perm(skuCount)[:1+rng.IntN(3)] {
+			o.Items = append(o.Items, item{SKU: p.skus[k], Quantity: 1 + rng.IntN(5)})
+		}
+		if i%unknownEvery == unknownEvery/2 {
+			o.Items[rng.IntN(len(o.Items))].SKU = fmt.Sprintf("CHAOS-UNKNOWN-%d", rng.IntN(3))
+			o.unknownSKU = true
+		}
+		for _, it := range o.Items {
+			if !o.unknownSKU {
+				demand[it.SKU] += it.Quantity
+			}
+		}
+		p.orders = append(p.orders, o)
+	}
+	for _, sku := range p.skus {
+		p.stock[sku] = int(float64(demand[sku]) * (0.3 + 0.9*rng.Float64()))
+	}
+	return p
+}
+
+// sameItems reports whether got lists exactly want's items, in any order.
+func sameItems(want, got []item) bool {
+	if len(want) != len(got) {
+		return false
+	}
+	key := func(items []item) []string {
+		s := make([]string, len(items))
+		for i, it := range items {
+			s[i] = fmt.Sprintf("%s=%d", it.SKU, it.Quantity)
+		}
+		slices.Sort(s)
+		return s
+	}
+	return slices.Equal(key(want), key(got))
+}
+
+func itemsString(items []item) string {
+	s := make([]string, len(items))
+	for i, it := range items {
+		s[i] = fmt.Sprintf("%s×%d", it.SKU, it.Quantity)
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+)
+
+// report is what a run saw, printed as the verdict.
+type report struct {
+	seed                             uint64
+	orders, accepted                 int
+	confirmed, rejected, pending     int
+	kills, pgRestarts, redisRestarts int
+	retries, replays                 int64
+	starts, selfExits                int
+	streams                          streamStats
+	loadTime, settleWait, duration   time.Duration
+	problems                         []string // of the chaos itself
+	exitNotes                        []string // why processes exited by themselves
+	violations                       []string
+}
+
+func (r *report) passed() bool { return len(r.violations) == 0 }
+
+// print writes the verdict line, then each violation on a line of its own.
+func (r *report) print(w io.Writer) {
+	verdict := "PASS"
+	if !r.passed() {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d pending=%d kills=%d pg_restarts=%d redis_restarts=%d "+
+		"retries=%d replays=%d process_starts=%d self_exits=%d redeliveries=%d deadletters=%d "+
+		"load=%s settle_wait=%s duration=%s seed=%d\n",
+		verdict, r.orders, r.confirmed, r.rejected, r.pending, r.kills, r.pgRestarts, r.redisRestarts,
+		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
+		r.loadTime.Round(100*time.Millisecond), r.settleWait.Round(100*time.Millisecond),
+		r.duration.Round(time.Second), r.seed)
+	for _, v := range r.violations {
+		fmt.Fprintln(w, "  violation:", v)
+	}
+	for _, n := range r.exitNotes {
+		fmt.Fprintln(w, "  note:", n)
+	}
+	if r.streams.err != nil {
+		fmt.Fprintln(w, "  note: streams:", r.streams.err)
+	}
+	for _, d := range r.streams.deadLetterReasons {
+		fmt.Fprintln(w, "  dead letter:", d)
+	}
+}
+
+// streamStats is what the Redis streams hold after the run: with at-least-
+// once forwarding an event can be on its stream more than once, which the
+// inbox must absorb.
+type streamStats struct {
+	placed, reservations int64
+	deadLetters          int64
+	deadLetterReasons    []string
+	err                  error
+}
+
+// redeliveries is how many stream entries beyond one per event there are
+// (each order has an OrderPlaced and a StockReserved or StockRejected).
+func (s streamStats) redeliveries(orders int) int64 {
+	if s.err != nil {
+		return -1
+	}
+	return s.placed + s.reservations - 2*int64(orders)
+}
+
+func readStreams(ctx context.Context, rd *redisServer) streamStats {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rdb := rd.client()
+	defer rdb.Close()
+	var s streamStats
+	for name, n := range map[string]*int64{"orders.placed": &s.placed, "inventory.reservations": &s.reservations, "deadletter": &s.deadLetters} {
+		v, err := rdb.XLen(ctx, name).Result()
+		if err != nil {
+			s.err = fmt.Errorf("read length of %s: %w", name, err)
+			return s
+		}
+		*n = v
+	}
+	if s.deadLetters == 0 {
+		return s
+	}
+	entries, err := rdb.XRangeN(ctx, "deadletter", "-", "+", maxExamples).Result()
+	if err != nil {
+		s.err = fmt.Errorf("read dead letters: %w", err)
+		return s
+	}
+	for _, e := range entries {
+		s.deadLetterReasons = append(s.deadLetterReasons, describeDeadLetter(e.ID, e.Values))
+	}
+	return s
+}
+
+// describeDeadLetter names a dead letter's stream, handler and reason from
+// the Watermill poison metadata the entry carries, and its payload.
+func describeDeadLetter(id string, values map[string]any) string {
+	msg, err := redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(values)
+	if err != nil {
+		return fmt.Sprintf("%s (undecodable: %v)", id, err)
+	}
+	payload := string(msg.Payload)
+	if len(payload) > 200 {
+		payload = payload[:200] + "..."
+	}
+	return fmt.Sprintf("%s uuid=%s topic=%s handler=%s reason=%q payload=%s", id, msg.UUID,
+		msg.Metadata.Get(middleware.PoisonedTopicKey), msg.Metadata.Get(middleware.PoisonedHandlerKey),
+		msg.Metadata.Get(middleware.ReasonForPoisonedKey), payload)
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// dbOrder is an order as the database holds it.
+type dbOrder struct {
+	status string
+	reason string
+	items  []item
+}
+
+type dbStock struct{ available, reserved int }
+
+// snapshot is everything the checks read from the database, read in one
+// repeatable-read transaction so that the tables agree with each other.
+type snapshot struct {
+	keys         map[string]string   // Idempotency-Key → order id
+	orders       map[string]*dbOrder // by order id
+	stock        map[string]dbStock  // by SKU
+	reservations map[string][]item   // by order id
+	inbox        map[string]int      // rows per handler
+	outboxRows   int
+}
+
+func readSnapshot(ctx context.Context, db *sql.DB) (*snapshot, error) {
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	s := &snapshot{
+		keys:         map[string]string{},
+		orders:       map[string]*dbOrder{},
+		stock:        map[string]dbStock{},
+		reservations: map[string][]item{},
+		inbox:        map[string]int{},
+	}
+	reads := []struct {
+		what  string
+		query string
+		row   func(scan func(...any) error) error
+	}{
+		{"idempotency keys", `SELECT key, order_id::text FROM idempotency_keys`, func(scan func(...any) error) error {
+			var k, id string
+			err := scan(&k, &id)
+			s.keys[k] = id
+			return err
+		}},
+		{"orders", `SELECT id::text, status, coalesce(reason, '') FROM orders`, func(scan func(...any) error) error {
+			var id string
+			o := &dbOrder{}
+			err := scan(&id, &o.status, &o.reason)
+			s.orders[id] = o
+			return err
+		}},
+		{"order items", `SELECT order_id::text, sku, quantity FROM order_items ORDER BY order_id, position`, func(scan func(...any) error) error {
+			var id string
+			var it item
+			if err := scan(&id, &it.SKU, &it.Quantity); err != nil {
+				return err
+			}
+			o, ok := s.orders[id]
+			if !ok {
+				return fmt.Errorf("item of unknown order %s", id)
+			}
+			o.items = append(o.items, it)
+			return nil
+		}},
+		{"stock", `SELECT sku, available, reserved FROM stock`, func(scan func(...any) error) error {
+			var sku string
+			var st dbStock
+			err := scan(&sku, &st.available, &st.reserved)
+			s.stock[sku] = st
+			return err
+		}},
+		{"reservations", `SELECT order_id::text, sku, quantity FROM reservations`, func(scan func(...any) error) error {
+			var id string
+			var it item
+			err := scan(&id, &it.SKU, &it.Quantity)
+			s.reservations[id] = append(s.reservations[id], it)
+			return err
+		}},
+		{"inbox", `SELECT handler, count(*) FROM inbox GROUP BY handler`, func(scan func(...any) error) error {
+			var h string
+			var n int
+			err := scan(&h, &n)
+			s.inbox[h] = n
+			return err
+		}},
+		{"outbox", `SELECT count(*) FROM watermill_outbox`, func(scan func(...any) error) error {
+			return scan(&s.outboxRows)
+		}},
+	}
+	for _, r := range reads {
+		if err := queryRows(ctx, tx, r.query, r.row); err != nil {
+			return nil, fmt.Errorf("read %s: %w", r.what, err)
+		}
+	}
+	return s, nil
+}
+
+func queryRows(ctx context.Context, tx *sql.Tx, query string, row func(scan func(...any) error) error) error {
+	rows, err := tx.QueryContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := row(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// countPending is how many orders are still pending.
+func countPending(ctx context.Context, db *sql.DB) (int, error) {
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE status = 'pending'`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending orders: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// config is everything the environment can set. Each knob, its variable and
+// its default are listed in the README.
+type config struct {
+	DatabaseURL  string
+	RedisURL     string
+	HTTPAddr     string
+	AdminToken   string
+	LogLevel     string
+	LogFormat    string
+	StreamPrefix string
+
+	DBMaxConns         int
+	RequestTimeout     time.Duration
+	OutboxPollInterval time.Duration
+	OutboxBatchSize    int
+	HandlerTimeout     time.Duration
+	HandlerMaxRetries  int
+	WorkerConcurrency  int
+	StreamClaimIdle    time.Duration
+	ShutdownTimeout    time.Duration
+	StartupTimeout     time.Duration
+	CleanupInterval    time.Duration
+	OutboxRetention    time.Duration
+	InboxRetention     time.Duration
+	StreamRetention    time.Duration
+	MetricsAddr        string
+	MetricsInterval    time.Duration
+	OTLPEndpoint       string
+	ServiceName        string
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	str := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	num := func(name string, def, min int) int {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number of at least %d", name, v, min))
+		}
+		return n
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 250ms or 2s", name, v))
+		}
+		return d
+	}
+	c := config{
+		DatabaseURL:  str("DATABASE_URL", "postgres://postgres@localhost:5432/orderstream?sslmode=disable"),
+		RedisURL:     str("REDIS_URL", "redis://localhost:6379/0"),
+		HTTPAddr:     str("HTTP_ADDR", ":8080"),
+		AdminToken:   getenv("ADMIN_TOKEN"),
+		LogLevel:     str("LOG_LEVEL", "info"),
+		LogFormat:    str("LOG_FORMAT", "text"),
+		StreamPrefix: getenv("STREAM_PREFIX"),
+
+		DBMaxConns:         num("DB_MAX_CONNS", 20, 2),
+		RequestTimeout:     dur("HTTP_REQUEST_TIMEOUT", 10*time.Second),
+		OutboxPollInterval: dur("OUTBOX_POLL_INTERVAL", time.Second),
+		OutboxBatchSize:    num("OUTBOX_BATCH_SIZE", 1000, 1),
+		HandlerTimeout:     dur("HANDLER_TIMEOUT", 5*time.Second),
+		HandlerMaxRetries:  num("HANDLER_MAX_RETRIES", 3, 0),
+		WorkerConcurrency:  num("WORKER_CONCURRENCY", 8, 1),
+		StreamClaimIdle:    dur("STREAM_CLAIM_IDLE", time.Minute),
+		ShutdownTimeout:    dur("SHUTDOWN_TIMEOUT", 30*time.Second),
+		StartupTimeout:     dur("STARTUP_TIMEOUT", time.Minute),
+		CleanupInterval:    dur("CLEANUP_INTERVAL", time.Minute),
+		OutboxRetention:    dur("OUTBOX_RETENTION", 24*time.Hour),
+		InboxRetention:     dur("INBOX_RETENTION", 7*24*time.Hour),
+		StreamRetention:    dur("STREAM_RETENTION", 24*time.Hour),
+		MetricsAddr:        getenv("METRICS_ADDR"),
+		MetricsInterval:    dur("METRICS_INTERVAL", 5*time.Second),
+		OTLPEndpoint:       getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
+		ServiceName:        str("OTEL_SERVICE_NAME", "orderstream"),
+	}
+	// An entry stays pending while its handler runs and retries; another
+	// consumer must not claim it meanwhile.
+	if worst := c.worstHandlingTime(); c.StreamClaimIdle <= worst {
+		errs = append(errs, fmt.Errorf("STREAM_CLAIM_IDLE=%s must exceed the longest a message can be handled (%s: HANDLER_TIMEOUT × (HANDLER_MAX_RETRIES+1) plus backoff)", c.StreamClaimIdle, worst))
+	}
+	return c, errors.Join(errs...)
+}
+
+// worstHandlingTime is the longest one message can take with every attempt
+// timing out: the attempts plus the backoff between them (at most 5 s each,
+// with 20% jitter).
+func (c config) worstHandlingTime() time.Duration {
+	attempts := time.Duration(c.HandlerMaxRetries + 1)
+	return attempts*c.HandlerTimeout + time.Duration(c.HandlerMaxRetries)*6*time.Second
+}

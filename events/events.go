@@ -1,0 +1,93 @@
+// Package events is the contract between the services: the event types, the
+// streams they travel on, the message metadata, the outbox write and the
+// forwarder that moves the outbox onto Redis Streams. It imports no other
+// package of orderstream.
+package events
+
+import (
+	"errors"
+	"regexp"
+	"time"
+)
+
+// Streams on Redis, as named in the event contract.
+const (
+	StreamOrdersPlaced = "orders.placed"
+	StreamReservations = "inventory.reservations"
+	StreamDeadLetter   = "deadletter"
+)
+
+// ConsumedStreams are the streams that consumer groups read, and so that the
+// forwarder trims once every group has acknowledged their entries.
+func ConsumedStreams() []string { return []string{StreamOrdersPlaced, StreamReservations} }
+
+// Metadata keys every message carries.
+const (
+	MetadataEventType     = "event_type"
+	MetadataCorrelationID = "correlation_id" // as watermill's middleware.CorrelationIDMetadataKey
+)
+
+// Reasons an order is rejected.
+const (
+	ReasonInsufficientStock = "insufficient_stock"
+	ReasonUnknownSKU        = "unknown_sku"
+)
+
+// ErrMalformed marks a message that no retry can process: it cannot be
+// decoded, or it names something that does not exist. Handlers wrap it; the
+// router sends such messages to the dead-letter stream at once.
+var ErrMalformed = errors.New("malformed message")
+
+// Event is what travels through the outbox: a JSON payload on a stream,
+// told apart from others on that stream by its type.
+type Event interface {
+	Stream() string
+	EventType() string
+}
+
+// MaxSKULen is the longest a SKU can be.
+const MaxSKULen = 64
+
+var skuPattern = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// ValidSKU reports whether sku is 1 to MaxSKULen characters of [A-Za-z0-9._-].
+func ValidSKU(sku string) bool {
+	return len(sku) <= MaxSKULen && skuPattern.MatchString(sku)
+}
+
+// Item is one line of an order.
+type Item struct {
+	SKU      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+}
+
+// OrderPlaced announces an order that was committed with status pending.
+type OrderPlaced struct {
+	OrderID    string    `json:"order_id"`
+	CustomerID string    `json:"customer_id"`
+	Items      []Item    `json:"items"`
+	PlacedAt   time.Time `json:"placed_at"`
+}
+
+func (OrderPlaced) Stream() string    { return StreamOrdersPlaced }
+func (OrderPlaced) EventType() string { return "OrderPlaced" }
+
+// StockReserved says that every item of the order is reserved.
+type StockReserved struct {
+	OrderID string `json:"order_id"`
+	Items   []Item `json:"items"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func (StockReserved) Stream() string    { return StreamReservations }
+func (StockReserved) EventType() string { return "StockReserved" }
+
+// StockRejected says that nothing of the order is reserved, and why.
+type StockRejected struct {
+	OrderID string `json:"order_id"`
+	Items   []Item `json:"items"`
+	Reason  string `json:"reason"`
+}
+
+func (StockRejected) Stream() string    { return StreamReservations }
+func (StockRejected) EventType() string { return "StockRejected" }

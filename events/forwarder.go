@@ -1,0 +1,120 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/components/metrics"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// ForwarderConfig tunes how the forwarder reads the outbox.
+type ForwarderConfig struct {
+	// DatabaseURL, when set, is used to listen for the notification that
+	// events were committed, so the forwarder moves them at once.
+	DatabaseURL string
+	// PollInterval is how long the forwarder waits before looking again at
+	// an outbox it found empty (and was not woken).
+	PollInterval time.Duration
+	// BatchSize is how many outbox rows one poll reads.
+	BatchSize int
+	// Metrics, when set, receives Watermill's handler, subscriber and
+	// publisher metrics of the forwarder.
+	Metrics prometheus.Registerer
+	// Tracer, when set, traces each hop from the outbox to a stream.
+	Tracer trace.TracerProvider
+}
+
+// Forwarder moves events from the outbox table to their Redis streams, each
+// at least once: a row's offset is acked only after Redis accepted it.
+type Forwarder struct {
+	fwd    *forwarder.Forwarder
+	out    message.Publisher
+	logger watermill.LoggerAdapter
+	dsn    string
+	wake   chan struct{}
+	done   chan struct{}
+}
+
+// NewForwarder reads the outbox as the consumer group "forwarder".
+// Forwarders running at once take turns: each poll locks the group's offsets
+// row, so a second one is a hot standby.
+func NewForwarder(db *sql.DB, streams Streams, cfg ForwarderConfig) (*Forwarder, error) {
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
+	}
+	f := &Forwarder{logger: streams.Logger, dsn: cfg.DatabaseURL, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	backoff := wsql.NewDefaultBackoffManager(cfg.PollInterval, time.Second)
+	if cfg.DatabaseURL != "" {
+		backoff = &outboxWaker{wake: f.wake, done: f.done, fallback: cfg.PollInterval, errors: backoff}
+	}
+	sub, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
+		ConsumerGroup:  forwarderGroup,
+		SchemaAdapter:  outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: cfg.BatchSize}},
+		OffsetsAdapter: wsql.DefaultPostgreSQLOffsetsAdapter{},
+		BackoffManager: backoff,
+	}, streams.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("create outbox subscriber: %w", err)
+	}
+	out, err := streams.Publisher()
+	if err != nil {
+		return nil, errors.Join(err, sub.Close())
+	}
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, streams.Logger)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("create forwarder router: %w", err), sub.Close(), out.Close())
+	}
+	if cfg.Metrics != nil {
+		// The router's own metrics cover the handler and the subscriber;
+		// the Redis publisher is not the router's, so it is decorated here
+		// to show the publish time.
+		b := metrics.NewPrometheusMetricsBuilder(cfg.Metrics, "orderstream", "watermill")
+		b.AddPrometheusRouterMetrics(r)
+		if out, err = b.DecoratePublisher(out); err != nil {
+			return nil, errors.Join(fmt.Errorf("measure forwarder publisher: %w", err), sub.Close())
+		}
+	}
+	fwd, err := forwarder.NewForwarder(sub, out, streams.Logger, forwarder.Config{
+		Router:         r,
+		ForwarderTopic: OutboxTopic,
+		HandlerName:    forwarderHandler,
+		Middlewares:    []message.HandlerMiddleware{inspectEnvelope(out, cfg.Tracer)},
+		// deadLetterUnreadable catches what cannot be unwrapped; should
+		// anything slip past it, acking (and logging) still beats
+		// blocking every row behind it.
+		AckWhenCannotUnwrap: true,
+	})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("create forwarder: %w", err), sub.Close(), out.Close())
+	}
+	f.fwd, f.out = fwd, out
+	return f, nil
+}
+
+const (
+	forwarderGroup   = "forwarder"
+	forwarderHandler = "outbox_forwarder"
+)
+
+// Run forwards until ctx is done, then finishes the message in hand.
+func (f *Forwarder) Run(ctx context.Context) error {
+	if f.dsn != "" {
+		listenOutbox(ctx, f.dsn, f.wake, f.logger)
+	}
+	go func() { <-ctx.Done(); close(f.done) }()
+	err := f.fwd.Run(ctx)
+	return errors.Join(err, f.out.Close())
+}
+
+// Running is closed once the forwarder has subscribed to the outbox.
+func (f *Forwarder) Running() chan struct{} { return f.fwd.Running() }

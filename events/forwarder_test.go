@@ -1,0 +1,131 @@
+package events_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/postgres"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// publish commits e through the outbox.
+func publish(t *testing.T, db *sql.DB, ctx context.Context, e events.Event) {
+	t.Helper()
+	err := postgres.InTx(ctx, db, func(tx *sql.Tx) error { return events.Publish(ctx, tx, e) })
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// entries waits until key holds n entries and returns them as messages.
+func entries(t *testing.T, rdb *redis.Client, key string, n int) []*message.Message {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		xs, err := rdb.XRange(context.Background(), key, "-", "+").Result()
+		if err == nil && len(xs) >= n {
+			var msgs []*message.Message
+			for _, x := range xs {
+				msg, err := redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(x.Values)
+				if err != nil {
+					t.Fatalf("entry %s: %v", x.ID, err)
+				}
+				msgs = append(msgs, msg)
+			}
+			return msgs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %d entries (%v), want %d", key, len(xs), err, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func runForwarder(t *testing.T, db *sql.DB, streams events.Streams, cfg events.ForwarderConfig) {
+	t.Helper()
+	f, err := events.NewForwarder(db, streams, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("forwarder: %v", err)
+		}
+	})
+}
+
+func TestForwarder(t *testing.T) {
+	t.Parallel()
+	db := testenv.OwnDB(t)
+	streams := testenv.Streams(t)
+	rdb := streams.Client()
+	defer rdb.Close()
+	ctx := events.WithCorrelationID(context.Background(), "corr-f")
+
+	publish(t, db, ctx, events.OrderPlaced{OrderID: "o-1", CustomerID: "c"})
+	// A row that is not an envelope must not block the rows behind it.
+	if _, err := db.Exec(`INSERT INTO watermill_outbox (uuid, payload, transaction_id)
+		VALUES ('not-an-envelope', '{"hello":"world"}', pg_current_xact_id())`); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, db, ctx, events.StockReserved{OrderID: "o-1"})
+	uuids := map[string]bool{}
+	for _, e := range testenv.OutboxEvents(t, db, "order_id", "o-1") {
+		uuids[e.UUID] = true
+	}
+
+	runForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
+
+	placed := entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)
+	reserved := entries(t, rdb, streams.Name(events.StreamReservations), 1)
+	for _, msg := range []*message.Message{placed[0], reserved[0]} {
+		if !uuids[msg.UUID] {
+			t.Errorf("forwarded message %s does not keep its outbox UUID %v", msg.UUID, uuids)
+		}
+		if msg.Metadata.Get(events.MetadataCorrelationID) != "corr-f" || msg.Metadata.Get(events.MetadataEventType) == "" {
+			t.Errorf("forwarded metadata = %v", msg.Metadata)
+		}
+	}
+	dead := entries(t, rdb, streams.Name(events.StreamDeadLetter), 1)
+	if dead[0].Metadata.Get("reason_poisoned") == "" || dead[0].Metadata.Get("topic_poisoned") != events.OutboxTopic {
+		t.Errorf("dead letter metadata = %v", dead[0].Metadata)
+	}
+}
+
+// TestForwarder_wakesOnCommit shows the forwarder moving events as they
+// commit, woken by the outbox trigger's notification, though it would not
+// poll again for a minute.
+func TestForwarder_wakesOnCommit(t *testing.T) {
+	t.Parallel()
+	url := testenv.OwnDatabaseURL(t)
+	db, err := postgres.Open(context.Background(), url, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	streams := testenv.Streams(t)
+	rdb := streams.Client()
+	defer rdb.Close()
+	runForwarder(t, db, streams, events.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
+	time.Sleep(200 * time.Millisecond) // past the first, empty poll: now it waits
+
+	ctx := context.Background()
+	for i := range 3 {
+		publish(t, db, ctx, events.OrderPlaced{OrderID: fmt.Sprintf("wake-%d", i)})
+		entries(t, rdb, streams.Name(events.StreamOrdersPlaced), i+1)
+	}
+}

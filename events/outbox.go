@@ -1,0 +1,48 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// OutboxTopic is the watermill-sql topic every event is written to: the
+// table watermill_outbox, read by the forwarder.
+const OutboxTopic = "outbox"
+
+// Publish writes e to the outbox inside tx. The event becomes visible to the
+// forwarder only if tx commits, and then it is certain to be forwarded: the
+// business change and its announcement cannot disagree.
+//
+// A watermill-sql publisher bound to one transaction is cheap (no I/O), so
+// each call makes its own; the forwarder publisher wraps the event in an
+// envelope that names its destination stream.
+func Publish(ctx context.Context, tx *sql.Tx, e Event) (err error) {
+	ctx, span := startSpan(ctx, "outbox publish "+e.EventType(), trace.SpanKindProducer)
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	msg, err := NewMessage(ctx, e)
+	if err != nil {
+		return err
+	}
+	span.SetAttributes(attribute.String("messaging.message.id", msg.UUID), attribute.String("messaging.destination.name", e.Stream()))
+	pub, err := wsql.NewPublisher(tx, wsql.PublisherConfig{SchemaAdapter: wsql.DefaultPostgreSQLSchema{}}, nil)
+	if err != nil {
+		return fmt.Errorf("create outbox publisher: %w", err)
+	}
+	out := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic})
+	if err := out.Publish(e.Stream(), msg); err != nil {
+		return fmt.Errorf("write %s to outbox: %w", e.EventType(), err)
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package events
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+	"github.com/lib/pq"
+)
+
+// notifyChannel is where the outbox trigger (migration 00002) notifies.
+const notifyChannel = "watermill_outbox"
+
+// outboxWaker is the forwarder subscriber's BackoffManager. watermill-sql
+// only polls; polling often for low latency costs a transaction per poll
+// while idle. Instead, after a poll that found nothing, the waker waits for
+// the notification that events were committed, or for the slow fallback
+// poll (should a notification be lost while the listener reconnects). A
+// poll that found rows is followed at once by the next, so a backlog drains
+// without sleeping.
+type outboxWaker struct {
+	wake     <-chan struct{}
+	done     <-chan struct{}
+	fallback time.Duration
+	errors   wsql.BackoffManager
+	// After a wake-up, a poll may find nothing: the committed rows stay
+	// hidden while an older transaction anywhere in the cluster still runs
+	// (see outboxSchema), and its end notifies nobody. So look again,
+	// sooner than the fallback and less often as time goes on, until rows
+	// show up or a fallback interval has passed.
+	recheck      time.Duration
+	recheckUntil time.Time
+}
+
+const (
+	firstRecheck = time.Millisecond
+	maxRecheck   = 100 * time.Millisecond
+)
+
+func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
+	if err != nil {
+		// A second forwarder waits on the offsets row's lock while the
+		// first works, then fails to serialize: it is the standby, and
+		// retrying at once would only spin.
+		if strings.Contains(err.Error(), "could not serialize") {
+			return w.fallback
+		}
+		return w.errors.HandleError(logger, noMsg, err)
+	}
+	if !noMsg {
+		w.recheck = 0
+		return 0
+	}
+	if w.recheck > 0 && time.Now().Before(w.recheckUntil) {
+		d := w.recheck
+		w.recheck = min(2*w.recheck, maxRecheck)
+		return d
+	}
+	w.recheck = 0
+	timer := time.NewTimer(w.fallback)
+	defer timer.Stop()
+	select {
+	case <-w.wake:
+		w.recheck, w.recheckUntil = firstRecheck, time.Now().Add(w.fallback)
+	case <-timer.C:
+	case <-w.done:
+	}
+	return 0
+}
+
+// listenOutbox listens for the outbox trigger's notifications on a
+// connection of its own until ctx is done, and signals wake (without
+// blocking) for each, and whenever the connection was re-established (a
+// notification may have been missed meanwhile).
+func listenOutbox(ctx context.Context, dsn string, wake chan<- struct{}, logger watermill.LoggerAdapter) {
+	signal := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	l := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
+		if err != nil {
+			logger.Info("Outbox listener connection event", watermill.LogFields{"event": ev, "err": err.Error()})
+		}
+		if ev == pq.ListenerEventReconnected {
+			signal()
+		}
+	})
+	go func() {
+		<-ctx.Done()
+		l.Close() // also ends a Listen still waiting for a connection
+	}()
+	go func() {
+		// Listen waits until the server acknowledges, reconnecting as
+		// needed; until then the fallback poll carries on alone.
+		if err := l.Listen(notifyChannel); err != nil {
+			if ctx.Err() == nil {
+				logger.Error("Cannot listen for outbox notifications", err, nil)
+			}
+			return
+		}
+		signal()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.Notify:
+				signal()
+			}
+		}
+	}()
+}

@@ -1,0 +1,87 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/lib/pq"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/logging"
+	"github.com/orderstream/orderstream/postgres"
+)
+
+// OnOrderPlaced reserves every item of the order or none, and announces the
+// outcome (StockReserved or StockRejected) through the outbox in the same
+// transaction.
+func (s *Service) OnOrderPlaced(ctx context.Context, e events.OrderPlaced) error {
+	if err := checkItems(e.Items); err != nil {
+		return err
+	}
+	skus := make([]string, len(e.Items))
+	quantities := make([]int64, len(e.Items))
+	for i, it := range e.Items {
+		skus[i], quantities[i] = it.SKU, int64(it.Quantity)
+	}
+	var reason string
+	err := postgres.InTx(ctx, s.db, func(tx *sql.Tx) error {
+		available, err := lockStock(ctx, tx, skus)
+		if err != nil {
+			return err
+		}
+		if reason = Decide(e.Items, available); reason != "" {
+			return events.Publish(ctx, tx, events.StockRejected{OrderID: e.OrderID, Items: e.Items, Reason: reason})
+		}
+		_, err = tx.ExecContext(ctx, `
+			WITH r AS (
+				SELECT * FROM unnest($2::text[], $3::int[]) AS r(sku, quantity)),
+			upd AS (
+				UPDATE stock
+				SET available = stock.available - r.quantity,
+				    reserved = stock.reserved + r.quantity,
+				    updated_at = now()
+				FROM r WHERE stock.sku = r.sku)
+			INSERT INTO reservations (order_id, sku, quantity)
+			SELECT $1, sku, quantity FROM r`,
+			e.OrderID, pq.Array(skus), pq.Array(quantities))
+		if err != nil {
+			return fmt.Errorf("reserve stock: %w", err)
+		}
+		return events.Publish(ctx, tx, events.StockReserved{OrderID: e.OrderID, Items: e.Items})
+	})
+	if err != nil {
+		return err
+	}
+	if reason == "" {
+		logging.Note(ctx, "order_id", e.OrderID, "outcome", "reserved")
+	} else {
+		logging.Note(ctx, "order_id", e.OrderID, "outcome", "rejected", "reason", reason)
+	}
+	return nil
+}
+
+// lockStock locks the stock rows of skus, in SKU order so that concurrent
+// reservations of overlapping SKUs cannot deadlock, and returns their
+// available units. Unknown SKUs are absent from the map.
+func lockStock(ctx context.Context, tx *sql.Tx, skus []string) (map[string]int, error) {
+	rows, err := tx.QueryContext(ctx,
+		`SELECT sku, available FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`, pq.Array(skus))
+	if err != nil {
+		return nil, fmt.Errorf("lock stock: %w", err)
+	}
+	defer rows.Close()
+	available := make(map[string]int, len(skus))
+	for rows.Next() {
+		var sku string
+		var n int
+		if err := rows.Scan(&sku, &n); err != nil {
+			return nil, fmt.Errorf("lock stock: %w", err)
+		}
+		available[sku] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lock stock: %w", err)
+	}
+	return available, nil
+}

@@ -1,0 +1,201 @@
+package inventory_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/validate"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+type fixture struct {
+	t   *testing.T
+	ctx context.Context
+	s   *inventory.Service
+}
+
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	return fixture{t, context.Background(), inventory.NewService(testenv.DB(t))}
+}
+
+// sku sets up a new SKU with available units and returns its name.
+func (f fixture) sku(available int) string {
+	f.t.Helper()
+	sku := testenv.Unique("SKU")
+	if _, err := f.s.Set(f.ctx, sku, available); err != nil {
+		f.t.Fatalf("Set(%s) = %v", sku, err)
+	}
+	return sku
+}
+
+func (f fixture) want(sku string, available, reserved int) {
+	f.t.Helper()
+	st, err := f.s.Get(f.ctx, sku)
+	if err != nil {
+		f.t.Fatalf("Get(%s) = %v", sku, err)
+	}
+	if st.Available != available || st.Reserved != reserved {
+		f.t.Errorf("%s: available %d reserved %d, want %d and %d", sku, st.Available, st.Reserved, available, reserved)
+	}
+}
+
+// place runs OnOrderPlaced for a new order of items and returns the order id.
+func (f fixture) place(items ...events.Item) string {
+	f.t.Helper()
+	id := uuid.NewString()
+	if err := f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: id, CustomerID: "c", Items: items}); err != nil {
+		f.t.Fatalf("OnOrderPlaced() = %v", err)
+	}
+	return id
+}
+
+// outcome returns the event type and reason the outbox holds for order id.
+func (f fixture) outcome(id string) (eventType, reason string) {
+	f.t.Helper()
+	evs := testenv.OutboxEvents(f.t, testenv.DB(f.t), "order_id", id)
+	if len(evs) != 1 {
+		f.t.Fatalf("outbox holds %d events for order %s, want 1", len(evs), id)
+	}
+	var p struct{ Reason string }
+	testenv.DecodePayload(f.t, evs[0], &p)
+	if evs[0].DestinationTopic != events.StreamReservations {
+		f.t.Errorf("event goes to %q, want %q", evs[0].DestinationTopic, events.StreamReservations)
+	}
+	return evs[0].Metadata[events.MetadataEventType], p.Reason
+}
+
+func TestService_Set(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+
+	t.Run("sets_available_and_keeps_reserved", func(t *testing.T) {
+		f := f
+		f.t = t
+		sku := f.sku(5)
+		f.place(events.Item{SKU: sku, Quantity: 2})
+		if _, err := f.s.Set(f.ctx, sku, 7); err != nil {
+			t.Fatal(err)
+		}
+		f.want(sku, 7, 2)
+	})
+
+	t.Run("rejects_invalid_input", func(t *testing.T) {
+		for _, c := range []struct {
+			sku       string
+			available int
+		}{{"", 1}, {"A B", 1}, {"A", -1}, {"A", inventory.MaxAvailable + 1}} {
+			var errs validate.Errors
+			if _, err := f.s.Set(f.ctx, c.sku, c.available); !errors.As(err, &errs) {
+				t.Errorf("Set(%q, %d) = %v, want validate.Errors", c.sku, c.available, err)
+			}
+		}
+	})
+
+	t.Run("get_unknown_sku_is_not_found", func(t *testing.T) {
+		for _, sku := range []string{testenv.Unique("none"), "", "a b", "'; --"} {
+			if _, err := f.s.Get(f.ctx, sku); !errors.Is(err, inventory.ErrNotFound) {
+				t.Errorf("Get(%q) = %v, want ErrNotFound", sku, err)
+			}
+		}
+	})
+}
+
+func TestService_OnOrderPlaced(t *testing.T) {
+	t.Parallel()
+
+	t.Run("reserves_every_item_and_announces_it", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		a, b := f.sku(5), f.sku(5)
+		id := f.place(events.Item{SKU: a, Quantity: 2}, events.Item{SKU: b, Quantity: 5})
+		f.want(a, 3, 2)
+		f.want(b, 0, 5)
+		if typ, reason := f.outcome(id); typ != "StockReserved" || reason != "" {
+			t.Errorf("outcome = %s %q, want StockReserved", typ, reason)
+		}
+	})
+
+	t.Run("reserves_nothing_when_one_item_is_short", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		a, b := f.sku(5), f.sku(1)
+		id := f.place(events.Item{SKU: a, Quantity: 2}, events.Item{SKU: b, Quantity: 2})
+		f.want(a, 5, 0)
+		f.want(b, 1, 0)
+		if typ, reason := f.outcome(id); typ != "StockRejected" || reason != events.ReasonInsufficientStock {
+			t.Errorf("outcome = %s %q, want StockRejected insufficient_stock", typ, reason)
+		}
+	})
+
+	t.Run("rejects_an_unknown_sku", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		a := f.sku(5)
+		id := f.place(events.Item{SKU: a, Quantity: 1}, events.Item{SKU: testenv.Unique("ghost"), Quantity: 1})
+		f.want(a, 5, 0)
+		if typ, reason := f.outcome(id); typ != "StockRejected" || reason != events.ReasonUnknownSKU {
+			t.Errorf("outcome = %s %q, want StockRejected unknown_sku", typ, reason)
+		}
+	})
+
+	t.Run("refuses_malformed_orders", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		err := f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: uuid.NewString()})
+		if !errors.Is(err, events.ErrMalformed) {
+			t.Errorf("OnOrderPlaced(no items) = %v, want ErrMalformed", err)
+		}
+	})
+
+	t.Run("never_oversells_under_concurrent_orders", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		sku, other := f.sku(10), f.sku(100)
+		const orders = 50
+		ids := make([]string, orders)
+		var wg sync.WaitGroup
+		for i := range orders {
+			wg.Go(func() {
+				// Half the orders also take another SKU, in the other
+				// order, to show that row locks cannot deadlock.
+				items := []events.Item{{SKU: sku, Quantity: 1}}
+				if i%2 == 0 {
+					items = []events.Item{{SKU: other, Quantity: 1}, {SKU: sku, Quantity: 1}}
+				}
+				ids[i] = uuid.NewString()
+				if err := f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: ids[i], Items: items}); err != nil {
+					t.Errorf("OnOrderPlaced() = %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		f.want(sku, 0, 10)
+		var reserved, rejected, otherReserved int
+		for i, id := range ids {
+			switch typ, reason := f.outcome(id); {
+			case typ == "StockReserved":
+				reserved++
+				if i%2 == 0 {
+					otherReserved++
+				}
+			case typ == "StockRejected" && reason == events.ReasonInsufficientStock:
+				rejected++
+			default:
+				t.Errorf("order %d: outcome %s %q", i, typ, reason)
+			}
+		}
+		if reserved != 10 || rejected != 40 {
+			t.Errorf("%d reserved and %d rejected, want 10 and 40", reserved, rejected)
+		}
+		f.want(other, 100-otherReserved, otherReserved)
+	})
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/orderstream/orderstream/internal/testenv"
+)
+
+// chromium finds a Chromium to drive, or skips: except in CI, where .ci/run
+// installs Debian's chromium and its absence is a failure.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{os.Getenv("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
+		if name == "" {
+			continue
+		}
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("no Chromium found (CI is set): install Debian's chromium package")
+	}
+	t.Skip("no Chromium installed, skipping the browser test (apt-get install chromium, or set CHROMIUM)")
+	return ""
+}
+
+// TestLivePage drives the live page in a headless Chromium: it sets stock
+// and places an order through the page's forms, and sees the order turn
+// confirmed in the list that Server-Sent Events keep current.
+func TestLivePage(t *testing.T) {
+	t.Parallel()
+	browser := chromium(t)
+	addr := freeAddr(t)
+	start(t, env(t, addr))
+	base := "http://" + addr
+	client{t, base}.waitHealthy()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.WindowSize(1280, 1000),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelTimeout()
+
+	sku := testenv.Unique("SKU")
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(css(`#connection.live`)),
+		chromedp.SetValue(css(`#stock-sku`), sku),
+		chromedp.SetValue(css(`#stock-available`), "5"),
+		chromedp.SetValue(css(`#admin-token`), "component-token"),
+		chromedp.Click(css(`#stock-form button`)),
+		chromedp.WaitVisible(`//p[@id="message" and contains(., "5 available")]`),
+		chromedp.SetValue(css(`#order-sku`), sku),
+		chromedp.SetValue(css(`#order-quantity`), "2"),
+		chromedp.Click(css(`#order-form button`)),
+		chromedp.WaitVisible(`//p[@id="message" and contains(., "placed")]`),
+	)
+	if err != nil {
+		t.Fatalf("driving the page: %v", err)
+	}
+	message, err := chromedp.Run(ctx, chromedp.Text(css(`#message`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := regexp.MustCompile(`[0-9a-f-]{36}`).FindString(message)
+	if id == "" {
+		t.Fatalf("the page said %q, want the order id", message)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(css(`td.status.confirmed[data-order-id="`+id+`"]`))); err != nil {
+		t.Fatalf("order %s did not show as confirmed: %v", id, err)
+	}
+	screenshot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveArtifact(t, "live-page.png", screenshot)
+}
+
+// saveArtifact keeps a file a person may want to look at after the tests,
+// in $ARTIFACTS_DIR or .run/artifacts.
+func saveArtifact(t *testing.T, name string, data []byte) {
+	t.Helper()
+	dir := os.Getenv("ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join(".run", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("saved %s", path)
+}

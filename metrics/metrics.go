@@ -1,0 +1,101 @@
+// Package metrics defines orderstream's own Prometheus metrics and collects
+// the ones read from PostgreSQL and Redis on a timer, so that a scrape never
+// loads either.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are one process's metrics, in a registry of its own.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	HTTPRequests    *prometheus.CounterVec   // method, route, code
+	HTTPDuration    *prometheus.HistogramVec // method, route
+	OrdersPlaced    prometheus.Counter
+	OrderSettle     prometheus.Histogram
+	InboxDuplicates *prometheus.CounterVec // handler
+
+	// Read from the database and Redis on a timer, and registered only by
+	// the process that reads them (see RegisterBacklog).
+	OutboxPending   prometheus.Gauge
+	OutboxOldestAge prometheus.Gauge
+	StreamLag       *prometheus.GaugeVec // stream, group
+	StreamPending   *prometheus.GaugeVec // stream, group
+	DeadLetters     prometheus.Gauge
+}
+
+// Namespace prefixes every metric of orderstream's.
+const Namespace = "orderstream"
+
+// New returns the metrics, with the Go runtime's and the process's.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "http_requests_total",
+			Help: "HTTP requests answered, by method, route pattern and status code.",
+		}, []string{"method", "route", "code"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by method and route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method", "route"}),
+		OrdersPlaced: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "orders_placed_total",
+			Help: "Orders placed (replays of an idempotent request not counted).",
+		}),
+		OrderSettle: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "order_settle_seconds",
+			Help:    "Time from an order's commit to its confirmation or rejection, by the database clock.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		InboxDuplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "inbox_duplicates_total",
+			Help: "Redelivered messages the inbox skipped, by handler.",
+		}, []string{"handler"}),
+		OutboxPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "outbox_pending_messages",
+			Help: "Outbox rows the forwarder has not moved to Redis yet.",
+		}),
+		OutboxOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "outbox_oldest_pending_age_seconds",
+			Help: "Age of the oldest outbox row not yet forwarded; 0 when none.",
+		}),
+		StreamLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "stream_consumer_lag",
+			Help: "Stream entries not yet delivered to the consumer group.",
+		}, []string{"stream", "group"}),
+		StreamPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "stream_pending_messages",
+			Help: "Stream entries delivered to a consumer of the group and not yet acknowledged.",
+		}, []string{"stream", "group"}),
+		DeadLetters: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "deadletter_messages",
+			Help: "Messages in the dead-letter stream.",
+		}),
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.HTTPRequests, m.HTTPDuration, m.OrdersPlaced, m.OrderSettle, m.InboxDuplicates,
+	)
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// RegisterBacklog registers the gauges read from the database and Redis,
+// in the one process that reads them.
+func (m *Metrics) RegisterBacklog() {
+	m.Registry.MustRegister(m.OutboxPending, m.OutboxOldestAge, m.StreamLag, m.StreamPending, m.DeadLetters)
+}

@@ -1,0 +1,83 @@
+// Package orders owns orders: placing them (the order and its OrderPlaced
+// event in one transaction), reading them, and settling them when the
+// inventory answers.
+package orders
+
+import (
+	"errors"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/validate"
+)
+
+// Order statuses.
+const (
+	StatusPending   = "pending"
+	StatusConfirmed = "confirmed"
+	StatusRejected  = "rejected"
+)
+
+// Limits of a valid order.
+const (
+	MaxCustomerIDLen = 64
+	MaxItems         = 100
+	MaxQuantity      = 10000
+)
+
+var (
+	// ErrNotFound means no order has the id asked for.
+	ErrNotFound = errors.New("order not found")
+	// ErrIdempotencyConflict means an Idempotency-Key was used before with
+	// another request body.
+	ErrIdempotencyConflict = errors.New("idempotency key reused with another request")
+)
+
+// Order is an order: its items in the order given, its status, and the
+// reason when rejected. Times are the database clock's.
+type Order struct {
+	ID         string
+	CustomerID string
+	Items      []events.Item
+	Status     string
+	Reason     string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// PlaceRequest is what a client sends to place an order.
+type PlaceRequest struct {
+	CustomerID string        `json:"customer_id"`
+	Items      []events.Item `json:"items"`
+}
+
+// Validate returns validate.Errors listing every field that breaks the rules.
+func (r PlaceRequest) Validate() error {
+	var errs validate.Errors
+	if n := utf8.RuneCountInString(r.CustomerID); n < 1 || n > MaxCustomerIDLen || !utf8.ValidString(r.CustomerID) {
+		errs.Add("customer_id", "must be 1 to %d characters", MaxCustomerIDLen)
+	}
+	if n := len(r.Items); n < 1 || n > MaxItems {
+		errs.Add("items", "must hold 1 to %d items", MaxItems)
+	}
+	seen := make(map[string]bool, len(r.Items))
+	for i, it := range r.Items {
+		switch {
+		case !events.ValidSKU(it.SKU):
+			errs.Add(itemField(i, "sku"), "must be 1 to %d characters of A-Z a-z 0-9 . _ -", events.MaxSKULen)
+		case seen[it.SKU]:
+			errs.Add(itemField(i, "sku"), "%q appears more than once", it.SKU)
+		}
+		seen[it.SKU] = true
+		if it.Quantity < 1 || it.Quantity > MaxQuantity {
+			errs.Add(itemField(i, "quantity"), "must be 1 to %d", MaxQuantity)
+		}
+	}
+	return errs.Err()
+}
+
+func itemField(i int, name string) string {
+	return "items[" + strconv.Itoa(i) + "]." + name
+}

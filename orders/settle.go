@@ -1,0 +1,68 @@
+package orders
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/logging"
+	"github.com/orderstream/orderstream/postgres"
+)
+
+// OnStockReserved confirms the order whose items were all reserved.
+func (s *Service) OnStockReserved(ctx context.Context, e events.StockReserved) error {
+	return s.settle(ctx, e.OrderID, StatusConfirmed, "")
+}
+
+// OnStockRejected rejects the order that could not be reserved, with the
+// inventory's reason.
+func (s *Service) OnStockRejected(ctx context.Context, e events.StockRejected) error {
+	if e.Reason != events.ReasonInsufficientStock && e.Reason != events.ReasonUnknownSKU {
+		return fmt.Errorf("%w: unknown rejection reason %q", events.ErrMalformed, e.Reason)
+	}
+	return s.settle(ctx, e.OrderID, StatusRejected, e.Reason)
+}
+
+// settle moves a pending order to status. An order that is no longer
+// pending stays as it is: an order settles once.
+func (s *Service) settle(ctx context.Context, id, status, reason string) error {
+	if _, err := uuid.Parse(id); err != nil {
+		return fmt.Errorf("%w: order id %q", events.ErrMalformed, id)
+	}
+	return postgres.InTx(ctx, s.db, func(tx *sql.Tx) error {
+		var current string
+		var changed bool
+		var took float64 // seconds from commit to now, by the database clock
+		err := tx.QueryRowContext(ctx, `
+			WITH upd AS (
+				UPDATE orders
+				SET status = $2, reason = NULLIF($3, ''), updated_at = clock_timestamp()
+				WHERE id = $1 AND status = 'pending'
+				RETURNING status, EXTRACT(EPOCH FROM updated_at - created_at) AS took)
+			SELECT status, true, took FROM upd
+			UNION ALL
+			SELECT status, false, 0 FROM orders WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM upd)`,
+			id, status, reason).Scan(&current, &changed, &took)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: settle order %s: %w", events.ErrMalformed, id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("settle order %s: %w", id, err)
+		}
+		if !changed {
+			logging.Note(ctx, "order_id", id, "outcome", "already_"+current)
+			return nil
+		}
+		logging.Note(ctx, "order_id", id, "outcome", status)
+		if reason != "" {
+			logging.Note(ctx, "reason", reason)
+		}
+		s.settled(time.Duration(took * float64(time.Second)))
+		return nil
+	})
+}

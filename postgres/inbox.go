@@ -1,0 +1,71 @@
+package postgres
+
+import (
+	"database/sql"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/orderstream/orderstream/logging"
+)
+
+// Inbox is the Watermill middleware that makes a handler's effect happen
+// exactly once per message, however often the message is delivered.
+//
+// It begins a transaction, records (handler name, message UUID) in the inbox
+// table, and runs the handler with that transaction in the message context
+// (handlers reach it through InTx). The inbox row and the handler's writes,
+// outbox rows included, commit together or not at all:
+//
+//   - a message whose row already exists was handled before: it is acked and
+//     the handler does not run;
+//   - a concurrent delivery of the same message waits on the row's unique key
+//     until the first one commits (then it is a duplicate) or rolls back (then
+//     it runs);
+//   - a handler that fails rolls back the row with its effect, so a retry runs
+//     it again. Recording the key before the handler and outside its
+//     transaction, as middleware.Deduplicator does, would drop that retry.
+//
+// onDuplicate, when not nil, is called with the handler name of each
+// duplicate skipped.
+func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddleware {
+	return func(next message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			ctx := msg.Context()
+			handler := message.HandlerNameFromCtx(ctx)
+
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return nil, fmt.Errorf("begin inbox transaction: %w", err)
+			}
+			defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+
+			res, err := tx.ExecContext(ctx,
+				`INSERT INTO inbox (handler, message_uuid) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+				handler, msg.UUID)
+			if err != nil {
+				return nil, fmt.Errorf("record message in inbox: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return nil, fmt.Errorf("record message in inbox: %w", err)
+			} else if n == 0 {
+				logging.Note(ctx, "outcome", "duplicate_skipped")
+				if onDuplicate != nil {
+					onDuplicate(handler)
+				}
+				return nil, nil
+			}
+
+			msg.SetContext(WithTx(ctx, tx))
+			produced, err := next(msg)
+			msg.SetContext(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := tx.Commit(); err != nil {
+				return nil, fmt.Errorf("commit inbox transaction: %w", err)
+			}
+			return produced, nil
+		}
+	}
+}

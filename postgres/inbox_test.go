@@ -1,0 +1,213 @@
+package postgres_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+
+	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/postgres"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// counter is a handler effect that can be counted: it adds one to the
+// reserved units of a SKU of its own, in the inbox's transaction.
+type counter struct {
+	db  *sql.DB
+	sku string
+}
+
+func newCounter(t *testing.T, db *sql.DB) counter {
+	t.Helper()
+	c := counter{db, testenv.Unique("inbox")}
+	if _, err := db.Exec(`INSERT INTO stock (sku, available) VALUES ($1, 0)`, c.sku); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c counter) add(ctx context.Context) error {
+	return postgres.InTx(ctx, c.db, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE stock SET reserved = reserved + 1 WHERE sku = $1`, c.sku)
+		return err
+	})
+}
+
+func (c counter) value(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := c.db.QueryRow(`SELECT reserved FROM stock WHERE sku = $1`, c.sku).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// route runs a Watermill router over an in-memory pub/sub whose Publish
+// returns once the message is acked (a nack redelivers it at once).
+func route(t *testing.T, db *sql.DB, onDuplicate func(string), handlers map[string]message.NoPublishHandlerFunc) *gochannel.GoChannel {
+	t.Helper()
+	pubsub := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, nil)
+	r, err := message.NewRouter(message.RouterConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AddMiddleware(postgres.Inbox(db, onDuplicate))
+	for name, h := range handlers {
+		r.AddConsumerHandler(name, "topic", pubsub, h)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-r.Running()
+	return pubsub
+}
+
+func TestInbox(t *testing.T) {
+	t.Parallel()
+
+	t.Run("runs_a_redelivered_message_once", func(t *testing.T) {
+		t.Parallel()
+		db := testenv.DB(t)
+		c := newCounter(t, db)
+		var duplicates atomic.Int32
+		pubsub := route(t, db, func(string) { duplicates.Add(1) }, map[string]message.NoPublishHandlerFunc{
+			"count": func(msg *message.Message) error { return c.add(msg.Context()) },
+		})
+		msg := message.NewMessage(testenv.Unique("uuid"), nil)
+		for range 3 {
+			if err := pubsub.Publish("topic", msg.Copy()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := c.value(t); n != 1 {
+			t.Errorf("effect ran %d times, want 1", n)
+		}
+		if n := duplicates.Load(); n != 2 {
+			t.Errorf("%d duplicates reported, want 2", n)
+		}
+	})
+
+	t.Run("runs_a_failed_handler_again_and_keeps_one_effect", func(t *testing.T) {
+		t.Parallel()
+		db := testenv.DB(t)
+		c := newCounter(t, db)
+		var calls atomic.Int32
+		pubsub := route(t, db, nil, map[string]message.NoPublishHandlerFunc{
+			"count": func(msg *message.Message) error {
+				// The effect is written, then the handler fails: the
+				// rollback must take the effect and the inbox row with it.
+				if err := c.add(msg.Context()); err != nil {
+					return err
+				}
+				if calls.Add(1) == 1 {
+					return errors.New("first attempt fails")
+				}
+				return nil
+			},
+		})
+		msg := message.NewMessage(testenv.Unique("uuid"), nil)
+		if err := pubsub.Publish("topic", msg); err != nil { // nacked once, then acked
+			t.Fatal(err)
+		}
+		if n := calls.Load(); n != 2 {
+			t.Errorf("handler ran %d times, want 2", n)
+		}
+		if n := c.value(t); n != 1 {
+			t.Errorf("effect is %d, want 1", n)
+		}
+	})
+
+	t.Run("keys_by_handler", func(t *testing.T) {
+		t.Parallel()
+		db := testenv.DB(t)
+		a, b := newCounter(t, db), newCounter(t, db)
+		pubsub := route(t, db, nil, map[string]message.NoPublishHandlerFunc{
+			"a": func(msg *message.Message) error { return a.add(msg.Context()) },
+			"b": func(msg *message.Message) error { return b.add(msg.Context()) },
+		})
+		msg := message.NewMessage(testenv.Unique("uuid"), nil)
+		for range 2 {
+			if err := pubsub.Publish("topic", msg.Copy()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if a.value(t) != 1 || b.value(t) != 1 {
+			t.Errorf("effects a=%d b=%d, want 1 each", a.value(t), b.value(t))
+		}
+	})
+
+	t.Run("runs_concurrent_deliveries_once", func(t *testing.T) {
+		t.Parallel()
+		db := testenv.DB(t)
+		c := newCounter(t, db)
+		h := postgres.Inbox(db, nil)(func(msg *message.Message) ([]*message.Message, error) {
+			time.Sleep(20 * time.Millisecond) // hold the inbox row while the others arrive
+			return nil, c.add(msg.Context())
+		})
+		uuid := testenv.Unique("uuid")
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Go(func() {
+				if _, err := h(message.NewMessage(uuid, nil)); err != nil {
+					t.Errorf("handler = %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := c.value(t); n != 1 {
+			t.Errorf("effect ran %d times, want 1", n)
+		}
+	})
+}
+
+func TestInTx(t *testing.T) {
+	t.Parallel()
+	db := testenv.DB(t)
+	c := newCounter(t, db)
+	err := postgres.InTx(context.Background(), db, func(tx *sql.Tx) error {
+		ctx := postgres.WithTx(context.Background(), tx)
+		if err := c.add(ctx); err != nil { // joins tx
+			return err
+		}
+		return errors.New("roll back")
+	})
+	if err == nil || c.value(t) != 0 {
+		t.Errorf("InTx() = %v, effect %d: want the error and no effect", err, c.value(t))
+	}
+}
+
+func TestCleanInbox(t *testing.T) {
+	t.Parallel()
+	db := testenv.DB(t)
+	handler := testenv.Unique("clean")
+	if _, err := db.Exec(`INSERT INTO inbox (handler, message_uuid, processed_at) VALUES
+		($1, 'old-1', now() - interval '8 days'), ($1, 'old-2', now() - interval '30 days'), ($1, 'new', now())`, handler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.CleanInbox(context.Background(), db, 7*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	rows, err := db.Query(`SELECT message_uuid FROM inbox WHERE handler = $1`, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		left = append(left, id)
+	}
+	if len(left) != 1 || left[0] != "new" {
+		t.Errorf("left %v, want only the recent row", left)
+	}
+}

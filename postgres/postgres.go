@@ -1,0 +1,94 @@
+// Package postgres holds what the packages that own tables share: opening the
+// database, running a function in a transaction, and the inbox that makes a
+// message handler's effect happen once per message.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"syscall"
+
+	"github.com/lib/pq"
+)
+
+// Open connects to the database at dsn (a postgres:// URL), creating the
+// database first when the server exists but the database does not, so that a
+// fresh machine needs nothing but a running server.
+func Open(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+
+	err = db.PingContext(ctx)
+	if isMissingDatabase(err) {
+		err = createDatabase(ctx, dsn)
+		if err == nil {
+			err = db.PingContext(ctx)
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return db, nil
+}
+
+func isMissingDatabase(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && pqErr.Code == "3D000" // invalid_catalog_name
+}
+
+// createDatabase creates the database named in dsn through the server's
+// maintenance database.
+func createDatabase(ctx context.Context, dsn string) error {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return fmt.Errorf("parse database url: %w", err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	admin, err := sql.Open("postgres", u.String())
+	if err != nil {
+		return fmt.Errorf("open maintenance database: %w", err)
+	}
+	defer admin.Close()
+	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+pq.QuoteIdentifier(name))
+	// Another process created it first: duplicate_database, or, when both
+	// ran at once, unique_violation on the catalog.
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && (pqErr.Code == "42P04" || pqErr.Code == "23505") {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+// IsUnavailable reports whether err says the database could not be reached,
+// went away, or is starting or shutting down: a condition that passes, as
+// opposed to a wrong query or a broken constraint.
+func IsUnavailable(err error) bool {
+	var netErr *net.OpError
+	var pqErr *pq.Error
+	switch {
+	case errors.As(err, &netErr), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+		return true
+	case errors.As(err, &pqErr):
+		// Class 08: connection exception. 57P01-57P03: admin shutdown,
+		// crash shutdown, cannot connect now (starting up or shutting down).
+		return pqErr.Code.Class() == "08" || pqErr.Code == "57P01" || pqErr.Code == "57P02" || pqErr.Code == "57P03"
+	}
+	return false
+}

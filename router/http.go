@@ -1,0 +1,213 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/metrics"
+	"github.com/orderstream/orderstream/orders"
+)
+
+// HTTPConfig is what the HTTP API needs.
+type HTTPConfig struct {
+	Orders    *orders.Service
+	Inventory *inventory.Service
+	// AdminToken guards PUT /inventory; empty disables that endpoint.
+	AdminToken string
+	// Checks are the dependencies /readyz asks, by name.
+	Checks  map[string]func(context.Context) error
+	Metrics *metrics.Metrics
+	Tracer  trace.TracerProvider // nil: no tracing
+	Logger  *slog.Logger
+	// RequestTimeout bounds the work of one request.
+	RequestTimeout time.Duration
+	// Live feeds the live page; nil: a page with nothing to show.
+	Live *Live
+	// ReplayDeadLetter puts a dead letter back on its stream.
+	ReplayDeadLetter func(ctx context.Context, id string) error
+}
+
+type api struct{ HTTPConfig }
+
+// NewHTTP returns the HTTP API. Every route is here.
+func NewHTTP(cfg HTTPConfig) http.Handler {
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
+	}
+	if cfg.Live == nil {
+		cfg.Live = NewLive()
+	}
+	a := &api{cfg}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = a.writeError
+	e.Use(a.requestID, a.trace, a.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}), a.timeout)
+
+	e.POST("/orders", a.placeOrder)
+	e.GET("/orders/:id", a.getOrder)
+	e.PUT("/inventory/:sku", a.setStock, a.requireAdmin)
+	e.GET("/inventory/:sku", a.getStock)
+	e.POST("/deadletters/:id/replay", a.replayDeadLetter, a.requireAdmin)
+	index, assets := uiHandler()
+	e.GET("/", index)
+	e.GET("/ui/*", assets)
+	e.GET("/events", cfg.Live.serveEvents)
+	e.GET("/healthz", a.healthz)
+	e.GET("/readyz", a.readyz)
+	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
+	return e
+}
+
+// orderJSON is an order as the API shows it.
+type orderJSON struct {
+	ID         string        `json:"id"`
+	CustomerID string        `json:"customer_id"`
+	Items      []events.Item `json:"items"`
+	Status     string        `json:"status"`
+	Reason     string        `json:"reason,omitempty"`
+	CreatedAt  string        `json:"created_at"`
+	UpdatedAt  string        `json:"updated_at"`
+}
+
+// timeFormat is RFC 3339 with microseconds, the database clock's precision.
+const timeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
+func toOrderJSON(o orders.Order) orderJSON {
+	return orderJSON{
+		ID: o.ID, CustomerID: o.CustomerID, Items: o.Items, Status: o.Status, Reason: o.Reason,
+		CreatedAt: o.CreatedAt.UTC().Format(timeFormat),
+		UpdatedAt: o.UpdatedAt.UTC().Format(timeFormat),
+	}
+}
+
+func (a *api) placeOrder(c echo.Context) error {
+	key := c.Request().Header.Get("Idempotency-Key")
+	if len(key) > 255 || !printableASCII(key) {
+		return newProblem(http.StatusBadRequest, "Idempotency-Key must be at most 255 printable ASCII characters")
+	}
+	var req orders.PlaceRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	o, created, err := a.Orders.Place(c.Request().Context(), req, key)
+	if err != nil {
+		return err
+	}
+	if !created {
+		return c.JSON(http.StatusOK, toOrderJSON(o))
+	}
+	a.Metrics.OrdersPlaced.Inc()
+	c.Response().Header().Set(echo.HeaderLocation, "/orders/"+o.ID)
+	return c.JSON(http.StatusCreated, toOrderJSON(o))
+}
+
+func (a *api) getOrder(c echo.Context) error {
+	o, err := a.Orders.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toOrderJSON(o))
+}
+
+func (a *api) setStock(c echo.Context) error {
+	var req struct {
+		Available *int `json:"available"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Available == nil {
+		p := newProblem(http.StatusUnprocessableEntity, "the request has invalid fields")
+		p.Errors.Add("available", "is required")
+		return p
+	}
+	st, err := a.Inventory.Set(c.Request().Context(), c.Param("sku"), *req.Available)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (a *api) getStock(c echo.Context) error {
+	st, err := a.Inventory.Get(c.Request().Context(), c.Param("sku"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (a *api) replayDeadLetter(c echo.Context) error {
+	if a.ReplayDeadLetter == nil {
+		return newProblem(http.StatusNotFound, "dead letters cannot be replayed from this process")
+	}
+	if err := a.ReplayDeadLetter(c.Request().Context(), c.Param("id")); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"replayed": c.Param("id")})
+}
+
+func (a *api) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *api) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	checks := make(map[string]string, len(a.Checks))
+	var failing []string
+	for name, check := range a.Checks {
+		checks[name] = "ok"
+		if err := check(ctx); err != nil {
+			checks[name] = err.Error()
+			failing = append(failing, name)
+		}
+	}
+	if len(failing) > 0 {
+		p := newProblem(http.StatusServiceUnavailable, "not ready: %s unavailable", strings.Join(failing, ", "))
+		p.Checks = checks
+		return p
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+// writeError answers err as problem details; it logs the unexpected ones,
+// the only place they are logged.
+func (a *api) writeError(err error, c echo.Context) {
+	p, expected := toProblem(err)
+	switch {
+	case p.Status == http.StatusServiceUnavailable:
+		// The database is away; /readyz says so too. Not a bug.
+		a.Logger.WarnContext(c.Request().Context(), "request failed: database unavailable",
+			"method", c.Request().Method, "route", c.Path(), "err", err)
+	case !expected:
+		a.Logger.ErrorContext(c.Request().Context(), "request failed",
+			"method", c.Request().Method, "route", c.Path(), "err", err)
+	}
+	if c.Response().Committed {
+		return
+	}
+	body, _ := json.Marshal(p) // strings and ints always encode
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	c.Response().WriteHeader(p.Status)
+	_, _ = c.Response().Write(body)
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,122 @@
+package router
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/logging"
+)
+
+// requireAdmin lets a request through only with the admin bearer token.
+func (a *api) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if a.AdminToken == "" {
+			return newProblem(http.StatusForbidden,
+				"changing stock is disabled: start orderstream with ADMIN_TOKEN set, and send it as 'Authorization: Bearer <token>'")
+		}
+		token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(a.AdminToken)) != 1 {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="orderstream"`)
+			return newProblem(http.StatusUnauthorized, "send the admin token as 'Authorization: Bearer <token>'")
+		}
+		return next(c)
+	}
+}
+
+// requestID takes the request's X-Request-ID, or makes one when it is
+// missing or unusable, echoes it, and makes it the correlation id of the
+// events and log lines the request causes.
+func (a *api) requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if id == "" || len(id) > 128 || !printableASCII(id) {
+			id = uuid.NewString()
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		ctx := events.WithCorrelationID(c.Request().Context(), id)
+		ctx = logging.With(ctx, "correlation_id", id)
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+func (a *api) timeout(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Path() == "/events" { // a live page's stream lasts as long as the page
+			return next(c)
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), a.RequestTimeout)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+// observe writes one log line per request, after its answer is written,
+// with what the handlers noted (logging.Note), and counts and times it.
+func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		ctx, notes := logging.WithNotes(c.Request().Context())
+		c.SetRequest(c.Request().WithContext(ctx))
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		elapsed := time.Since(start)
+		// The route pattern, never the raw path: ids would make a
+		// label value per order.
+		route, method, status := c.Path(), c.Request().Method, c.Response().Status
+		if route == "" {
+			route = "unmatched"
+		}
+		a.Metrics.HTTPRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+		a.Metrics.HTTPDuration.WithLabelValues(method, route).Observe(elapsed.Seconds())
+
+		level := slog.LevelInfo
+		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
+			level = slog.LevelDebug
+		}
+		args := append([]any{"method", method, "route", route, "status", status, "duration", elapsed}, notes()...)
+		a.Logger.Log(ctx, level, "http request", args...)
+		return nil
+	}
+}
+
+// trace runs the request in a server span, a child of the caller's span
+// when the request carries a traceparent header.
+func (a *api) trace(next echo.HandlerFunc) echo.HandlerFunc {
+	tracer := a.Tracer.Tracer("github.com/orderstream/orderstream/router")
+	return func(c echo.Context) error {
+		req := c.Request()
+		ctx := propagation.TraceContext{}.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
+		route := c.Path()
+		ctx, span := tracer.Start(ctx, req.Method+" "+route,
+			trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("http.route", route)))
+		defer span.End()
+		c.SetRequest(req.WithContext(ctx))
+		err := next(c)
+		status := c.Response().Status
+		if err != nil {
+			status = problemStatus(err)
+		}
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+		return err
+	}
+}

@@ -1,0 +1,159 @@
+package router
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/orders"
+)
+
+// Snapshot is what the live page shows, collected on a timer by one reader
+// however many pages watch.
+type Snapshot struct {
+	At          time.Time             `json:"at"`
+	Orders      []orders.Summary      `json:"orders"`
+	Stock       []inventory.Stock     `json:"stock"`
+	Outbox      OutboxFigures         `json:"outbox"`
+	Streams     []events.StreamStatus `json:"streams"`
+	DeadLetters []DeadLetter          `json:"dead_letters"`
+}
+
+// OutboxFigures are the outbox backlog.
+type OutboxFigures struct {
+	Pending       int64   `json:"pending"`
+	OldestSeconds float64 `json:"oldest_seconds"`
+}
+
+// DeadLetter is a dead letter as the page lists it.
+type DeadLetter struct {
+	ID        string    `json:"id"`
+	At        time.Time `json:"at"`
+	Stream    string    `json:"stream"`
+	Handler   string    `json:"handler"`
+	UUID      string    `json:"uuid"`
+	EventType string    `json:"event_type"`
+	Reason    string    `json:"reason"`
+}
+
+// maxWatchers bounds the open event streams.
+const maxWatchers = 100
+
+// Live hands the latest Snapshot to every open page, by Server-Sent Events.
+type Live struct {
+	mu       sync.Mutex
+	last     []byte
+	watchers map[chan []byte]struct{}
+	joined   chan struct{}
+}
+
+// NewLive returns a Live with no watchers.
+func NewLive() *Live {
+	return &Live{watchers: map[chan []byte]struct{}{}, joined: make(chan struct{}, 1)}
+}
+
+// Watching reports whether any page is open: the collector reads the page's
+// figures only then, and more often.
+func (l *Live) Watching() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.watchers) > 0
+}
+
+// Joined signals when a page opens, so the collector need not wait for its
+// next tick.
+func (l *Live) Joined() <-chan struct{} { return l.joined }
+
+// Publish sends s to every open page. A page still busy with the previous
+// snapshot gets this one instead: only the latest matters.
+func (l *Live) Publish(s Snapshot) {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.last = data
+	for ch := range l.watchers {
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- data
+	}
+}
+
+func (l *Live) watch() (ch chan []byte, last []byte, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.watchers) >= maxWatchers {
+		return nil, nil, false
+	}
+	ch = make(chan []byte, 1)
+	l.watchers[ch] = struct{}{}
+	select {
+	case l.joined <- struct{}{}:
+	default:
+	}
+	return ch, l.last, true
+}
+
+func (l *Live) unwatch(ch chan []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.watchers, ch)
+}
+
+// serveEvents streams snapshots to one page until it goes away.
+func (l *Live) serveEvents(c echo.Context) error {
+	ch, last, ok := l.watch()
+	if !ok {
+		return newProblem(http.StatusServiceUnavailable, "too many live pages open; try again later")
+	}
+	defer l.unwatch(ch)
+
+	w := c.Response()
+	// The server's write timeout is for ordinary requests.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	w.Header().Set(echo.HeaderContentType, "text/event-stream")
+	w.Header().Set(echo.HeaderCacheControl, "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(data []byte) error {
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
+			return err
+		}
+		w.Flush()
+		return nil
+	}
+	if last != nil {
+		if err := send(last); err != nil {
+			return nil
+		}
+	} else {
+		w.Flush()
+	}
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-c.Request().Context().Done():
+			return nil
+		case data := <-ch:
+			if err := send(data); err != nil {
+				return nil
+			}
+		case <-keepAlive.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+			w.Flush()
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package router_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/metrics"
+	"github.com/orderstream/orderstream/router"
+)
+
+func TestLive_events(t *testing.T) {
+	t.Parallel()
+	live := router.NewLive()
+	srv := httptest.NewServer(router.NewHTTP(router.HTTPConfig{
+		Live: live, Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 50 * time.Millisecond,
+	}))
+	defer srv.Close()
+	if live.Watching() {
+		t.Fatal("watching before any page opened")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	select {
+	case <-live.Joined():
+	case <-ctx.Done():
+		t.Fatal("the page's arrival was not signalled")
+	}
+	if !live.Watching() {
+		t.Fatal("not watching with a page open")
+	}
+	// Outlives the request timeout: a page's stream lasts as long as the page.
+	time.Sleep(100 * time.Millisecond)
+	live.Publish(router.Snapshot{Outbox: router.OutboxFigures{Pending: 7}})
+
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap router.Snapshot
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(strings.TrimSpace(line), "data: ")), &snap); err != nil || snap.Outbox.Pending != 7 {
+		t.Fatalf("event %q: %v", line, err)
+	}
+}
+
+func TestHTTP_livePage(t *testing.T) {
+	t.Parallel()
+	api := newAPI(t, adminToken)
+	for _, path := range []string{"/", "/ui/app.js", "/ui/style.css"} {
+		rec := do(t, api, call{method: "GET", path: path})
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Header().Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("GET %s = %d, CSP %q", path, rec.Code, rec.Header().Get("Content-Security-Policy"))
+		}
+	}
+	if rec := do(t, api, call{method: "GET", path: "/ui/nope.js"}); rec.Code != http.StatusNotFound ||
+		rec.Header().Get("Content-Type") != "application/problem+json" {
+		t.Errorf("GET /ui/nope.js = %d, want 404", rec.Code)
+	}
+	if rec := do(t, api, call{method: "POST", path: "/deadletters/1-0/replay"}); rec.Code != http.StatusUnauthorized {
+		t.Errorf("replay without a token = %d, want 401", rec.Code)
+	}
+}

@@ -1,0 +1,178 @@
+package router
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmetrics "github.com/ThreeDotsLabs/watermill/components/metrics"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/metrics"
+	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/postgres"
+)
+
+// MessagesConfig is what the message router needs.
+type MessagesConfig struct {
+	DB        *sql.DB
+	Streams   events.Streams
+	Orders    *orders.Service
+	Inventory *inventory.Service
+	Logger    *slog.Logger
+	Metrics   *metrics.Metrics
+	Tracer    trace.TracerProvider // nil: no tracing
+	// HandlerTimeout bounds one attempt of a handler.
+	HandlerTimeout time.Duration
+	// MaxRetries is how often a failing handler is retried, with
+	// exponential backoff, before its message is dead-lettered.
+	MaxRetries int
+}
+
+// Messages is the one Watermill router: every handler and its middleware.
+type Messages struct {
+	router     *message.Router
+	deadLetter message.Publisher
+}
+
+// NewMessages registers every message handler. Each handler reads its stream
+// as its own consumer group, so each sees every event once.
+func NewMessages(cfg MessagesConfig) (*Messages, error) {
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
+	}
+	wlog := watermill.NewSlogLoggerWithLevelMapping(cfg.Logger, map[slog.Level]slog.Level{
+		slog.LevelInfo: slog.LevelDebug, // keep Watermill's start-up chatter out of the flow
+	})
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
+	if err != nil {
+		return nil, fmt.Errorf("create message router: %w", err)
+	}
+	deadLetter, err := cfg.Streams.Publisher()
+	if err != nil {
+		return nil, err
+	}
+	// Watermill's handler and subscriber metrics come with the router; the
+	// dead-letter publisher is not the router's, so it is decorated to show
+	// its publish time.
+	measure := wmetrics.NewPrometheusMetricsBuilder(cfg.Metrics.Registry, metrics.Namespace, "watermill")
+	if deadLetter, err = measure.DecoratePublisher(deadLetter); err != nil {
+		return nil, fmt.Errorf("measure dead-letter publisher: %w", err)
+	}
+	poison, err := middleware.PoisonQueue(deadLetter, events.StreamDeadLetter)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("create dead-letter middleware: %w", err), deadLetter.Close())
+	}
+
+	// Outermost first. A message that still fails after its retries, or
+	// that no retry can help, goes to the dead-letter stream and is acked,
+	// so it never blocks its stream. Each attempt is logged in one line and
+	// runs in its own inbox transaction, bounded by the timeout.
+	r.AddMiddleware(
+		poison,
+		logDeadLetter(cfg.Logger),
+		keepContext,
+		middleware.Retry{
+			MaxRetries:          cfg.MaxRetries,
+			InitialInterval:     100 * time.Millisecond,
+			MaxInterval:         5 * time.Second,
+			Multiplier:          2,
+			RandomizationFactor: 0.2,
+			ResetContextOnRetry: true,
+			ShouldRetry:         func(p middleware.RetryParams) bool { return !errors.Is(p.Err, events.ErrMalformed) },
+		}.Middleware,
+		middleware.Timeout(cfg.HandlerTimeout),
+		observe(cfg.Logger, cfg.Tracer),
+		middleware.Recoverer,
+		postgres.Inbox(cfg.DB, func(handler string) {
+			cfg.Metrics.InboxDuplicates.WithLabelValues(handler).Inc()
+		}),
+	)
+	// Watermill's handler and subscriber metrics, per attempt.
+	measure.AddPrometheusRouterMetrics(r)
+
+	m := &Messages{router: r, deadLetter: deadLetter}
+	add := func(name, stream, group string, h message.NoPublishHandlerFunc) {
+		if err == nil {
+			err = m.add(cfg.Streams, name, stream, group, h)
+			cfg.Metrics.InboxDuplicates.WithLabelValues(name) // shown from the start, at 0
+		}
+	}
+
+	// One line per handler: name (the inbox key), stream, consumer group,
+	// and the service methods that handle the stream's event types.
+	add("inventory.reserve_stock", events.StreamOrdersPlaced, "inventory",
+		handle(on(cfg.Inventory.OnOrderPlaced)))
+	add("orders.settle", events.StreamReservations, "orders",
+		handle(on(cfg.Orders.OnStockReserved), on(cfg.Orders.OnStockRejected)))
+
+	if err != nil {
+		return nil, errors.Join(err, deadLetter.Close())
+	}
+	return m, nil
+}
+
+func (m *Messages) add(streams events.Streams, name, stream, group string, h message.NoPublishHandlerFunc) error {
+	sub, err := streams.Subscriber(group)
+	if err != nil {
+		return err
+	}
+	m.router.AddConsumerHandler(name, streams.Name(stream), sub, h)
+	return nil
+}
+
+// Run handles messages until ctx is done, then lets the handlers in flight
+// finish.
+func (m *Messages) Run(ctx context.Context) error {
+	err := m.router.Run(ctx)
+	return errors.Join(err, m.deadLetter.Close())
+}
+
+// Running is closed once every handler has subscribed.
+func (m *Messages) Running() chan struct{} { return m.router.Running() }
+
+// eventHandler handles one event type of a stream.
+type eventHandler struct {
+	eventType string
+	handle    func(ctx context.Context, msg *message.Message) error
+}
+
+// on adapts a service method that takes an event of type E.
+func on[E events.Event](fn func(context.Context, E) error) eventHandler {
+	var zero E
+	return eventHandler{
+		eventType: zero.EventType(),
+		handle: func(ctx context.Context, msg *message.Message) error {
+			e, err := events.Decode[E](msg)
+			if err != nil {
+				return err
+			}
+			return fn(ctx, e)
+		},
+	}
+}
+
+// handle routes a message to the handler of its event_type.
+func handle(handlers ...eventHandler) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		if reason := msg.Metadata.Get(events.MetadataUndecodable); reason != "" {
+			return fmt.Errorf("%w: %s", events.ErrMalformed, reason)
+		}
+		eventType := msg.Metadata.Get(events.MetadataEventType)
+		for _, h := range handlers {
+			if h.eventType == eventType {
+				return h.handle(msg.Context(), msg)
+			}
+		}
+		return fmt.Errorf("%w: unknown event_type %q", events.ErrMalformed, eventType)
+	}
+}

@@ -1,0 +1,228 @@
+package router_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/metrics"
+	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/router"
+)
+
+type worker struct {
+	t         *testing.T
+	ctx       context.Context
+	streams   events.Streams
+	rdb       *redis.Client
+	pub       message.Publisher
+	orders    *orders.Service
+	inventory *inventory.Service
+}
+
+// startWorker runs the message router on the test database and streams of
+// the test's own.
+func startWorker(t *testing.T) worker {
+	t.Helper()
+	db := testenv.DB(t)
+	logger := testenv.Logger(t)
+	w := worker{
+		t:         t,
+		ctx:       context.Background(),
+		streams:   func() events.Streams { s := testenv.Streams(t); s.Logger = watermill.NewSlogLogger(logger); return s }(),
+		orders:    orders.NewService(db),
+		inventory: inventory.NewService(db),
+	}
+	w.rdb = w.streams.Client()
+	t.Cleanup(func() { w.rdb.Close() })
+	pub, err := w.streams.Publisher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	w.pub = pub
+
+	m, err := router.NewMessages(router.MessagesConfig{
+		DB: db, Streams: w.streams, Orders: w.orders, Inventory: w.inventory, Logger: logger, Metrics: metrics.New(),
+		HandlerTimeout: 5 * time.Second, MaxRetries: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("message router: %v", err)
+		}
+	})
+	<-m.Running()
+	return w
+}
+
+func (w worker) publish(stream string, msg *message.Message) {
+	w.t.Helper()
+	if err := w.pub.Publish(stream, msg); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// drained waits until the consumer group has been handed every entry of
+// stream and has acked each one.
+func (w worker) drained(stream, group string) {
+	w.t.Helper()
+	key := w.streams.Name(stream)
+	eventually(w.t, func() bool {
+		groups, err := w.rdb.XInfoGroups(w.ctx, key).Result()
+		if err != nil {
+			return false
+		}
+		for _, g := range groups {
+			if g.Name == group {
+				return g.Lag == 0 && g.Pending == 0
+			}
+		}
+		return false
+	}, "group %s to drain %s", group, stream)
+}
+
+func eventually(t *testing.T, ok func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for "+format, args...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMessages_reserveStock(t *testing.T) {
+	t.Parallel()
+
+	t.Run("reserves_once_however_often_the_event_arrives", func(t *testing.T) {
+		t.Parallel()
+		w := startWorker(t)
+		sku := testenv.Unique("SKU")
+		if _, err := w.inventory.Set(w.ctx, sku, 5); err != nil {
+			t.Fatal(err)
+		}
+		orderID := uuid.NewString()
+		msg, err := events.NewMessage(events.WithCorrelationID(w.ctx, "corr-1"), events.OrderPlaced{
+			OrderID: orderID, CustomerID: "c", Items: []events.Item{{SKU: sku, Quantity: 2}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			w.publish(events.StreamOrdersPlaced, msg.Copy()) // same UUID each time
+		}
+		w.drained(events.StreamOrdersPlaced, "inventory")
+
+		st, _ := w.inventory.Get(w.ctx, sku)
+		if st.Available != 3 || st.Reserved != 2 {
+			t.Errorf("stock = %+v, want 3 available and 2 reserved", st)
+		}
+		evs := testenv.OutboxEvents(t, testenv.DB(t), "order_id", orderID)
+		if len(evs) != 1 || evs[0].Metadata[events.MetadataEventType] != "StockReserved" {
+			t.Fatalf("outbox events = %+v, want one StockReserved", evs)
+		}
+		if got := evs[0].Metadata[events.MetadataCorrelationID]; got != "corr-1" {
+			t.Errorf("StockReserved correlation_id = %q, want the OrderPlaced's", got)
+		}
+	})
+
+	t.Run("dead_letters_what_it_cannot_handle_and_carries_on", func(t *testing.T) {
+		t.Parallel()
+		w := startWorker(t)
+		stream := w.streams.Name(events.StreamOrdersPlaced)
+
+		// An entry that is no Watermill message at all.
+		if err := w.rdb.XAdd(w.ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{"junk": "1"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		bad := []*message.Message{
+			message.NewMessage(uuid.NewString(), []byte("not json")),
+			message.NewMessage(uuid.NewString(), []byte(`{}`)),
+			message.NewMessage(uuid.NewString(), []byte(`{"order_id":"x","items":[]}`)),
+		}
+		bad[0].Metadata.Set(events.MetadataEventType, "OrderPlaced")
+		bad[1].Metadata.Set(events.MetadataEventType, "OrderCancelled")
+		bad[2].Metadata.Set(events.MetadataEventType, "OrderPlaced")
+		for _, msg := range bad {
+			w.publish(events.StreamOrdersPlaced, msg)
+		}
+		sku := testenv.Unique("SKU")
+		if _, err := w.inventory.Set(w.ctx, sku, 1); err != nil {
+			t.Fatal(err)
+		}
+		good, _ := events.NewMessage(w.ctx, events.OrderPlaced{OrderID: uuid.NewString(), Items: []events.Item{{SKU: sku, Quantity: 1}}})
+		w.publish(events.StreamOrdersPlaced, good)
+		w.drained(events.StreamOrdersPlaced, "inventory")
+
+		if st, _ := w.inventory.Get(w.ctx, sku); st.Reserved != 1 {
+			t.Errorf("the good order after the bad ones was not reserved: %+v", st)
+		}
+		entries, err := w.rdb.XRange(w.ctx, w.streams.Name(events.StreamDeadLetter), "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 4 {
+			t.Fatalf("dead-letter stream holds %d entries, want 4", len(entries))
+		}
+		for i, e := range entries {
+			msg, err := redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(e.Values)
+			if err != nil {
+				t.Fatalf("dead letter %d: %v", i, err)
+			}
+			if msg.Metadata.Get("reason_poisoned") == "" || msg.Metadata.Get("handler_poisoned") != "inventory.reserve_stock" {
+				t.Errorf("dead letter %d metadata = %v", i, msg.Metadata)
+			}
+			if i > 0 && msg.UUID != bad[i-1].UUID {
+				t.Errorf("dead letter %d has UUID %s, want the original %s", i, msg.UUID, bad[i-1].UUID)
+			}
+		}
+	})
+}
+
+func TestMessages_settle(t *testing.T) {
+	t.Parallel()
+	w := startWorker(t)
+	place := func() orders.Order {
+		o, _, err := w.orders.Place(w.ctx, orders.PlaceRequest{CustomerID: "c", Items: []events.Item{{SKU: "A", Quantity: 1}}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	confirmed, rejected := place(), place()
+	for _, e := range []events.Event{
+		events.StockReserved{OrderID: confirmed.ID, Items: confirmed.Items},
+		events.StockRejected{OrderID: rejected.ID, Items: rejected.Items, Reason: events.ReasonUnknownSKU},
+	} {
+		msg, err := events.NewMessage(w.ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.publish(events.StreamReservations, msg)
+	}
+	w.drained(events.StreamReservations, "orders")
+
+	if o, _ := w.orders.Get(w.ctx, confirmed.ID); o.Status != orders.StatusConfirmed {
+		t.Errorf("order %s is %s, want confirmed", o.ID, o.Status)
+	}
+	if o, _ := w.orders.Get(w.ctx, rejected.ID); o.Status != orders.StatusRejected || o.Reason != events.ReasonUnknownSKU {
+		t.Errorf("order %s is %s (%s), want rejected for unknown_sku", o.ID, o.Status, o.Reason)
+	}
+}

@@ -1,0 +1,75 @@
+// Package router is the inbound edge: the HTTP API (http.go, with the one
+// place that maps errors to HTTP) and the Watermill message router
+// (messages.go, with every handler and its middleware).
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/validate"
+)
+
+// problem is an RFC 9457 problem details object; it is also the error a
+// handler returns to answer with one.
+type problem struct {
+	Type     string            `json:"type"`
+	Title    string            `json:"title"`
+	Status   int               `json:"status"`
+	Detail   string            `json:"detail,omitempty"`
+	Instance string            `json:"instance,omitempty"`
+	Errors   validate.Errors   `json:"errors,omitempty"`
+	Checks   map[string]string `json:"checks,omitempty"`
+}
+
+func newProblem(status int, format string, args ...any) *problem {
+	return &problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: fmt.Sprintf(format, args...)}
+}
+
+func (p *problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail) }
+
+// toProblem is the one mapping from errors to HTTP answers. ok is false for
+// an error nobody expected (a bug, or a failure worth logging).
+func toProblem(err error) (p *problem, expected bool) {
+	var verrs validate.Errors
+	var herr *echo.HTTPError
+	switch {
+	case errors.As(err, &p):
+		return p, true
+	case errors.As(err, &verrs):
+		p = newProblem(http.StatusUnprocessableEntity, "the request has invalid fields")
+		p.Errors = verrs
+		return p, true
+	case errors.Is(err, orders.ErrNotFound):
+		return newProblem(http.StatusNotFound, "no order has this id"), true
+	case errors.Is(err, inventory.ErrNotFound):
+		return newProblem(http.StatusNotFound, "no stock is recorded for this SKU"), true
+	case errors.Is(err, events.ErrNoDeadLetter):
+		return newProblem(http.StatusNotFound, "no dead letter has this id"), true
+	case errors.Is(err, events.ErrNotReplayable):
+		return newProblem(http.StatusConflict, "%v", err), true
+	case errors.Is(err, orders.ErrIdempotencyConflict):
+		return newProblem(http.StatusConflict,
+			"this Idempotency-Key was used with another request body; use a new key for a new order"), true
+	case errors.As(err, &herr):
+		return newProblem(herr.Code, "%v", herr.Message), true
+	case postgres.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
+		return newProblem(http.StatusServiceUnavailable, "the database is unavailable; retry later"), false
+	default:
+		return newProblem(http.StatusInternalServerError, "an unexpected error occurred; it has been logged"), false
+	}
+}
+
+// problemStatus is the status err will be answered with.
+func problemStatus(err error) int {
+	p, _ := toProblem(err)
+	return p.Status
+}

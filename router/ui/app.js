@@ -1,0 +1,113 @@
+// The live page: one EventSource for the server's snapshots, and forms that
+// call the same HTTP API as any client.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const tokenKey = "orderstream-admin-token";
+$("admin-token").value = sessionStorage.getItem(tokenKey) || "";
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function rows(tbody, items, build) {
+  tbody.replaceChildren(...items.map((item) => {
+    const tr = document.createElement("tr");
+    tr.append(...build(item));
+    return tr;
+  }));
+}
+
+function age(seconds) {
+  if (!seconds) return "–";
+  return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s`;
+}
+
+function render(s) {
+  rows($("orders"), s.orders || [], (o) => {
+    const tr = [cell(o.id.slice(0, 8) + "…", "id"), cell(o.customer_id)];
+    const status = cell(o.reason ? `${o.status} (${o.reason})` : o.status, `status ${o.status}`);
+    status.dataset.orderId = o.id;
+    tr.push(status, cell(o.settle_ms == null ? "…" : `${o.settle_ms.toFixed(1)} ms`));
+    tr[0].title = o.id;
+    return tr;
+  });
+  rows($("stock"), s.stock || [], (st) => [cell(st.sku), cell(st.available), cell(st.reserved)]);
+  $("outbox-pending").textContent = s.outbox.pending;
+  $("outbox-oldest").textContent = age(s.outbox.oldest_seconds);
+  const groups = (s.streams || []).flatMap((st) =>
+    (st.groups || []).map((g) => ({ stream: st.stream, ...g })));
+  rows($("streams"), groups, (g) => [cell(g.stream), cell(g.name), cell(g.lag), cell(g.pending)]);
+  rows($("dead-letters"), s.dead_letters || [], (d) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Replay";
+    button.setAttribute("aria-label", `Replay dead letter ${d.id}`);
+    button.addEventListener("click", () => replay(d.id));
+    const action = document.createElement("td");
+    action.append(button);
+    return [cell(new Date(d.at).toLocaleTimeString()), cell(d.stream), cell(d.reason), action];
+  });
+}
+
+function say(text, isError) {
+  $("message").textContent = text;
+  $("message").className = isError ? "error" : "";
+}
+
+async function call(method, path, body, admin) {
+  const headers = { "Content-Type": "application/json" };
+  if (admin) headers.Authorization = `Bearer ${$("admin-token").value}`;
+  const resp = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const fields = (data.errors || []).map((e) => `${e.field} ${e.detail}`).join("; ");
+    throw new Error(fields || data.detail || `${resp.status}`);
+  }
+  return data;
+}
+
+$("order-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = ev.target.elements;
+  try {
+    const o = await call("POST", "/orders", {
+      customer_id: f.customer_id.value,
+      items: [{ sku: f.sku.value, quantity: Number(f.quantity.value) }],
+    });
+    say(`Order ${o.id} placed: ${o.status}`);
+  } catch (err) {
+    say(`Order not placed: ${err.message}`, true);
+  }
+});
+
+$("stock-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = ev.target.elements;
+  sessionStorage.setItem(tokenKey, f.token.value);
+  try {
+    const st = await call("PUT", `/inventory/${encodeURIComponent(f.sku.value)}`,
+      { available: Number(f.available.value) }, true);
+    say(`${st.sku}: ${st.available} available, ${st.reserved} reserved`);
+  } catch (err) {
+    say(`Stock not set: ${err.message}`, true);
+  }
+});
+
+async function replay(id) {
+  sessionStorage.setItem(tokenKey, $("admin-token").value);
+  try {
+    await call("POST", `/deadletters/${encodeURIComponent(id)}/replay`, null, true);
+    say(`Dead letter ${id} replayed`);
+  } catch (err) {
+    say(`Not replayed: ${err.message}`, true);
+  }
+}
+
+const source = new EventSource("/events");
+source.onopen = () => { $("connection").textContent = "live"; $("connection").className = "live"; };
+source.onerror = () => { $("connection").textContent = "reconnecting…"; $("connection").className = "down"; };
+source.onmessage = (ev) => render(JSON.parse(ev.data));

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/router"
+)
+
+// liveInterval is how often the figures are read while a live page is open.
+const liveInterval = time.Second
+
+// watch reads the outbox and stream backlog on a timer, for the metrics
+// and, while a live page is open, with the page's other figures for the
+// page: one reader, however many pages or scrapes, and no page, no extra
+// load.
+func (a *app) watch(ctx context.Context) {
+	a.metrics.RegisterBacklog()
+	for {
+		if err := a.collect(ctx); err != nil && ctx.Err() == nil {
+			a.logger.WarnContext(ctx, "reading the backlog failed", "err", err)
+		}
+		interval := a.cfg.MetricsInterval
+		if a.live.Watching() {
+			interval = min(interval, liveInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		case <-a.live.Joined():
+		}
+	}
+}
+
+func (a *app) collect(ctx context.Context) error {
+	m := a.metrics
+	snap := router.Snapshot{At: time.Now().UTC()}
+	outbox, err := events.Outbox(ctx, a.db)
+	if err != nil {
+		return err
+	}
+	m.OutboxPending.Set(float64(outbox.Pending))
+	m.OutboxOldestAge.Set(outbox.OldestAge.Seconds())
+	snap.Outbox = router.OutboxFigures{Pending: outbox.Pending, OldestSeconds: outbox.OldestAge.Seconds()}
+
+	if snap.Streams, err = a.streams.Status(ctx, a.rdb); err != nil {
+		return err
+	}
+	for _, st := range snap.Streams {
+		if st.Stream == events.StreamDeadLetter {
+			m.DeadLetters.Set(float64(st.Length))
+		}
+		for _, g := range st.Groups {
+			m.StreamLag.WithLabelValues(st.Stream, g.Name).Set(float64(g.Lag))
+			m.StreamPending.WithLabelValues(st.Stream, g.Name).Set(float64(g.Pending))
+		}
+	}
+
+	if !a.live.Watching() {
+		return nil
+	}
+	if snap.Orders, err = a.orders.Recent(ctx, 20); err != nil {
+		return err
+	}
+	if snap.Stock, err = a.inventory.List(ctx, 50); err != nil {
+		return err
+	}
+	letters, err := a.streams.LatestDeadLetters(ctx, a.rdb, 20)
+	if err != nil {
+		return err
+	}
+	for _, d := range letters {
+		snap.DeadLetters = append(snap.DeadLetters, router.DeadLetter{
+			ID: d.ID, At: d.At, Stream: d.Stream, Handler: d.Handler, UUID: d.Message.UUID,
+			EventType: d.Message.Metadata.Get(events.MetadataEventType), Reason: d.Reason,
+		})
+	}
+	a.live.Publish(snap)
+	return nil
+}
