@@ -7,11 +7,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/postgres"
 )
@@ -164,6 +168,14 @@ func TestRun_survivesKilledProcesses(t *testing.T) {
 	defer db.Close()
 	waitSettled(t, db, orders)
 	checkLedger(t, db, skus, orders)
+
+	// Kills and timeouts are no fault of the messages': none is dead-lettered.
+	opts, _ := redis.ParseURL(getenv("REDIS_URL"))
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	if n, err := rdb.XLen(context.Background(), getenv("STREAM_PREFIX")+events.StreamDeadLetter).Result(); err != nil || n != 0 {
+		t.Errorf("dead-letter stream holds %d entries (%v), want none", n, err)
+	}
 }
 
 func waitSettled(t *testing.T, db *sql.DB, orders int) {
@@ -176,10 +188,32 @@ func waitSettled(t *testing.T, db *sql.DB, orders int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d orders, %d still pending (%v)", total, pending, err)
+			t.Fatalf("%d orders, %d still pending (%v)%s", total, pending, err, stuckAt(t, db))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// stuckAt says, for some pending orders, which events of theirs the outbox
+// holds: whether the inventory handler had run.
+func stuckAt(t *testing.T, db *sql.DB) string {
+	rows, err := db.Query(`SELECT id FROM orders WHERE status = 'pending' ORDER BY id LIMIT 5`)
+	if err != nil {
+		return ": " + err.Error()
+	}
+	defer rows.Close()
+	var out strings.Builder
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return ": " + err.Error()
+		}
+		fmt.Fprintf(&out, "\n  order %s, events in the outbox:", id)
+		for _, e := range testenv.OutboxEvents(t, db, "order_id", id) {
+			fmt.Fprintf(&out, " %s(%s)", e.Metadata[events.MetadataEventType], e.UUID)
+		}
+	}
+	return out.String()
 }
 
 // checkLedger checks that stock, reservations and order outcomes agree, and

@@ -92,3 +92,26 @@ func IsUnavailable(err error) bool {
 	}
 	return false
 }
+
+// IsTransient reports whether err may pass if the same work is tried again
+// later: the database is unavailable, the transaction lost a serialization
+// or deadlock conflict, the server ran short of resources, or the statement
+// was cancelled (a timeout).
+func IsTransient(err error) bool {
+	if IsUnavailable(err) {
+		return true
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		// Class 40: transaction rollback (serialization failure, deadlock).
+		// Class 53: insufficient resources (too many connections, out of
+		// memory or disk). 55P03: lock not available. 57014: query
+		// cancelled.
+		switch pqErr.Code.Class() {
+		case "40", "53":
+			return true
+		}
+		return pqErr.Code == "55P03" || pqErr.Code == "57014"
+	}
+	return false
+}

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
 	"net/url"
 	"strings"
 	"sync"
@@ -38,4 +39,46 @@ func TestOpen_createsTheDatabase(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestIsTransient classifies errors the server and the driver really return.
+func TestIsTransient(t *testing.T) {
+	t.Parallel()
+	db := testenv.DB(t)
+	ctx := context.Background()
+	errorOf := func(queries ...string) error {
+		t.Helper()
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for _, q := range queries {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		t.Fatalf("%q did not fail", queries)
+		return nil
+	}
+	refused, err := sql.Open("postgres", "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+
+	for _, c := range []struct {
+		name      string
+		err       error
+		transient bool
+	}{
+		{"connection_refused", refused.PingContext(ctx), true},
+		{"statement_timeout", errorOf(`SET statement_timeout = 10`, `SELECT pg_sleep(1)`), true},
+		{"syntax_error", errorOf(`SELEC 1`), false},
+		{"division_by_zero", errorOf(`SELECT 1/0`), false},
+	} {
+		if got := postgres.IsTransient(c.err); got != c.transient {
+			t.Errorf("%s: IsTransient(%v) = %v, want %v", c.name, c.err, got, c.transient)
+		}
+	}
 }

@@ -68,18 +68,19 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	if deadLetter, err = measure.DecoratePublisher(deadLetter); err != nil {
 		return nil, fmt.Errorf("measure dead-letter publisher: %w", err)
 	}
-	poison, err := middleware.PoisonQueue(deadLetter, events.StreamDeadLetter)
+	poison, err := middleware.PoisonQueueWithFilter(deadLetter, events.StreamDeadLetter, deadLetterable)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("create dead-letter middleware: %w", err), deadLetter.Close())
 	}
 
 	// Outermost first. A message that still fails after its retries, or
 	// that no retry can help, goes to the dead-letter stream and is acked,
-	// so it never blocks its stream. Each attempt is logged in one line and
+	// so it never blocks its stream; one that failed for a passing reason
+	// is nacked and delivered again. Each attempt is logged in one line and
 	// runs in its own inbox transaction, bounded by the timeout.
 	r.AddMiddleware(
 		poison,
-		logDeadLetter(cfg.Logger),
+		logDeadLetter(cfg.Logger, deadLetterable),
 		keepContext,
 		middleware.Retry{
 			MaxRetries:          cfg.MaxRetries,
@@ -139,6 +140,16 @@ func (m *Messages) Run(ctx context.Context) error {
 
 // Running is closed once every handler has subscribed.
 func (m *Messages) Running() chan struct{} { return m.router.Running() }
+
+// deadLetterable reports whether a handler's error is the message's own
+// doing, so that the message goes to the dead-letter stream once its
+// retries are spent. An error that passes with time (the database away, a
+// timeout, a lost lock conflict, the worker shutting down) is not: the
+// message is nacked and delivered again until it is handled, so an outage
+// never leaves an order pending.
+func deadLetterable(err error) bool {
+	return !postgres.IsTransient(err) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+}
 
 // eventHandler handles one event type of a stream.
 type eventHandler struct {

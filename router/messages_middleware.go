@@ -63,12 +63,12 @@ func observe(logger *slog.Logger, tp trace.TracerProvider) message.HandlerMiddle
 }
 
 // logDeadLetter logs, once, a message that failed for good and is about to
-// go to the dead-letter stream.
-func logDeadLetter(logger *slog.Logger) message.HandlerMiddleware {
+// go to the dead-letter stream: one whose error is deadLetterable.
+func logDeadLetter(logger *slog.Logger, deadLetterable func(error) bool) message.HandlerMiddleware {
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			produced, err := next(msg)
-			if err != nil {
+			if err != nil && deadLetterable(err) {
 				logger.ErrorContext(msg.Context(), "message dead-lettered",
 					"handler", message.HandlerNameFromCtx(msg.Context()),
 					"message_uuid", msg.UUID,

@@ -27,11 +27,12 @@ type worker struct {
 	pub       message.Publisher
 	orders    *orders.Service
 	inventory *inventory.Service
+	metrics   *metrics.Metrics
 }
 
 // startWorker runs the message router on the test database and streams of
-// the test's own.
-func startWorker(t *testing.T) worker {
+// the test's own; configure, when given, changes its configuration.
+func startWorker(t *testing.T, configure ...func(*router.MessagesConfig)) worker {
 	t.Helper()
 	db := testenv.DB(t)
 	logger := testenv.Logger(t)
@@ -41,6 +42,7 @@ func startWorker(t *testing.T) worker {
 		streams:   func() events.Streams { s := testenv.Streams(t); s.Logger = watermill.NewSlogLogger(logger); return s }(),
 		orders:    orders.NewService(db),
 		inventory: inventory.NewService(db),
+		metrics:   metrics.New(),
 	}
 	w.rdb = w.streams.Client()
 	t.Cleanup(func() { w.rdb.Close() })
@@ -51,10 +53,14 @@ func startWorker(t *testing.T) worker {
 	t.Cleanup(func() { pub.Close() })
 	w.pub = pub
 
-	m, err := router.NewMessages(router.MessagesConfig{
-		DB: db, Streams: w.streams, Orders: w.orders, Inventory: w.inventory, Logger: logger, Metrics: metrics.New(),
+	cfg := router.MessagesConfig{
+		DB: db, Streams: w.streams, Orders: w.orders, Inventory: w.inventory, Logger: logger, Metrics: w.metrics,
 		HandlerTimeout: 5 * time.Second, MaxRetries: 2,
-	})
+	}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	m, err := router.NewMessages(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +101,40 @@ func (w worker) drained(stream, group string) {
 		}
 		return false
 	}, "group %s to drain %s", group, stream)
+}
+
+// failedAttempts is how many attempts of handler have failed so far.
+func (w worker) failedAttempts(handler string) uint64 {
+	w.t.Helper()
+	families, err := w.metrics.Registry.Gather()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != metrics.Namespace+"_watermill_handler_execution_time_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["handler_name"] == handler && labels["success"] == "false" {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
+}
+
+// deadLetters is how many entries the dead-letter stream holds.
+func (w worker) deadLetters() int64 {
+	w.t.Helper()
+	n, err := w.rdb.XLen(w.ctx, w.streams.Name(events.StreamDeadLetter)).Result()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return n
 }
 
 func eventually(t *testing.T, ok func() bool, format string, args ...any) {
@@ -192,6 +232,49 @@ func TestMessages_reserveStock(t *testing.T) {
 			if i > 0 && msg.UUID != bad[i-1].UUID {
 				t.Errorf("dead letter %d has UUID %s, want the original %s", i, msg.UUID, bad[i-1].UUID)
 			}
+		}
+	})
+
+	t.Run("delivers_again_what_failed_for_a_passing_reason_instead_of_dead_lettering_it", func(t *testing.T) {
+		t.Parallel()
+		const maxRetries = 1
+		w := startWorker(t, func(c *router.MessagesConfig) {
+			c.HandlerTimeout, c.MaxRetries = 100*time.Millisecond, maxRetries
+		})
+		sku := testenv.Unique("SKU")
+		if _, err := w.inventory.Set(w.ctx, sku, 1); err != nil {
+			t.Fatal(err)
+		}
+		// Hold the stock row's lock, so that every attempt times out waiting
+		// for it, as under heavy contention or a stalled database.
+		lock, err := testenv.DB(t).BeginTx(w.ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lock.Rollback()
+		if _, err := lock.Exec(`SELECT 1 FROM stock WHERE sku = $1 FOR UPDATE`, sku); err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := events.NewMessage(w.ctx, events.OrderPlaced{OrderID: uuid.NewString(), Items: []events.Item{{SKU: sku, Quantity: 1}}})
+		w.publish(events.StreamOrdersPlaced, msg)
+
+		// Past the attempts after which a failing message is dead-lettered.
+		eventually(t, func() bool {
+			if n := w.deadLetters(); n != 0 {
+				t.Fatalf("a message that timed out was dead-lettered (%d entries)", n)
+			}
+			return w.failedAttempts("inventory.reserve_stock") > 2*(maxRetries+1)
+		}, "the handler to time out repeatedly")
+		if err := lock.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		w.drained(events.StreamOrdersPlaced, "inventory")
+
+		if st, _ := w.inventory.Get(w.ctx, sku); st.Reserved != 1 {
+			t.Errorf("stock = %+v, want the order reserved once the lock was released", st)
+		}
+		if n := w.deadLetters(); n != 0 {
+			t.Errorf("dead-letter stream holds %d entries, want none", n)
 		}
 	})
 }
