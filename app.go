@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -69,6 +70,9 @@ func (a *app) serve(ctx context.Context, addr string, h http.Handler) error {
 		WriteTimeout:      a.cfg.RequestTimeout + 5*time.Second,
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+		// Requests see ctx's values (the commit notifier), not its end: a
+		// request in flight at shutdown finishes.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()

@@ -161,6 +161,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return a.admin(ctx, cmd, rest, stdout)
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	if cmd == "all" || cmd == "api" || cmd == "worker" {
+		// Orders and handlers publish events: wake the forwarders once
+		// they commit.
+		n := events.NewCommitNotifier(db, a.streams.Logger)
+		ctx = events.WithCommitNotifier(ctx, n)
+		g.Go(func() error { n.Run(ctx); return nil })
+	}
 	if cmd == "all" || cmd == "api" {
 		g.Go(func() error { return a.serveHTTP(ctx) })
 		// The API process reports the backlog: it must be seen most when

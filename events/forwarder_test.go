@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // publish commits e through the outbox.
 func publish(t *testing.T, db *sql.DB, ctx context.Context, e events.Event) {
 	t.Helper()
-	err := postgres.InTx(ctx, db, func(tx *sql.Tx) error { return events.Publish(ctx, tx, e) })
+	err := postgres.InTx(ctx, db, func(ctx context.Context, tx *sql.Tx) error { return events.Publish(ctx, tx, e) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +108,8 @@ func TestForwarder(t *testing.T) {
 }
 
 // TestForwarder_wakesOnCommit shows the forwarder moving events as they
-// commit, woken by the outbox trigger's notification, though it would not
-// poll again for a minute.
+// commit, woken by the notification sent after each commit, though it would
+// not poll again for a minute.
 func TestForwarder_wakesOnCommit(t *testing.T) {
 	t.Parallel()
 	url := testenv.OwnDatabaseURL(t)
@@ -123,7 +124,11 @@ func TestForwarder_wakesOnCommit(t *testing.T) {
 	runForwarder(t, db, streams, events.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
 	time.Sleep(200 * time.Millisecond) // past the first, empty poll: now it waits
 
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := events.NewCommitNotifier(db, watermill.NopLogger{})
+	go n.Run(ctx)
+	ctx = events.WithCommitNotifier(ctx, n)
 	for i := range 3 {
 		publish(t, db, ctx, events.OrderPlaced{OrderID: fmt.Sprintf("wake-%d", i)})
 		entries(t, rdb, streams.Name(events.StreamOrdersPlaced), i+1)

@@ -18,7 +18,9 @@ const OutboxTopic = "outbox"
 
 // Publish writes e to the outbox inside tx. The event becomes visible to the
 // forwarder only if tx commits, and then it is certain to be forwarded: the
-// business change and its announcement cannot disagree.
+// business change and its announcement cannot disagree. When ctx carries
+// the transaction (postgres.InTx) and a CommitNotifier, the forwarders are
+// woken once tx commits.
 //
 // A watermill-sql publisher bound to one transaction is cheap (no I/O), so
 // each call makes its own; the forwarder publisher wraps the event in an
@@ -44,5 +46,6 @@ func Publish(ctx context.Context, tx *sql.Tx, e Event) (err error) {
 	if err := out.Publish(e.Stream(), msg); err != nil {
 		return fmt.Errorf("write %s to outbox: %w", e.EventType(), err)
 	}
+	notifyAfterCommit(ctx)
 	return nil
 }

@@ -2,16 +2,94 @@ package events
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/lib/pq"
+
+	"github.com/orderstream/orderstream/postgres"
 )
 
-// notifyChannel is where the outbox trigger (migration 00002) notifies.
+// notifyChannel is where a CommitNotifier notifies the forwarders.
 const notifyChannel = "watermill_outbox"
+
+// CommitNotifier wakes the forwarders, of this process and of others, once
+// transactions that wrote events have committed: Publish arranges a call to
+// Committed after its transaction commits, when the context carries a
+// notifier (WithCommitNotifier).
+//
+// It notifies from a statement of its own rather than inside those
+// transactions (a trigger): a NOTIFY makes its transaction's commit take a
+// cluster-wide lock, so the commits of all notifying transactions, each
+// with its WAL flush, would happen one at a time. Its own commit does not
+// wait for the disk (synchronous_commit off): a notification lost in a
+// crash costs a fallback poll, no more. Commits that come while it
+// notifies, or within notifySpacing after, share one notification.
+type CommitNotifier struct {
+	db      *sql.DB
+	pending chan struct{}
+	logger  watermill.LoggerAdapter
+}
+
+// notifySpacing is the least time between two notifications of one
+// process. A forwarder that finds rows looks again at once, so under load
+// it needs no more; when idle, the first commit is notified at once.
+const notifySpacing = 2 * time.Millisecond
+
+const notifyQuery = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', '')`
+
+// NewCommitNotifier returns a notifier that notifies through db; it does so
+// while Run runs.
+func NewCommitNotifier(db *sql.DB, logger watermill.LoggerAdapter) *CommitNotifier {
+	return &CommitNotifier{db: db, pending: make(chan struct{}, 1), logger: logger}
+}
+
+// Committed says that events were committed; it never blocks.
+func (n *CommitNotifier) Committed() {
+	select {
+	case n.pending <- struct{}{}:
+	default:
+	}
+}
+
+// Run notifies for what was committed until ctx is done.
+func (n *CommitNotifier) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.pending:
+		}
+		if _, err := n.db.ExecContext(ctx, notifyQuery); err != nil && ctx.Err() == nil {
+			// The forwarders' fallback poll moves the events regardless.
+			n.logger.Info("Cannot notify the forwarders", watermill.LogFields{"err": err.Error()})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(notifySpacing):
+		}
+	}
+}
+
+type notifierKey struct{}
+
+// WithCommitNotifier returns a context whose Publish calls wake the
+// forwarders through n once their transactions commit.
+func WithCommitNotifier(ctx context.Context, n *CommitNotifier) context.Context {
+	return context.WithValue(ctx, notifierKey{}, n)
+}
+
+// notifyAfterCommit arranges for the notifier ctx carries, if any, to be
+// told once the transaction ctx carries commits.
+func notifyAfterCommit(ctx context.Context) {
+	if n, ok := ctx.Value(notifierKey{}).(*CommitNotifier); ok {
+		postgres.AfterCommit(ctx, n.Committed)
+	}
+}
 
 // outboxWaker is the forwarder subscriber's BackoffManager. watermill-sql
 // only polls; polling often for low latency costs a transaction per poll
@@ -70,7 +148,7 @@ func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 	return 0
 }
 
-// listenOutbox listens for the outbox trigger's notifications on a
+// listenOutbox listens for the CommitNotifiers' notifications on a
 // connection of its own until ctx is done, and signals wake (without
 // blocking) for each, and whenever the connection was re-established (a
 // notification may have been missed meanwhile).

@@ -25,7 +25,7 @@ func (s *Service) OnOrderPlaced(ctx context.Context, e events.OrderPlaced) error
 		skus[i], quantities[i] = it.SKU, int64(it.Quantity)
 	}
 	var reason string
-	err := postgres.InTx(ctx, s.db, func(tx *sql.Tx) error {
+	err := postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
 		available, err := lockStock(ctx, tx, skus)
 		if err != nil {
 			return err

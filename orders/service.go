@@ -60,7 +60,7 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 	hash := requestHash(req)
 
 	var earlier string // the order an idempotency key already names
-	err = postgres.InTx(ctx, s.db, func(tx *sql.Tx) error {
+	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
 		if idempotencyKey != "" {
 			replay, err := claimKey(ctx, tx, idempotencyKey, hash, o.ID)
 			if err != nil || replay != "" {

@@ -34,7 +34,7 @@ func (s *Service) settle(ctx context.Context, id, status, reason string) error {
 	if _, err := uuid.Parse(id); err != nil {
 		return fmt.Errorf("%w: order id %q", events.ErrMalformed, id)
 	}
-	return postgres.InTx(ctx, s.db, func(tx *sql.Tx) error {
+	return postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
 		var current string
 		var changed bool
 		var took float64 // seconds from commit to now, by the database clock

@@ -14,8 +14,9 @@ import (
 //
 // It begins a transaction, records (handler name, message UUID) in the inbox
 // table, and runs the handler with that transaction in the message context
-// (handlers reach it through InTx). The inbox row and the handler's writes,
-// outbox rows included, commit together or not at all:
+// (handlers join it through InTx; what they arrange with AfterCommit runs
+// once it commits). The inbox row and the handler's writes, outbox rows
+// included, commit together or not at all:
 //
 //   - a message whose row already exists was handled before: it is acked and
 //     the handler does not run;
@@ -34,13 +35,13 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 			ctx := msg.Context()
 			handler := message.HandlerNameFromCtx(ctx)
 
-			tx, err := db.BeginTx(ctx, nil)
+			txCtx, s, err := begin(ctx, db)
 			if err != nil {
-				return nil, fmt.Errorf("begin inbox transaction: %w", err)
+				return nil, fmt.Errorf("inbox: %w", err)
 			}
-			defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+			defer s.tx.Rollback() //nolint:errcheck // a no-op after Commit
 
-			res, err := tx.ExecContext(ctx,
+			res, err := s.tx.ExecContext(ctx,
 				`INSERT INTO inbox (handler, message_uuid) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
 				handler, msg.UUID)
 			if err != nil {
@@ -56,14 +57,14 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 				return nil, nil
 			}
 
-			msg.SetContext(WithTx(ctx, tx))
+			msg.SetContext(txCtx)
 			produced, err := next(msg)
 			msg.SetContext(ctx)
 			if err != nil {
 				return nil, err
 			}
-			if err := tx.Commit(); err != nil {
-				return nil, fmt.Errorf("commit inbox transaction: %w", err)
+			if err := s.commit(); err != nil {
+				return nil, fmt.Errorf("inbox: %w", err)
 			}
 			return produced, nil
 		}

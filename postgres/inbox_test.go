@@ -35,7 +35,7 @@ func newCounter(t *testing.T, db *sql.DB) counter {
 }
 
 func (c counter) add(ctx context.Context) error {
-	return postgres.InTx(ctx, c.db, func(tx *sql.Tx) error {
+	return postgres.InTx(ctx, c.db, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE stock SET reserved = reserved + 1 WHERE sku = $1`, c.sku)
 		return err
 	})
@@ -172,17 +172,41 @@ func TestInbox(t *testing.T) {
 func TestInTx(t *testing.T) {
 	t.Parallel()
 	db := testenv.DB(t)
-	c := newCounter(t, db)
-	err := postgres.InTx(context.Background(), db, func(tx *sql.Tx) error {
-		ctx := postgres.WithTx(context.Background(), tx)
-		if err := c.add(ctx); err != nil { // joins tx
-			return err
+
+	t.Run("a_nested_call_joins_and_rolls_back_with_the_outer_one", func(t *testing.T) {
+		t.Parallel()
+		c := newCounter(t, db)
+		afterCommit := false
+		err := postgres.InTx(context.Background(), db, func(ctx context.Context, tx *sql.Tx) error {
+			if err := c.add(ctx); err != nil { // joins tx
+				return err
+			}
+			postgres.AfterCommit(ctx, func() { afterCommit = true })
+			return errors.New("roll back")
+		})
+		if err == nil || c.value(t) != 0 || afterCommit {
+			t.Errorf("InTx() = %v, effect %d, after-commit ran: %v; want the error, no effect, not run", err, c.value(t), afterCommit)
 		}
-		return errors.New("roll back")
 	})
-	if err == nil || c.value(t) != 0 {
-		t.Errorf("InTx() = %v, effect %d: want the error and no effect", err, c.value(t))
-	}
+
+	t.Run("after_commit_runs_once_the_outermost_commits", func(t *testing.T) {
+		t.Parallel()
+		c := newCounter(t, db)
+		var seen []int
+		err := postgres.InTx(context.Background(), db, func(ctx context.Context, tx *sql.Tx) error {
+			return postgres.InTx(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+				if err := c.add(ctx); err != nil {
+					return err
+				}
+				// Another connection does not see the effect before the commit.
+				postgres.AfterCommit(ctx, func() { seen = append(seen, c.value(t)) })
+				return nil
+			})
+		})
+		if err != nil || len(seen) != 1 || seen[0] != 1 {
+			t.Errorf("InTx() = %v, after-commit saw %v; want it run once, seeing the effect", err, seen)
+		}
+	})
 }
 
 func TestCleanInbox(t *testing.T) {

@@ -38,8 +38,10 @@ type rawResult struct {
 // rawScript is the transaction orders.Service.Place commits for an order
 // of two items with an Idempotency-Key, statement for statement: the key
 // (inserted first, its foreign key checked at commit), the order and its
-// items in one statement, the OrderPlaced envelope into the outbox (whose
-// statement trigger notifies the forwarder), and the commit. The order id,
+// items in one statement, the OrderPlaced envelope into the outbox, and the
+// commit. (The notification that wakes the forwarder follows the commit,
+// from a statement of its own that a busy process sends at most every 2 ms
+// for all its commits: it is left out.) The order id,
 // like the application's UUIDv7, starts with the time in milliseconds, so
 // the primary key grows at its right edge as it does under the application.
 // %[1]d is the number of SKUs, %[2]s the envelope's base64 event.
