@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -30,6 +31,11 @@ type options struct {
 	drainTimeout  time.Duration // the most one drain or worker run may take
 	settleTimeout time.Duration // the most to wait for orders to settle
 	skus          int           // SKUs the orders draw from
+
+	// workerConcurrency is the application's WORKER_CONCURRENCY (it passes
+	// through to the processes): the pgbench clients of the worker's raw
+	// limit.
+	workerConcurrency int
 
 	databaseURL string
 	redisURL    string
@@ -86,6 +92,14 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	o.databaseURL = getenv("DATABASE_URL")
 	o.redisURL = getenv("REDIS_URL")
+	o.workerConcurrency = 8 // the application's default
+	if v := getenv("WORKER_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("WORKER_CONCURRENCY=%q: want a positive number", v)
+		}
+		o.workerConcurrency = n
+	}
 	switch {
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())

@@ -22,8 +22,9 @@ import (
 	"github.com/orderstream/orderstream/events"
 )
 
-// rawResult is the raw limit: the transaction of POST /orders run by
-// pgbench, with none of the application around it.
+// rawResult is a raw limit: a transaction of the application's (POST
+// /orders, or the inventory handler's) run by pgbench, with none of the
+// application around it.
 type rawResult struct {
 	tps          float64
 	transactions int64
@@ -74,6 +75,38 @@ INSERT INTO watermill_outbox (uuid, payload, metadata, transaction_id)
 COMMIT;
 `
 
+// reserveScript is the transaction the inventory handler commits for an
+// OrderPlaced of two items that it can reserve, statement for statement:
+// the inbox row, the stock rows locked in SKU order, the stock update with
+// the reservations in one statement, the StockReserved envelope into the
+// outbox, and the commit. It is the worker's raw limit: one transaction per
+// event. %[1]d is the number of SKUs, %[2]s the envelope's base64 event.
+const reserveScript = `\set a random(0, %[1]d - 1)
+\set b random(1, %[1]d - 1)
+BEGIN;
+INSERT INTO inbox (handler, message_uuid) VALUES ('inventory.reserve_stock', gen_random_uuid()::text)
+  ON CONFLICT DO NOTHING;
+SELECT sku, available FROM stock
+  WHERE sku = ANY (ARRAY['SKU-' || lpad(:a::text, 3, '0'), 'SKU-' || lpad(((:a + :b) %% %[1]d)::text, 3, '0')])
+  ORDER BY sku FOR UPDATE;
+WITH r AS (
+    SELECT * FROM unnest(ARRAY['SKU-' || lpad(:a::text, 3, '0'), 'SKU-' || lpad(((:a + :b) %% %[1]d)::text, 3, '0')]::text[],
+                         ARRAY[1, 1]::int[]) AS r(sku, quantity)),
+upd AS (
+    UPDATE stock
+    SET available = stock.available - r.quantity,
+        reserved = stock.reserved + r.quantity,
+        updated_at = now()
+    FROM r WHERE stock.sku = r.sku)
+INSERT INTO reservations (order_id, sku, quantity)
+SELECT gen_random_uuid(), sku, quantity FROM r;
+INSERT INTO watermill_outbox (uuid, payload, metadata, transaction_id)
+  VALUES (gen_random_uuid()::text,
+          ('{"destination_topic":"inventory.reservations","uuid":"' || gen_random_uuid() || '","payload":"%[2]s","metadata":{"correlation_id":"' || gen_random_uuid() || '","event_type":"StockReserved"}}')::json,
+          '{}', pg_current_xact_id());
+COMMIT;
+`
+
 // sampleEvent is the base64 of an OrderPlaced as the application encodes
 // it, of the same size as the events the HTTP load produces.
 func sampleEvent() string {
@@ -87,23 +120,34 @@ func sampleEvent() string {
 }
 
 func measureRaw(ctx context.Context, st *stage, rep *report) error {
-	pgbench, err := findPgbench()
-	if err != nil {
-		return err
-	}
 	db, err := st.freshDatabase(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	script := filepath.Join(st.dir, "place_order.sql")
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(rawScript, st.opts.skus, sampleEvent())), 0o644); err != nil {
-		return fmt.Errorf("write pgbench script: %w", err)
+	r, err := runPgbench(ctx, st, "place_order.sql", fmt.Sprintf(rawScript, st.opts.skus, sampleEvent()), st.opts.clients)
+	if err != nil {
+		return err
 	}
-	clients := st.opts.clients
+	rep.raw = r
+	return nil
+}
+
+// runPgbench runs script on the bench database at clients clients for the
+// load's duration, after the same unmeasured warm-up the HTTP loads get
+// (caches, and the first pages of each index).
+func runPgbench(ctx context.Context, st *stage, name, script string, clients int) (*rawResult, error) {
+	pgbench, err := findPgbench()
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(st.dir, name)
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		return nil, fmt.Errorf("write pgbench script: %w", err)
+	}
 	threads := min(clients, cores())
 	run := func(d time.Duration) (string, error) {
-		args := []string{"-n", "-f", script, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
+		args := []string{"-n", "-f", file, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
 			"-T", strconv.Itoa(int(d.Round(time.Second) / time.Second)), libpqURL(st.dbURL())}
 		cmd := exec.CommandContext(ctx, pgbench, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -113,29 +157,26 @@ func measureRaw(ctx context.Context, st *stage, rep *report) error {
 		}
 		return string(out), nil
 	}
-	// The same warm-up as the HTTP loads get: caches and the first pages
-	// of each index, unmeasured.
 	if st.opts.warmup >= time.Second {
 		if _, err := run(st.opts.warmup); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	before := sampleCPU(nil)
 	out, err := run(st.opts.duration)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r, err := parsePgbench(out)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.cpu = sampleCPU(nil).usageSince(before)
 	r.clients, r.duration = clients, st.opts.duration
 	if v, err := exec.Command(pgbench, "--version").Output(); err == nil {
 		r.pgbench = strings.TrimSpace(string(v))
 	}
-	rep.raw = &r
-	return nil
+	return &r, nil
 }
 
 // libpqURL drops from a lib/pq connection URL the parameters that only

@@ -117,6 +117,12 @@ func (r *report) rawRows() [][]string {
 				rate(x.perSecond), thousands(x.acked), secs(x.handling), rate(x.overall), secs(x.startup),
 				thousands(int64(x.reserved)), x.deadLetters))
 		add("CPU during the worker run", x.cpu.String())
+		if y := x.raw; y != nil {
+			add(fmt.Sprintf("the worker's raw limit: the reserve transaction by pgbench, %d clients, %s", y.clients, y.duration),
+				fmt.Sprintf("%s tps; %s transactions, %d failed; latency average %s",
+					rate(y.tps), thousands(y.transactions), y.failed, y.latency))
+			add("CPU during the worker's raw limit", y.cpu.String())
+		}
 	}
 	if x := r.idle; x != nil {
 		add(fmt.Sprintf("idle `orderstream all`, %s", x.window.Round(time.Second)),
@@ -200,7 +206,12 @@ unmeasured warm-up (so is pgbench).
   reported).
 - **worker**: OrderPlaced entries added to the stream in
   watermill-redisstream's format, then ` + "`orderstream worker`" + ` alone
-  until its inventory group has read and acknowledged every one.
+  until its inventory group has read and acknowledged every one. Its raw
+  limit: pgbench (simple protocol) then runs the handler's transaction for
+  an order it can reserve (the inbox row; the two stock rows locked in SKU
+  order; the update with the reservations; the StockReserved envelope into
+  watermill_outbox; COMMIT) at WORKER_CONCURRENCY clients: one
+  transaction per event, with none of the application around it.
 - **idle**: xact_commit + xact_rollback of the bench database in
   pg_stat_database, after the process has run for 12 s (so that the
   statistics of its start-up are in before the window opens).

@@ -72,6 +72,9 @@ func (r *report) targets() []row {
 		if !w.complete {
 			text += fmt.Sprintf(" (partial: %s of %s acknowledged)", thousands(w.acked), thousands(int64(w.events)))
 		}
+		if w.raw != nil && w.raw.tps > 0 {
+			text += fmt.Sprintf(" (%.2f of its raw limit, %s tps)", w.perSecond/w.raw.tps, rate(w.raw.tps))
+		}
 		return text, w.complete && w.perSecond >= 3_000
 	}, r.worker != nil)
 

@@ -25,6 +25,7 @@ type workerResult struct {
 	reserved    int // orders with reservations in the database afterwards
 	deadLetters int64
 	cpu         cpuUsage
+	raw         *rawResult // the handler's transaction by pgbench, afterwards
 }
 
 // inventoryGroup is the consumer group of the inventory handler.
@@ -109,6 +110,12 @@ func measureWorker(ctx context.Context, st *stage, rep *report) error {
 		return fmt.Errorf("count reservations: %w", err)
 	}
 	r.deadLetters, _ = st.rdb.XLen(ctx, prefix+events.StreamDeadLetter).Result()
+	// The ceiling: the handler's transaction alone, as many at once as the
+	// worker handles.
+	if r.raw, err = runPgbench(ctx, st, "reserve_stock.sql",
+		fmt.Sprintf(reserveScript, st.opts.skus, sampleEvent()), st.opts.workerConcurrency); err != nil {
+		return err
+	}
 	rep.worker = r
 	return nil
 }
