@@ -37,7 +37,7 @@ type CommitNotifier struct {
 // notifySpacing is the least time between two notifications of one
 // process. A forwarder that finds rows looks again at once, so under load
 // it needs no more; when idle, the first commit is notified at once.
-const notifySpacing = 2 * time.Millisecond
+const notifySpacing = 5 * time.Millisecond
 
 const notifyQuery = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', '')`
 
@@ -96,8 +96,7 @@ func notifyAfterCommit(ctx context.Context) {
 // while idle. Instead, after a poll that found nothing, the waker waits for
 // the notification that events were committed, or for the slow fallback
 // poll (should a notification be lost while the listener reconnects). A
-// poll that found rows is followed at once by the next, so a backlog drains
-// without sleeping.
+// poll that found rows is followed by the next after pollSpacing.
 type outboxWaker struct {
 	wake     <-chan struct{}
 	done     <-chan struct{}
@@ -113,7 +112,15 @@ type outboxWaker struct {
 }
 
 const (
-	firstRecheck = time.Millisecond
+	// pollSpacing is the least time from a poll that found rows to the
+	// next. Each poll is a transaction; under a steady flow of orders,
+	// polling as soon as the last batch is out would take a few rows at a
+	// time, and as many transactions as the flow commits. Waiting lets the
+	// next batch gather what commits meanwhile: at most 200 polls a second
+	// whatever the rate. A backlog hardly notices (a batch of 1000 takes
+	// far longer to forward).
+	pollSpacing  = 5 * time.Millisecond
+	firstRecheck = 2 * time.Millisecond
 	maxRecheck   = 100 * time.Millisecond
 )
 
@@ -129,7 +136,7 @@ func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 	}
 	if !noMsg {
 		w.recheck = 0
-		return 0
+		return pollSpacing
 	}
 	if w.recheck > 0 && time.Now().Before(w.recheckUntil) {
 		d := w.recheck
