@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
@@ -147,9 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			ClaimIdle:  cfg.StreamClaimIdle,
 			NackResend: cfg.HandlerTimeout / 10,
 			Consumers:  cfg.WorkerConcurrency,
-			Logger: watermill.NewSlogLoggerWithLevelMapping(logger, map[slog.Level]slog.Level{
-				slog.LevelInfo: slog.LevelDebug,
-			}),
+			Logger:     logging.Watermill(logger),
 		},
 		metrics:   m,
 		tracer:    tracer,

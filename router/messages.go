@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	wmetrics "github.com/ThreeDotsLabs/watermill/components/metrics"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/postgres"
@@ -50,9 +50,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
-	wlog := watermill.NewSlogLoggerWithLevelMapping(cfg.Logger, map[slog.Level]slog.Level{
-		slog.LevelInfo: slog.LevelDebug, // keep Watermill's start-up chatter out of the flow
-	})
+	wlog := logging.Watermill(cfg.Logger)
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("create message router: %w", err)
