@@ -2,13 +2,17 @@ package events
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Envelope is an outbox row's payload as watermill's forwarder writes it:
@@ -20,18 +24,54 @@ type Envelope struct {
 	Metadata         map[string]string `json:"metadata"`
 }
 
-// inspectEnvelope looks into each outbox row before the forwarder moves it.
-// A row that is not an envelope goes to the dead-letter stream, so that it
-// never blocks the rows behind it. Otherwise the hop gets a span, a child
-// of the span that wrote the event, whose context replaces the event's own:
-// the handler's span will be the hop's child.
+// errUnreadableEnvelope marks an outbox row that the forwarder cannot
+// unwrap.
+var errUnreadableEnvelope = errors.New("outbox row is not a forwarder envelope")
+
+// envelopeMarshaler is the forwarder's JSON marshaler with every failure to
+// unwrap marked errUnreadableEnvelope, an envelope without a destination
+// included, so that inspectEnvelope can tell those rows from a failed
+// publish however the forwarder wraps the error.
+type envelopeMarshaler struct{ forwarder.DefaultMarshaler }
+
+func (envelopeMarshaler) Unmarshal(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %w", errUnreadableEnvelope, err)
+	}
+	// v is the forwarder's own envelope type; it would refuse a missing
+	// destination after this returns.
+	dest := reflect.ValueOf(v).Elem().FieldByName("DestinationTopic")
+	if dest.Kind() == reflect.String && dest.String() == "" {
+		return fmt.Errorf("%w: no destination_topic", errUnreadableEnvelope)
+	}
+	return nil
+}
+
+// inspectEnvelope sends each outbox row that is not an envelope to the
+// dead-letter stream, so that it never blocks the rows behind it.
+//
+// With tracing on, the hop also gets a span, a child of the span that
+// wrote the event, whose context replaces the event's own (the handler's
+// span will be the hop's child): that takes decoding the envelope before
+// the forwarder does. Without tracing the forwarder's decoding is the only
+// one, and its failure (envelopeMarshaler) is what dead-letters the row.
 func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider) message.HandlerMiddleware {
+	if _, off := tp.(noop.TracerProvider); off {
+		return func(next message.HandlerFunc) message.HandlerFunc {
+			return func(msg *message.Message) ([]*message.Message, error) {
+				produced, err := next(msg)
+				if errors.Is(err, errUnreadableEnvelope) {
+					return nil, deadLetterRow(pub, msg, err)
+				}
+				return produced, err
+			}
+		}
+	}
 	tracer := tp.Tracer(TracerName)
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			var env Envelope
-			err := json.Unmarshal(msg.Payload, &env)
-			if err != nil || env.DestinationTopic == "" {
+			if err := (envelopeMarshaler{}).Unmarshal(msg.Payload, &env); err != nil {
 				return nil, deadLetterRow(pub, msg, err)
 			}
 			ctx := ExtractTrace(msg.Context(), env.Metadata)
@@ -60,11 +100,7 @@ func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider) message.Han
 }
 
 func deadLetterRow(pub message.Publisher, msg *message.Message, cause error) error {
-	reason := "outbox row is not a forwarder envelope"
-	if cause != nil {
-		reason += ": " + cause.Error()
-	}
-	msg.Metadata.Set(middleware.ReasonForPoisonedKey, reason)
+	msg.Metadata.Set(middleware.ReasonForPoisonedKey, cause.Error())
 	msg.Metadata.Set(middleware.PoisonedTopicKey, OutboxTopic)
 	msg.Metadata.Set(middleware.PoisonedHandlerKey, forwarderHandler)
 	if err := pub.Publish(StreamDeadLetter, msg); err != nil {

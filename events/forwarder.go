@@ -89,10 +89,9 @@ func NewForwarder(db *sql.DB, streams Streams, cfg ForwarderConfig) (*Forwarder,
 		ForwarderTopic: OutboxTopic,
 		HandlerName:    forwarderHandler,
 		Middlewares:    []message.HandlerMiddleware{inspectEnvelope(out, cfg.Tracer)},
-		// deadLetterUnreadable catches what cannot be unwrapped; should
-		// anything slip past it, acking (and logging) still beats
-		// blocking every row behind it.
-		AckWhenCannotUnwrap: true,
+		// What cannot be unwrapped fails, to be dead-lettered by
+		// inspectEnvelope.
+		Marshaler: envelopeMarshaler{},
 	})
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("create forwarder: %w", err), sub.Close(), out.Close())

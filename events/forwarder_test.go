@@ -78,15 +78,34 @@ func TestForwarder(t *testing.T) {
 	ctx := events.WithCorrelationID(context.Background(), "corr-f")
 
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "o-1", CustomerID: "c"})
-	// A row that is not an envelope must not block the rows behind it.
-	if _, err := db.Exec(`INSERT INTO watermill_outbox (uuid, payload, transaction_id)
-		VALUES ('not-an-envelope', '{"hello":"world"}', pg_current_xact_id())`); err != nil {
-		t.Fatal(err)
+	// Rows that are not envelopes must not block the rows behind them: no
+	// destination, a payload that is not base64, metadata that is not
+	// strings.
+	for _, payload := range []string{
+		`{"hello":"world"}`,
+		`{"destination_topic":"orders.placed","uuid":"u","payload":"not base64!"}`,
+		`{"destination_topic":"orders.placed","uuid":"u","payload":"e30=","metadata":{"n":1}}`,
+	} {
+		if _, err := db.Exec(`INSERT INTO watermill_outbox (uuid, payload, transaction_id)
+			VALUES ('not-an-envelope', $1, pg_current_xact_id())`, payload); err != nil {
+			t.Fatal(err)
+		}
 	}
 	publish(t, db, ctx, events.StockReserved{OrderID: "o-1"})
 	uuids := map[string]bool{}
-	for _, e := range testenv.OutboxEvents(t, db, "order_id", "o-1") {
-		uuids[e.UUID] = true
+	rows, err := db.Query(`SELECT payload->>'uuid' FROM watermill_outbox WHERE uuid <> 'not-an-envelope'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			t.Fatal(err)
+		}
+		uuids[u] = true
+	}
+	if err := rows.Close(); err != nil || len(uuids) != 2 {
+		t.Fatalf("outbox events: %v (%v)", uuids, err)
 	}
 
 	runForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
@@ -101,9 +120,14 @@ func TestForwarder(t *testing.T) {
 			t.Errorf("forwarded metadata = %v", msg.Metadata)
 		}
 	}
-	dead := entries(t, rdb, streams.Name(events.StreamDeadLetter), 1)
-	if dead[0].Metadata.Get("reason_poisoned") == "" || dead[0].Metadata.Get("topic_poisoned") != events.OutboxTopic {
-		t.Errorf("dead letter metadata = %v", dead[0].Metadata)
+	dead := entries(t, rdb, streams.Name(events.StreamDeadLetter), 3)
+	if len(dead) != 3 {
+		t.Fatalf("%d dead letters, want 3", len(dead))
+	}
+	for _, d := range dead {
+		if d.Metadata.Get("reason_poisoned") == "" || d.Metadata.Get("topic_poisoned") != events.OutboxTopic {
+			t.Errorf("dead letter metadata = %v", d.Metadata)
+		}
 	}
 }
 
