@@ -35,8 +35,9 @@ type CommitNotifier struct {
 }
 
 // notifySpacing is the least time between two notifications of one
-// process. A forwarder that finds rows looks again at once, so under load
-// it needs no more; when idle, the first commit is notified at once.
+// process. A busy forwarder polls every pollSpacing on its own, so more
+// would wake nothing; after a quiet spell the first commit is notified at
+// once.
 const notifySpacing = 5 * time.Millisecond
 
 const notifyQuery = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', '')`
@@ -116,9 +117,9 @@ const (
 	// next. Each poll is a transaction; under a steady flow of orders,
 	// polling as soon as the last batch is out would take a few rows at a
 	// time, and as many transactions as the flow commits. Waiting lets the
-	// next batch gather what commits meanwhile: at most 200 polls a second
-	// whatever the rate. A backlog hardly notices (a batch of 1000 takes
-	// far longer to forward).
+	// next batch gather what commits meanwhile: at most 200 polls that find
+	// rows a second, whatever the rate. A backlog hardly notices (a batch
+	// of 1000 takes far longer to forward).
 	pollSpacing  = 5 * time.Millisecond
 	firstRecheck = 2 * time.Millisecond
 	maxRecheck   = 100 * time.Millisecond
