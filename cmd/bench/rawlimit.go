@@ -41,7 +41,7 @@ type rawResult struct {
 // (inserted first, its foreign key checked at commit), the order and its
 // items in one statement, the OrderPlaced envelope into the outbox, and the
 // commit. (The notification that wakes the forwarder follows the commit,
-// from a statement of its own that a busy process sends at most every 2 ms
+// from a statement of its own that a busy process sends at most every 5 ms
 // for all its commits: it is left out.) The order id,
 // like the application's UUIDv7, starts with the time in milliseconds, so
 // the primary key grows at its right edge as it does under the application.

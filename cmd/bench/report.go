@@ -191,7 +191,7 @@ unmeasured warm-up (so is pgbench).
   POST /orders commits, with an Idempotency-Key: BEGIN; the key; the order
   and its two items in one statement; the OrderPlaced envelope into
   watermill_outbox; COMMIT. (The notification that wakes the forwarder
-  is sent after commits, at most every 2 ms per process, and is left out.)
+  is sent after commits, at most every 5 ms per process, and is left out.)
 - **placement**: orders/s of HTTP 201s from closed-loop clients against
   ` + "`orderstream all`" + ` (API, forwarder and workers in one process),
   each order with two SKUs and its own Idempotency-Key; the ratio is to the
