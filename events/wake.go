@@ -65,8 +65,9 @@ func (n *CommitNotifier) Run(ctx context.Context) {
 		case <-n.pending:
 		}
 		if _, err := n.db.ExecContext(ctx, notifyQuery); err != nil && ctx.Err() == nil {
-			// The forwarders' fallback poll moves the events regardless.
-			n.logger.Info("Cannot notify the forwarders", watermill.LogFields{"err": err.Error()})
+			// The forwarders' fallback poll moves the events regardless,
+			// later. (Watermill's Info is Debug here: an error shows.)
+			n.logger.Error("Cannot notify the forwarders", err, nil)
 		}
 		select {
 		case <-ctx.Done():
