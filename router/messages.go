@@ -78,7 +78,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	// runs in its own inbox transaction, bounded by the timeout.
 	r.AddMiddleware(
 		poison,
-		logDeadLetter(cfg.Logger, deadLetterable),
+		logDeadLetter(cfg.Logger),
 		keepContext,
 		middleware.Retry{
 			MaxRetries:          cfg.MaxRetries,

@@ -64,7 +64,7 @@ func observe(logger *slog.Logger, tp trace.TracerProvider) message.HandlerMiddle
 
 // logDeadLetter logs, once, a message that failed for good and is about to
 // go to the dead-letter stream: one whose error is deadLetterable.
-func logDeadLetter(logger *slog.Logger, deadLetterable func(error) bool) message.HandlerMiddleware {
+func logDeadLetter(logger *slog.Logger) message.HandlerMiddleware {
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			produced, err := next(msg)
