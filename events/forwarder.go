@@ -112,6 +112,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 	go func() { <-ctx.Done(); close(f.done) }()
 	err := f.fwd.Run(ctx)
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // told to stop while still subscribing
+	}
 	return errors.Join(err, f.out.Close())
 }
 

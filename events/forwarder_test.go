@@ -131,6 +131,21 @@ func TestForwarder(t *testing.T) {
 	}
 }
 
+// TestForwarder_stopsWhileStarting: a stop that comes before the forwarder
+// has subscribed is a stop, not an error.
+func TestForwarder_stopsWhileStarting(t *testing.T) {
+	t.Parallel()
+	f, err := events.NewForwarder(testenv.OwnDB(t), testenv.Streams(t), events.ForwarderConfig{PollInterval: time.Second, BatchSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.Run(ctx); err != nil {
+		t.Errorf("Run() = %v, want nil", err)
+	}
+}
+
 // TestForwarder_wakesOnCommit shows the forwarder moving events as they
 // commit, woken by the notification sent after each commit, though it would
 // not poll again for a minute.
