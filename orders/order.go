@@ -56,8 +56,11 @@ type PlaceRequest struct {
 // Validate returns validate.Errors listing every field that breaks the rules.
 func (r PlaceRequest) Validate() error {
 	var errs validate.Errors
-	if n := utf8.RuneCountInString(r.CustomerID); n < 1 || n > MaxCustomerIDLen || !utf8.ValidString(r.CustomerID) {
+	switch n := utf8.RuneCountInString(r.CustomerID); {
+	case n < 1 || n > MaxCustomerIDLen:
 		errs.Add("customer_id", "must be 1 to %d characters", MaxCustomerIDLen)
+	case !validate.Text(r.CustomerID):
+		errs.Add("customer_id", "must be UTF-8 text without NUL characters")
 	}
 	if n := len(r.Items); n < 1 || n > MaxItems {
 		errs.Add("items", "must hold 1 to %d items", MaxItems)

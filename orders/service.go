@@ -16,6 +16,7 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/validate"
 )
 
 // Service places, reads and settles orders.
@@ -152,9 +153,11 @@ func requestHash(req PlaceRequest) []byte {
 	return h[:]
 }
 
-// Get returns the order with id, or ErrNotFound.
+// Get returns the order with id, or ErrNotFound. An id that is not a UUID
+// in its 36-character form names no order.
 func (s *Service) Get(ctx context.Context, id string) (Order, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	id, ok := validate.UUID(id)
+	if !ok {
 		return Order{}, ErrNotFound
 	}
 	o := Order{ID: id}

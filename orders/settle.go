@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/validate"
 )
 
 // OnStockReserved confirms the order whose items were all reserved.
@@ -31,7 +30,8 @@ func (s *Service) OnStockRejected(ctx context.Context, e events.StockRejected) e
 // settle moves a pending order to status. An order that is no longer
 // pending stays as it is: an order settles once.
 func (s *Service) settle(ctx context.Context, id, status, reason string) error {
-	if _, err := uuid.Parse(id); err != nil {
+	id, ok := validate.UUID(id)
+	if !ok {
 		return fmt.Errorf("%w: order id %q", events.ErrMalformed, id)
 	}
 	return postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {

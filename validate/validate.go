@@ -1,10 +1,14 @@
 // Package validate collects what is wrong with a request, field by field, so
-// that a client learns every problem at once.
+// that a client learns every problem at once, and holds the checks that more
+// than one package's rules share.
 package validate
 
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
 )
 
 // FieldError says what is wrong with one field. Field is a JSON path such
@@ -37,4 +41,27 @@ func (e Errors) Err() error {
 		return nil
 	}
 	return e
+}
+
+// Text reports whether s is text that PostgreSQL can store: valid UTF-8
+// without a NUL character, which a text column refuses (a data exception,
+// not the database's fault).
+func Text(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// UUID returns s in its canonical form (lower case) when s is a UUID
+// written as the API writes them: 36 characters, hex digits in groups of
+// 8-4-4-4-12. uuid.Parse also accepts braces, a urn:uuid: prefix and no
+// dashes, some of which PostgreSQL refuses: an id in another form names
+// nothing.
+func UUID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
 }
