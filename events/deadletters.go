@@ -2,15 +2,21 @@ package events
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -35,7 +41,7 @@ var poisonKeys = []string{
 func (s Streams) DeadLetters(ctx context.Context, rdb redis.UniversalClient) ([]DeadLetter, error) {
 	entries, err := rdb.XRange(ctx, s.Name(StreamDeadLetter), "-", "+").Result()
 	if err != nil {
-		return nil, fmt.Errorf("read dead letters: %w", err)
+		return nil, fmt.Errorf("read dead letters: %w", redisError(err))
 	}
 	return s.toDeadLetters(entries), nil
 }
@@ -44,7 +50,7 @@ func (s Streams) DeadLetters(ctx context.Context, rdb redis.UniversalClient) ([]
 func (s Streams) LatestDeadLetters(ctx context.Context, rdb redis.UniversalClient, n int64) ([]DeadLetter, error) {
 	entries, err := rdb.XRevRangeN(ctx, s.Name(StreamDeadLetter), "+", "-", n).Result()
 	if err != nil {
-		return nil, fmt.Errorf("read dead letters: %w", err)
+		return nil, fmt.Errorf("read dead letters: %w", redisError(err))
 	}
 	return s.toDeadLetters(entries), nil
 }
@@ -72,10 +78,18 @@ func (s Streams) toDeadLetters(entries []redis.XMessage) []DeadLetter {
 var ErrNoDeadLetter = errors.New("no such dead letter")
 
 // ReplayID replays the dead letter with stream entry ID id (see Replay).
+// An id that is not a stream entry ID, "ms-seq", is ErrNoDeadLetter: XRANGE
+// would refuse it, or read a range ("-", "+", a bare millisecond) instead
+// of one entry.
 func (s Streams) ReplayID(ctx context.Context, rdb redis.UniversalClient, id string) error {
+	entry, err := parseID(id)
+	if _, seq, _ := strings.Cut(id, "-"); err != nil || seq == "" {
+		return fmt.Errorf("%w: %q is not a stream entry id (ms-seq)", ErrNoDeadLetter, id)
+	}
+	id = entry.String()
 	entries, err := rdb.XRangeN(ctx, s.Name(StreamDeadLetter), id, id, 1).Result()
 	if err != nil {
-		return fmt.Errorf("read dead letter %s: %w", id, err)
+		return fmt.Errorf("read dead letter %s: %w", id, redisError(err))
 	}
 	if len(entries) == 0 {
 		return fmt.Errorf("%w: %s", ErrNoDeadLetter, id)
@@ -100,14 +114,60 @@ func (s Streams) Replay(ctx context.Context, rdb redis.UniversalClient, d DeadLe
 		delete(msg.Metadata, k)
 	}
 	values, err := redisstream.DefaultMarshallerUnmarshaller{}.Marshal(d.Stream, msg)
-	if err != nil {
-		return fmt.Errorf("replay %s: %w", d.ID, err)
+	if err != nil { // its metadata holds a key the marshaller reserves
+		return fmt.Errorf("%w: %s: %v", ErrNotReplayable, d.ID, err)
 	}
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.Name(d.Stream), Values: values}).Err(); err != nil {
-		return fmt.Errorf("replay %s: %w", d.ID, err)
+		return fmt.Errorf("replay %s: %w", d.ID, redisError(err))
 	}
 	if err := rdb.XDel(ctx, s.Name(StreamDeadLetter), d.ID).Err(); err != nil {
-		return fmt.Errorf("replay %s: delete dead letter: %w", d.ID, err)
+		return fmt.Errorf("replay %s: delete dead letter: %w", d.ID, redisError(err))
 	}
 	return nil
+}
+
+// ErrStreamsUnavailable means Redis could not be reached, went away, or
+// cannot serve for now: a condition that passes, not a fault of the
+// request.
+var ErrStreamsUnavailable = errors.New("redis unavailable")
+
+// redisError marks err with ErrStreamsUnavailable when it says Redis is
+// away rather than that the command was wrong.
+func redisError(err error) error {
+	var netErr net.Error
+	switch {
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted), errors.Is(err, redis.ErrClosed),
+		errors.Is(err, context.DeadlineExceeded),
+		redis.IsLoadingError(err), redis.IsMasterDownError(err), redis.IsTryAgainError(err),
+		redis.IsClusterDownError(err), redis.IsMaxClientsError(err), redis.HasErrorPrefix(err, "BUSY"):
+		return fmt.Errorf("%w: %w", ErrStreamsUnavailable, err)
+	}
+	return err
+}
+
+// undecodableNamespace names the UUIDs of stream entries that carry none
+// (the name-based UUID of "https://github.com/orderstream/orderstream/undecodable-entry"
+// in the URL namespace).
+var undecodableNamespace = uuid.MustParse("0358dec3-daed-5bf7-a657-0211fab33cb5")
+
+// contentUUID is a name-based (SHA-1) UUID of a stream entry's fields and
+// values, byte for byte: the same entry, however often it is delivered,
+// always gets the same UUID. (The unmarshaller sees the entry's values
+// only, not its stream or ID.)
+func contentUUID(values map[string]any) string {
+	keys := slices.Sorted(maps.Keys(values))
+	var name []byte
+	for _, k := range keys {
+		v, ok := values[k].(string)
+		if !ok { // Redis gives strings; anything else by its Go syntax
+			v = fmt.Sprintf("%#v", values[k])
+		}
+		name = binary.AppendUvarint(name, uint64(len(k)))
+		name = append(name, k...)
+		name = binary.AppendUvarint(name, uint64(len(v)))
+		name = append(name, v...)
+	}
+	return uuid.NewSHA1(undecodableNamespace, name).String()
 }

@@ -161,7 +161,10 @@ func (u tolerantUnmarshaller) Unmarshal(values map[string]any) (*message.Message
 	}
 	uuid, _ := values[redisstream.UUIDHeaderKey].(string)
 	if uuid == "" {
-		uuid = watermill.NewUUID()
+		// Named after the entry's content, not random: each redelivery
+		// of the entry is then the same message (one inbox key, one
+		// dead letter's identity), not a new one.
+		uuid = contentUUID(values)
 	}
 	raw, _ := json.Marshal(values)
 	msg = message.NewMessage(uuid, raw)
