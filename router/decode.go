@@ -17,11 +17,19 @@ import (
 const maxBodyBytes = 64 << 10
 
 // decodeJSON reads the request body into v: one JSON value of at most
-// maxBodyBytes, no unknown fields, sent as application/json.
+// maxBodyBytes, no unknown fields, sent as application/json (in UTF-8, the
+// only charset JSON has) with one Content-Type header.
 func decodeJSON(c echo.Context, v any) error {
-	mediaType, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
+	contentType, err := headerValue(c, echo.HeaderContentType)
+	if err != nil {
+		return err
+	}
+	mediaType, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mediaType != echo.MIMEApplicationJSON {
 		return newProblem(http.StatusUnsupportedMediaType, "send the body as application/json")
+	}
+	if charset, ok := params["charset"]; ok && !strings.EqualFold(charset, "utf-8") {
+		return newProblem(http.StatusUnsupportedMediaType, "send the body as application/json in UTF-8, not %q", charset)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBodyBytes))
 	if err != nil {

@@ -92,9 +92,9 @@ func toOrderJSON(o orders.Order) orderJSON {
 }
 
 func (a *api) placeOrder(c echo.Context) error {
-	key := c.Request().Header.Get("Idempotency-Key")
-	if len(key) > 255 || !printableASCII(key) {
-		return newProblem(http.StatusBadRequest, "Idempotency-Key must be at most 255 printable ASCII characters")
+	key, err := idempotencyKey(c)
+	if err != nil {
+		return err
 	}
 	var req orders.PlaceRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -187,8 +187,8 @@ func (a *api) writeError(err error, c echo.Context) {
 	p, expected := toProblem(err)
 	switch {
 	case p.Status == http.StatusServiceUnavailable:
-		// The database is away; /readyz says so too. Not a bug.
-		a.Logger.WarnContext(c.Request().Context(), "request failed: database unavailable",
+		// The database or Redis is away; /readyz says so too. Not a bug.
+		a.Logger.WarnContext(c.Request().Context(), "request failed: dependency unavailable",
 			"method", c.Request().Method, "route", c.Path(), "err", err)
 	case !expected:
 		a.Logger.ErrorContext(c.Request().Context(), "request failed",
@@ -201,6 +201,39 @@ func (a *api) writeError(err error, c echo.Context) {
 	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
 	c.Response().WriteHeader(p.Status)
 	_, _ = c.Response().Write(body)
+}
+
+// maxIdempotencyKeyLen bounds an Idempotency-Key.
+const maxIdempotencyKeyLen = 255
+
+// idempotencyKey returns the request's Idempotency-Key, "" when it has
+// none: at most maxIdempotencyKeyLen printable ASCII characters (a key is
+// an opaque token; a byte PostgreSQL's text refuses must not reach it),
+// sent once.
+func idempotencyKey(c echo.Context) (string, error) {
+	key, err := headerValue(c, "Idempotency-Key")
+	if err != nil {
+		return "", err
+	}
+	if len(key) > maxIdempotencyKeyLen || !printableASCII(key) {
+		return "", newProblem(http.StatusBadRequest,
+			"Idempotency-Key must be at most %d printable ASCII characters", maxIdempotencyKeyLen)
+	}
+	return key, nil
+}
+
+// headerValue returns the value of the request header name, which may be
+// sent at most once: sent twice it would say two things, and which one
+// counts would be up to the code that happens to read it.
+func headerValue(c echo.Context, name string) (string, error) {
+	switch vs := c.Request().Header.Values(name); len(vs) {
+	case 0:
+		return "", nil
+	case 1:
+		return vs[0], nil
+	default:
+		return "", newProblem(http.StatusBadRequest, "send the %s header at most once", name)
+	}
 }
 
 func printableASCII(s string) bool {

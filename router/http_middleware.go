@@ -27,8 +27,13 @@ func (a *api) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 			return newProblem(http.StatusForbidden,
 				"changing stock is disabled: start orderstream with ADMIN_TOKEN set, and send it as 'Authorization: Bearer <token>'")
 		}
-		token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(a.AdminToken)) != 1 {
+		authorization, err := headerValue(c, echo.HeaderAuthorization)
+		if err != nil {
+			return err
+		}
+		// The scheme is case-insensitive (RFC 9110), the token is not.
+		scheme, token, ok := strings.Cut(authorization, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(token), []byte(a.AdminToken)) != 1 {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="orderstream"`)
 			return newProblem(http.StatusUnauthorized, "send the admin token as 'Authorization: Bearer <token>'")
 		}
@@ -36,13 +41,21 @@ func (a *api) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// maxRequestIDLen bounds an X-Request-ID: it travels into the metadata of
+// every message the request causes, and into every log line.
+const maxRequestIDLen = 128
+
 // requestID takes the request's X-Request-ID, or makes one when it is
-// missing or unusable, echoes it, and makes it the correlation id of the
+// missing or unusable (longer than maxRequestIDLen, not printable ASCII,
+// sent more than once), echoes it, and makes it the correlation id of the
 // events and log lines the request causes.
 func (a *api) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		id := c.Request().Header.Get(echo.HeaderXRequestID)
-		if id == "" || len(id) > 128 || !printableASCII(id) {
+		var id string
+		if ids := c.Request().Header.Values(echo.HeaderXRequestID); len(ids) == 1 {
+			id = ids[0]
+		}
+		if id == "" || len(id) > maxRequestIDLen || !printableASCII(id) {
 			id = uuid.NewString()
 		}
 		c.Response().Header().Set(echo.HeaderXRequestID, id)

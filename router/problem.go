@@ -61,8 +61,14 @@ func toProblem(err error) (p *problem, expected bool) {
 			"this Idempotency-Key was used with another request body; use a new key for a new order"), true
 	case errors.As(err, &herr):
 		return newProblem(herr.Code, "%v", herr.Message), true
+	case errors.Is(err, events.ErrStreamsUnavailable):
+		return newProblem(http.StatusServiceUnavailable, "Redis is unavailable; retry later"), false
 	case postgres.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
 		return newProblem(http.StatusServiceUnavailable, "the database is unavailable; retry later"), false
+	case refusedText(err):
+		// A backstop: the validations should have said it first, so it
+		// is logged as unexpected; but the request sent the value.
+		return newProblem(http.StatusBadRequest, "the request holds text the database cannot store"), false
 	default:
 		return newProblem(http.StatusInternalServerError, "an unexpected error occurred; it has been logged"), false
 	}
@@ -72,4 +78,21 @@ func toProblem(err error) (p *problem, expected bool) {
 func problemStatus(err error) int {
 	p, _ := toProblem(err)
 	return p.Status
+}
+
+// refusedText reports whether err is PostgreSQL refusing a text value as
+// it came: a NUL or invalid UTF-8 (22021), a value its type cannot read
+// (22P02), one too long for its column (22001) or one the encoding cannot
+// hold (22P05). These data exceptions name what a request sent; the rest
+// of class 22 (arithmetic, dates) is more likely a bug and stays a 500.
+func refusedText(err error) bool {
+	var sqlErr interface{ SQLState() string }
+	if !errors.As(err, &sqlErr) {
+		return false
+	}
+	switch sqlErr.SQLState() {
+	case "22021", "22P02", "22001", "22P05":
+		return true
+	}
+	return false
 }
