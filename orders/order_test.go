@@ -28,6 +28,8 @@ func TestPlaceRequest_Validate(t *testing.T) {
 		{"accepts_limits", PlaceRequest{strings.Repeat("c", 64), append(many(99), item(strings.Repeat("S", 64), 10000))}, nil},
 		{"accepts_multibyte_customer_id_of_64_characters", PlaceRequest{strings.Repeat("é", 64), []events.Item{item("A", 1)}}, nil},
 		{"rejects_empty_customer_id", PlaceRequest{"", []events.Item{item("A", 1)}}, []string{"customer_id"}},
+		{"rejects_nul_in_customer_id", PlaceRequest{"a\x00b", []events.Item{item("A", 1)}}, []string{"customer_id"}},
+		{"rejects_invalid_utf8_customer_id", PlaceRequest{"a\xffb", []events.Item{item("A", 1)}}, []string{"customer_id"}},
 		{"rejects_long_customer_id", PlaceRequest{strings.Repeat("c", 65), []events.Item{item("A", 1)}}, []string{"customer_id"}},
 		{"rejects_no_items", PlaceRequest{"c", nil}, []string{"items"}},
 		{"rejects_101_items", PlaceRequest{"c", many(101)}, []string{"items"}},

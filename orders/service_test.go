@@ -191,6 +191,24 @@ func TestService_Get(t *testing.T) {
 			t.Errorf("Get(%q) = %v, want ErrNotFound", id, err)
 		}
 	}
+
+	t.Run("finds_an_order_by_its_36_character_id_only", func(t *testing.T) {
+		o, _, err := s.Place(ctx, request("c-get"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Forms uuid.Parse accepts: PostgreSQL refuses the urn, and takes
+		// braces and no dashes, which are no id of this API.
+		for _, id := range []string{"urn:uuid:" + o.ID, "{" + o.ID + "}", strings.ReplaceAll(o.ID, "-", "")} {
+			if _, err := s.Get(ctx, id); !errors.Is(err, orders.ErrNotFound) {
+				t.Errorf("Get(%q) = %v, want ErrNotFound", id, err)
+			}
+		}
+		got, err := s.Get(ctx, strings.ToUpper(o.ID))
+		if err != nil || got.ID != o.ID {
+			t.Errorf("Get(upper case) = %q, %v; want %q", got.ID, err, o.ID)
+		}
+	})
 }
 
 func TestService_settle(t *testing.T) {
@@ -238,6 +256,7 @@ func TestService_settle(t *testing.T) {
 		for name, err := range map[string]error{
 			"unknown order": s.OnStockReserved(ctx, events.StockReserved{OrderID: "01a2085e-97ee-76b5-b6c7-24fcde6bbcdb"}),
 			"bad order id":  s.OnStockReserved(ctx, events.StockReserved{OrderID: "x"}),
+			"urn order id":  s.OnStockReserved(ctx, events.StockReserved{OrderID: "urn:uuid:01a2085e-97ee-76b5-b6c7-24fcde6bbcdb"}),
 			"bad reason":    s.OnStockRejected(ctx, events.StockRejected{OrderID: "01a2085e-97ee-76b5-b6c7-24fcde6bbcdb", Reason: "meh"}),
 		} {
 			if !errors.Is(err, events.ErrMalformed) {
