@@ -109,13 +109,13 @@ func FuzzHTTP(f *testing.F) {
 // routeEnv is the HTTP API on the package's database and the test Redis,
 // with an order and dead letters to aim at.
 type routeEnv struct {
-	url      string
-	client   *http.Client
-	rdb      *redis.Client
-	streams  events.Streams
-	orderID  string
-	undecod  string
-	logs     *testenv.Buffer
+	url     string
+	client  *http.Client
+	rdb     *redis.Client
+	streams events.Streams
+	orderID string
+	undecod string
+	logs    *testenv.Buffer
 }
 
 func newRouteEnv(t testing.TB) *routeEnv {
