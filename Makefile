@@ -35,6 +35,7 @@ FUZZTIME ?= 60s
 ## fuzz: run the fuzz targets for FUZZTIME each; new findings land in testdata/fuzz
 fuzz:
 	cd router && $(GO) test -run '^$$' -fuzz FuzzDecodeOrder -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
+	cd router && $(GO) test -run '^$$' -fuzz FuzzHTTP -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
 	cd events && $(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
 
 ## chaos: kill processes and restart PostgreSQL and Redis under load, then check every guarantee
