@@ -18,6 +18,8 @@ func (a *app) admin(ctx context.Context, cmd string, args []string, stdout io.Wr
 	switch cmd {
 	case "outbox status":
 		return a.outboxStatus(ctx, stdout)
+	case "outbox realign":
+		return a.realignOutbox(ctx, stdout)
 	case "deadletters list":
 		return a.listDeadLetters(ctx, stdout)
 	case "deadletters replay":
@@ -42,6 +44,9 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer) error {
 	} else {
 		fmt.Fprintln(w, "the forwarder has not run yet")
 	}
+	if outbox.Misalignment != nil {
+		fmt.Fprintf(w, "MISALIGNED\t%s\t\t\n", outbox.Misalignment)
+	}
 	for _, st := range streams {
 		fmt.Fprintf(w, "stream %s\tlength %d\t\t\n", st.Stream, st.Length)
 		for _, g := range st.Groups {
@@ -49,6 +54,26 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer) error {
 		}
 	}
 	return w.Flush()
+}
+
+// realignOutbox makes an outbox copied from another cluster readable by the
+// forwarder again (events.RealignOutbox).
+func (a *app) realignOutbox(ctx context.Context, stdout io.Writer) error {
+	r, err := events.RealignOutbox(ctx, a.db)
+	if err != nil {
+		return err
+	}
+	if r.Misalignment == nil {
+		fmt.Fprintln(stdout, "the outbox is aligned with the database's transaction ids: nothing to do")
+		return nil
+	}
+	fmt.Fprintf(stdout, "found: %s\n", r.Misalignment)
+	fmt.Fprintf(stdout, "realigned the outbox:\n"+
+		"  %d rows from the old cluster that the forwarder had passed: kept as forwarded (transaction 1)\n"+
+		"  %d rows from the old cluster that it had not: forwarded first (transaction 2)\n"+
+		"  %d rows written in this database: forwarded after them\n"+
+		"the forwarder resumes at transaction 2, offset 0; start it\n", r.Passed, r.Pending, r.Local)
+	return nil
 }
 
 func roundAge(d time.Duration) string {
