@@ -34,11 +34,11 @@ type Misalignment struct {
 }
 
 func (m *Misalignment) Error() string {
-	what := fmt.Sprintf("the forwarder's position (transaction %d)", m.Position)
+	what := fmt.Sprintf("the forwarder's position (transaction %d) is", m.Position)
 	if m.Position < m.Next {
-		what = fmt.Sprintf("outbox rows (transaction ids up to %d)", m.Newest)
+		what = fmt.Sprintf("outbox rows (transaction ids up to %d) are", m.Newest)
 	}
-	return fmt.Sprintf("%s: %s is ahead of this database's transaction ids (next %d), "+
+	return fmt.Sprintf("%s: %s ahead of this database's transaction ids (next %d), "+
 		"as after a pg_dump/restore or a logical copy into another cluster; "+
 		"events written here would not be forwarded and the clean-up would delete them. "+
 		"Run `orderstream outbox realign` (see the README: Restoring or migrating the database)",

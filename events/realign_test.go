@@ -51,6 +51,7 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 	}
 	stop := startForwarder(t, source, streams, cfg)
 	entries(t, rdb, key, 3)
+	waitPending(t, source, 0) // and acked
 	if err := stop(); err != nil {
 		t.Fatalf("forwarder in the old cluster: %v", err)
 	}
@@ -80,7 +81,10 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Run(ctx); !errors.Is(err, events.ErrOutboxMisaligned) || !strings.Contains(err.Error(), "orderstream outbox realign") {
+	// A forwarder that does start runs until the deadline and returns nil.
+	runCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := f.Run(runCtx); !errors.Is(err, events.ErrOutboxMisaligned) || !strings.Contains(err.Error(), "orderstream outbox realign") {
 		t.Fatalf("forwarder Run() = %v, want a refusal naming orderstream outbox realign", err)
 	}
 	if n, err := events.CleanOutbox(ctx, target, 0); !errors.Is(err, events.ErrOutboxMisaligned) || n != 0 {
