@@ -44,16 +44,21 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer) error {
 	} else {
 		fmt.Fprintln(w, "the forwarder has not run yet")
 	}
-	if outbox.Misalignment != nil {
-		fmt.Fprintf(w, "MISALIGNED\t%s\t\t\n", outbox.Misalignment)
-	}
 	for _, st := range streams {
 		fmt.Fprintf(w, "stream %s\tlength %d\t\t\n", st.Stream, st.Length)
 		for _, g := range st.Groups {
 			fmt.Fprintf(w, "  group %s\tlag %d\tpending %d\tlast delivered %s\n", g.Name, g.Lag, g.Pending, g.LastDelivered)
 		}
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if outbox.Misalignment != nil {
+		// The pending count leaves out the rows written here: they sort
+		// before the position.
+		fmt.Fprintf(stdout, "\nWARNING: %s\n", outbox.Misalignment)
+	}
+	return nil
 }
 
 // realignOutbox makes an outbox copied from another cluster readable by the
@@ -67,7 +72,7 @@ func (a *app) realignOutbox(ctx context.Context, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "the outbox is aligned with the database's transaction ids: nothing to do")
 		return nil
 	}
-	fmt.Fprintf(stdout, "found: %s\n", r.Misalignment)
+	fmt.Fprintf(stdout, "found: %s\n", r.Misalignment.Summary())
 	fmt.Fprintf(stdout, "realigned the outbox:\n"+
 		"  %d rows from the old cluster that the forwarder had passed: kept as forwarded (transaction 1)\n"+
 		"  %d rows from the old cluster that it had not: forwarded first (transaction 2)\n"+

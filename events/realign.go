@@ -34,15 +34,19 @@ type Misalignment struct {
 }
 
 func (m *Misalignment) Error() string {
+	return fmt.Sprintf("%s: %s, as after a pg_dump/restore or a logical copy into another cluster; "+
+		"events written here would not be forwarded and the clean-up would delete them. "+
+		"Run `orderstream outbox realign` (see the README: Restoring or migrating the database)",
+		ErrOutboxMisaligned, m.Summary())
+}
+
+// Summary says which ids are ahead.
+func (m *Misalignment) Summary() string {
 	what := fmt.Sprintf("the forwarder's position (transaction %d) is", m.Position)
 	if m.Position < m.Next {
 		what = fmt.Sprintf("outbox rows (transaction ids up to %d) are", m.Newest)
 	}
-	return fmt.Sprintf("%s: %s ahead of this database's transaction ids (next %d), "+
-		"as after a pg_dump/restore or a logical copy into another cluster; "+
-		"events written here would not be forwarded and the clean-up would delete them. "+
-		"Run `orderstream outbox realign` (see the README: Restoring or migrating the database)",
-		ErrOutboxMisaligned, what, m.Next)
+	return fmt.Sprintf("%s ahead of this database's transaction ids (next %d)", what, m.Next)
 }
 
 func (m *Misalignment) Unwrap() error { return ErrOutboxMisaligned }
