@@ -18,6 +18,8 @@ func (a *app) admin(ctx context.Context, cmd string, args []string, stdout io.Wr
 	switch cmd {
 	case "outbox status":
 		return a.outboxStatus(ctx, stdout)
+	case "outbox realign":
+		return a.realignOutbox(ctx, stdout)
 	case "deadletters list":
 		return a.listDeadLetters(ctx, stdout)
 	case "deadletters replay":
@@ -48,7 +50,35 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer) error {
 			fmt.Fprintf(w, "  group %s\tlag %d\tpending %d\tlast delivered %s\n", g.Name, g.Lag, g.Pending, g.LastDelivered)
 		}
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if outbox.Misalignment != nil {
+		// The pending count leaves out the rows written here: they sort
+		// before the position.
+		fmt.Fprintf(stdout, "\nWARNING: %s\n", outbox.Misalignment)
+	}
+	return nil
+}
+
+// realignOutbox makes an outbox copied from another cluster readable by the
+// forwarder again (events.RealignOutbox).
+func (a *app) realignOutbox(ctx context.Context, stdout io.Writer) error {
+	r, err := events.RealignOutbox(ctx, a.db)
+	if err != nil {
+		return err
+	}
+	if r.Misalignment == nil {
+		fmt.Fprintln(stdout, "the outbox is aligned with the database's transaction ids: nothing to do")
+		return nil
+	}
+	fmt.Fprintf(stdout, "found: %s\n", r.Misalignment.Summary())
+	fmt.Fprintf(stdout, "realigned the outbox:\n"+
+		"  %d rows from the old cluster that the forwarder had passed: kept as forwarded (transaction 1)\n"+
+		"  %d rows from the old cluster that it had not: forwarded first (transaction 2)\n"+
+		"  %d rows written in this database: forwarded after them\n"+
+		"the forwarder resumes at transaction 2, offset 0; start it\n", r.Passed, r.Pending, r.Local)
+	return nil
 }
 
 func roundAge(d time.Duration) string {

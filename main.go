@@ -52,6 +52,9 @@ commands:
 
   outbox status                    what the forwarder has not moved yet, and where
                                    each consumer group is in each stream
+  outbox realign                   after a pg_dump/restore or logical copy into
+                                   another cluster: makes the copied outbox
+                                   readable by the forwarder again
   deadletters list                 the messages that could not be handled
   deadletters replay ID... | --all puts dead letters back on their stream (same
                                    UUID: the inbox still deduplicates)
@@ -62,7 +65,7 @@ ADMIN_TOKEN, LOG_LEVEL, LOG_FORMAT, ...); see the README for the full list.`
 // serveCommands run until stopped; the others do one thing and exit.
 var (
 	serveCommands = []string{"all", "api", "forwarder", "worker"}
-	adminCommands = []string{"migrate", "outbox status", "deadletters list", "deadletters replay"}
+	adminCommands = []string{"migrate", "outbox status", "outbox realign", "deadletters list", "deadletters replay"}
 )
 
 // parseCommand splits args into a command, such as "worker" or "outbox

@@ -38,6 +38,7 @@ type ForwarderConfig struct {
 // at least once: a row's offset is acked only after Redis accepted it.
 type Forwarder struct {
 	fwd    *forwarder.Forwarder
+	db     *sql.DB
 	out    message.Publisher
 	logger watermill.LoggerAdapter
 	dsn    string
@@ -97,6 +98,7 @@ func NewForwarder(db *sql.DB, streams Streams, cfg ForwarderConfig) (*Forwarder,
 		return nil, errors.Join(fmt.Errorf("create forwarder: %w", err), sub.Close(), out.Close())
 	}
 	f.fwd, f.out = fwd, out
+	f.db = db
 	return f, nil
 }
 
@@ -107,6 +109,11 @@ const (
 
 // Run forwards until ctx is done, then finishes the message in hand.
 func (f *Forwarder) Run(ctx context.Context) error {
+	// Not on an outbox copied from another cluster: it would skip what is
+	// written here (see Misalignment).
+	if err := CheckOutboxAlignment(ctx, f.db); err != nil && ctx.Err() == nil {
+		return errors.Join(fmt.Errorf("start forwarder: %w", err), f.out.Close())
+	}
 	if f.dsn != "" {
 		listenOutbox(ctx, f.dsn, f.wake, f.logger)
 	}

@@ -17,6 +17,10 @@ type OutboxStatus struct {
 	Transaction  string        // the forwarder's position: last transaction id
 	OffsetAcked  int64         // and the last offset acked within it
 	HasForwarded bool          // false until the forwarder first ran
+	// Misalignment, when set, says that the outbox was copied from another
+	// cluster and the forwarder will not run: Pending then leaves out the
+	// rows written here, which sort before its position.
+	Misalignment *Misalignment
 }
 
 // Outbox reports the outbox rows the forwarder has not passed yet. The
@@ -41,6 +45,9 @@ func Outbox(ctx context.Context, db *sql.DB) (OutboxStatus, error) {
 	}
 	st.Transaction, st.OffsetAcked, st.HasForwarded = tx.String, offset.Int64, tx.Valid
 	st.OldestAge = time.Duration(age.Float64 * float64(time.Second))
+	if st.Misalignment, _, err = alignment(ctx, db); err != nil {
+		return OutboxStatus{}, err
+	}
 	return st, nil
 }
 

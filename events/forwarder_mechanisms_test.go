@@ -1,0 +1,241 @@
+package events_test
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/postgres"
+)
+
+// Each test here makes, deterministically, the situation one mechanism of
+// the forwarder is for, and fails without that mechanism.
+
+// A transaction that got its id first and commits last must not be passed
+// over by the forwarder's position (outboxSchema: transaction_id <
+// pg_snapshot_xmin).
+func TestForwarder_forwardsATransactionThatStartedFirstAndCommitsLast(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.OwnDB(t)
+	streams := testenv.Streams(t)
+	rdb := streams.Client()
+	defer rdb.Close()
+	key := streams.Name(events.StreamOrdersPlaced)
+
+	publish(t, db, ctx, events.OrderPlaced{OrderID: "before"})
+	first, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback()
+	if err := events.Publish(ctx, first, events.OrderPlaced{OrderID: "began-first"}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, db, ctx, events.OrderPlaced{OrderID: "committed-first"})
+
+	runForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
+	// "before" on the stream: the forwarder has read the outbox since
+	// committed-first committed, and moved what it may.
+	entries(t, rdb, key, 1)
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := orderIDs(t, entries(t, rdb, key, 3)); got != "before began-first committed-first" {
+		t.Errorf("stream holds %s, want before began-first committed-first", got)
+	}
+}
+
+// A wake-up poll that finds nothing because an older transaction, still
+// open, hides the rows that were committed is followed by rechecks that
+// find them once it ends, long before the fallback poll (outboxWaker).
+//
+// The wake-up is the listener's first signal (it may have missed
+// notifications while connecting). Two row locks on the forwarder's
+// offsets row, which every poll takes after its snapshot, make the order
+// certain: the first poll waits on one; the second lock queues behind that
+// poll, so that the wake-up poll waits on it, with its snapshot taken, while
+// the older transaction is still open.
+func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testenv.OwnDatabaseURL(t)
+	db, err := postgres.Open(ctx, url, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	streams := testenv.Streams(t)
+	rdb := streams.Client()
+	defer rdb.Close()
+	if _, err := db.Exec(`INSERT INTO watermill_offsets_outbox (consumer_group, offset_acked, last_processed_transaction_id)
+		VALUES ('forwarder', 0, '0')`); err != nil {
+		t.Fatal(err)
+	}
+
+	older, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer older.Rollback()
+	if _, err := older.Exec(`SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, db, ctx, events.OrderPlaced{OrderID: "hidden"})
+
+	lock1, pid1 := session(t, db)
+	if err := lockOffsets(lock1); err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, db, streams, events.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
+	waitPollBlockedBy(t, db, pid1)
+	waitListening(t, db)
+	lock2, pid2 := session(t, db)
+	locked2 := make(chan error, 1)
+	go func() { locked2 <- lockOffsets(lock2) }()
+	waitBlocked(t, db, pid2)
+	lock1.Rollback() // the first poll goes on, finds nothing, and waits for a wake-up
+	if err := <-locked2; err != nil {
+		t.Fatal(err)
+	}
+	waitPollBlockedBy(t, db, pid2) // the wake-up poll
+	older.Rollback()               // which notifies nobody
+	lock2.Rollback()
+
+	entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)
+}
+
+// The stream entry of an event keeps the outbox event's UUID, the dedup key
+// of every consumer, and its metadata, whether the hop is traced or not: a
+// traced hop re-encodes the envelope (inspectEnvelope) to carry its own
+// span.
+func TestForwarder_keepsTheOutboxUUIDAndMetadata(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		tracer *sdktrace.TracerProvider
+	}{
+		{"tracing_off", nil},
+		{"tracing_on", sdktrace.NewTracerProvider()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db := testenv.OwnDB(t)
+			streams := testenv.Streams(t)
+			rdb := streams.Client()
+			defer rdb.Close()
+			ctx := events.WithCorrelationID(context.Background(), "corr-"+tc.name)
+			cfg := events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10}
+			if tc.tracer != nil {
+				var span trace.Span
+				ctx, span = tc.tracer.Tracer("test").Start(ctx, "place order")
+				defer span.End()
+				cfg.Tracer = tc.tracer
+			}
+			publish(t, db, ctx, events.OrderPlaced{OrderID: "o-" + tc.name})
+			written := testenv.OutboxEvents(t, db, "order_id", "o-"+tc.name)
+			if len(written) != 1 {
+				t.Fatalf("%d outbox events, want 1", len(written))
+			}
+
+			runForwarder(t, db, streams, cfg)
+			msg := entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)[0]
+			if msg.UUID != written[0].UUID {
+				t.Errorf("stream entry UUID %s, want the outbox event's %s", msg.UUID, written[0].UUID)
+			}
+			for _, k := range []string{events.MetadataEventType, events.MetadataCorrelationID} {
+				if msg.Metadata.Get(k) != written[0].Metadata[k] || msg.Metadata.Get(k) == "" {
+					t.Errorf("stream entry %s = %q, want the outbox event's %q", k, msg.Metadata.Get(k), written[0].Metadata[k])
+				}
+			}
+			if tc.tracer != nil {
+				// The hop's span, a child of the one that wrote the event:
+				// same trace, another span.
+				got, was := msg.Metadata.Get("traceparent"), written[0].Metadata["traceparent"]
+				if len(got) < 36 || len(was) < 36 || got[:36] != was[:36] || got == was {
+					t.Errorf("traceparent %q, want the hop's span in the trace of %q", got, was)
+				}
+			}
+		})
+	}
+}
+
+// lockOffsets locks the forwarder's offsets row in tx.
+func lockOffsets(tx *sql.Tx) error {
+	_, err := tx.Exec(`SELECT FROM watermill_offsets_outbox WHERE consumer_group = 'forwarder' FOR UPDATE`)
+	return err
+}
+
+// session begins a transaction and returns it with the pid of its
+// connection.
+func session(t *testing.T, db *sql.DB) (*sql.Tx, int) {
+	t.Helper()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	var pid int
+	if err := tx.QueryRow(`SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return tx, pid
+}
+
+// waitUntil waits until the query, counting, returns more than zero.
+func waitUntil(t *testing.T, db *sql.DB, what, query string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var n int
+		err := db.QueryRow(query, args...).Scan(&n)
+		if err == nil && n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s (%v)", what, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitPollBlockedBy waits until a forwarder's poll waits for a lock pid
+// holds.
+func waitPollBlockedBy(t *testing.T, db *sql.DB, pid int) {
+	t.Helper()
+	waitUntil(t, db, "a poll waiting on a lock", `SELECT count(*) FROM pg_stat_activity
+		WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%WITH last_processed%'`, pid)
+}
+
+func waitBlocked(t *testing.T, db *sql.DB, pid int) {
+	t.Helper()
+	waitUntil(t, db, "the lock to queue", `SELECT cardinality(pg_blocking_pids($1))`, pid)
+}
+
+// waitListening waits until the forwarder listens for notifications.
+func waitListening(t *testing.T, db *sql.DB) {
+	t.Helper()
+	waitUntil(t, db, "the forwarder to listen", `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'LISTEN %' AND state = 'idle'`)
+}
+
+func orderIDs(t *testing.T, msgs []*message.Message) string {
+	t.Helper()
+	var ids []string
+	for _, msg := range msgs {
+		e, err := events.Decode[events.OrderPlaced](msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.OrderID)
+	}
+	return strings.Join(ids, " ")
+}
