@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lib/pq"
 
@@ -80,5 +81,50 @@ func TestIsTransient(t *testing.T) {
 		if got := postgres.IsTransient(c.err); got != c.transient {
 			t.Errorf("%s: IsTransient(%v) = %v, want %v", c.name, c.err, got, c.transient)
 		}
+	}
+}
+
+// TestOpen_sessionLimits: every session of the pool gets the limits asked
+// for, and the keepalives, unless the URL sets them itself.
+func TestOpen_sessionLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	show := func(db *sql.DB, name string) string {
+		t.Helper()
+		var v string
+		if err := db.QueryRowContext(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	db, err := postgres.Open(ctx, testenv.DatabaseURL(t), 2,
+		postgres.IdleInTransactionTimeout(15*time.Second), postgres.LockTimeout(1500*time.Millisecond),
+		postgres.StatementTimeout(5*time.Second), postgres.ApplicationName("orderstream test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for name, want := range map[string]string{
+		"idle_in_transaction_session_timeout": "15s", "lock_timeout": "1500ms", "statement_timeout": "5s",
+		"application_name": "orderstream test", "tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10",
+		"tcp_keepalives_count": "3",
+	} {
+		// TCP settings read 0 on a Unix socket.
+		if got := show(db, name); got != want && !(strings.HasPrefix(name, "tcp_") && got == "0") {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+
+	u, _ := url.Parse(testenv.DatabaseURL(t))
+	q := u.Query()
+	q.Set("lock_timeout", "0")
+	u.RawQuery = q.Encode()
+	own, err := postgres.Open(ctx, u.String(), 1, postgres.LockTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if got := show(own, "lock_timeout"); got != "0" {
+		t.Errorf("lock_timeout = %q with the URL setting 0, want the URL's", got)
 	}
 }
