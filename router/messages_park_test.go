@@ -18,6 +18,7 @@ import (
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/metrics"
+	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/parked"
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/router"
@@ -345,5 +346,35 @@ func TestMessages_plainErrorRetriedThenDeadLettered(t *testing.T) {
 	}
 	if n := w.reserved(sku); n != 0 {
 		t.Errorf("%d units reserved by a failed reservation", n)
+	}
+}
+
+// TestMessages_parkedForAnotherHandler: a message put back on its stream for
+// one handler is acked by the other groups of the stream without running
+// their handler (no inbox row, no effect).
+func TestMessages_parkedForAnotherHandler(t *testing.T) {
+	t.Parallel()
+	w := startWorker(t)
+	o, _, err := w.orders.Place(w.ctx, orders.PlaceRequest{CustomerID: "c", Items: []events.Item{{SKU: "A", Quantity: 1}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := events.NewMessage(w.ctx, events.StockReserved{OrderID: o.ID, Items: o.Items})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg.Metadata.Set(parked.MetadataHandler, "someone.else")
+	w.publish(events.StreamReservations, msg)
+	w.drained(events.StreamReservations, "orders")
+
+	if got, _ := w.orders.Get(w.ctx, o.ID); got.Status != orders.StatusPending {
+		t.Errorf("order is %s, want pending: the message was for another handler", got.Status)
+	}
+	var n int
+	if err := w.db.QueryRow(`SELECT count(*) FROM inbox WHERE message_uuid = $1`, msg.UUID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d inbox rows for a message parked for another handler, want none", n)
 	}
 }
