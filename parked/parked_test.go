@@ -104,7 +104,7 @@ func TestStore(t *testing.T) {
 			t.Errorf("park = %+v, want overdue, attempt 10, failing for 2 h", p)
 		}
 		var stored string
-		if err := db.QueryRow(`SELECT metadata->>'` + MetadataAttempts + `' IS NULL AND last_error = $2 FROM parked_messages WHERE message_uuid = $1`,
+		if err := db.QueryRow(`SELECT metadata->>'`+MetadataAttempts+`' IS NULL AND last_error = $2 FROM parked_messages WHERE message_uuid = $1`,
 			msg.UUID, cause.Error()).Scan(&stored); err != nil || stored != strconv.FormatBool(true) {
 			t.Errorf("stored row: %q, %v; want the error, without the parking metadata", stored, err)
 		}

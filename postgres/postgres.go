@@ -197,3 +197,24 @@ func IsTransient(err error) bool {
 	}
 	return false
 }
+
+// OldestTransactionAge is the age of the oldest transaction open anywhere
+// in the cluster, in any database, that holds a transaction id (it wrote,
+// or locked a row), prepared transactions included: the outbox forwarder
+// reads only rows older than every such transaction, so none committed
+// after it is forwarded until it ends. 0 when there is none. Without the
+// pg_read_all_stats role (or superuser) only the sessions of the same user
+// are seen.
+func OldestTransactionAge(ctx context.Context, db *sql.DB) (time.Duration, error) {
+	var seconds float64
+	err := db.QueryRowContext(ctx, `
+		SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(started)), 0)::float8 FROM (
+			SELECT xact_start AS started FROM pg_stat_activity
+			WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+			UNION ALL
+			SELECT prepared FROM pg_prepared_xacts) t`).Scan(&seconds)
+	if err != nil {
+		return 0, fmt.Errorf("read oldest transaction: %w", err)
+	}
+	return time.Duration(max(seconds, 0) * float64(time.Second)), nil
+}

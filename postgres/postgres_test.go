@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
@@ -127,4 +128,53 @@ func TestOpen_sessionLimits(t *testing.T) {
 	if got := show(own, "lock_timeout"); got != "0" {
 		t.Errorf("lock_timeout = %q with the URL setting 0, want the URL's", got)
 	}
+}
+
+// TestOldestTransactionAge: a transaction that holds a transaction id, in
+// another database or not, counts from its start.
+func TestOldestTransactionAge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.DB(t)
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/postgres" // another database of the cluster
+	other, err := sql.Open("postgres", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Skipf("maintenance database: %v", err)
+	}
+	defer tx.Rollback()
+	var started time.Time
+	if err := tx.QueryRow(`SELECT now() FROM pg_current_xact_id()`).Scan(&started); err != nil {
+		t.Skipf("maintenance database: %v", err)
+	}
+	var atLeast time.Duration
+	if err := db.QueryRow(`SELECT (EXTRACT(EPOCH FROM now() - $1::timestamptz) * 1e6)::bigint`, started).Scan((*microseconds)(&atLeast)); err != nil {
+		t.Fatal(err)
+	}
+	age, err := postgres.OldestTransactionAge(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if age <= 0 || age < atLeast {
+		t.Errorf("OldestTransactionAge() = %s, want at least %s, the age of the open transaction", age, atLeast)
+	}
+}
+
+type microseconds time.Duration
+
+func (m *microseconds) Scan(v any) error {
+	n, ok := v.(int64)
+	if !ok {
+		return fmt.Errorf("microseconds: %T", v)
+	}
+	*m = microseconds(time.Duration(n) * time.Microsecond)
+	return nil
 }
