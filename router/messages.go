@@ -40,6 +40,9 @@ type MessagesConfig struct {
 	// exponential backoff, before its message is dead-lettered, or parked
 	// when it failed for a passing reason.
 	MaxRetries int
+	// RetryInitial is the wait before the first retry (default 100 ms);
+	// each retry waits twice as long as the one before, up to 5 s.
+	RetryInitial time.Duration
 	// ParkBackoff is how long a parked message waits before it is tried
 	// again (default 1 s, doubling to 1 min); SurfaceAfter is how long it
 	// may keep failing for a passing reason before each further failure is
@@ -95,6 +98,9 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 		cfg.SurfaceAfter = defaultSurfaceAfter
 	}
 	store := parked.NewStore(cfg.DB, cfg.ParkBackoff, cfg.SurfaceAfter)
+	if cfg.RetryInitial <= 0 {
+		cfg.RetryInitial = 100 * time.Millisecond
+	}
 
 	// Outermost first. A message put back for another handler is acked at
 	// once. A message that still fails after its retries, or that no retry
@@ -112,7 +118,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 		keepContext,
 		middleware.Retry{
 			MaxRetries:          cfg.MaxRetries,
-			InitialInterval:     100 * time.Millisecond,
+			InitialInterval:     cfg.RetryInitial,
 			MaxInterval:         5 * time.Second,
 			Multiplier:          2,
 			RandomizationFactor: 0.2,

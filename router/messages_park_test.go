@@ -279,7 +279,9 @@ func TestMessages_plainErrorRetriedThenDeadLettered(t *testing.T) {
 	t.Parallel()
 	const maxRetries = 3
 	log, withLog := newJSONLog(t)
-	w := startWorker(t, withLog, func(c *router.MessagesConfig) { c.MaxRetries = maxRetries })
+	// 250 ms, 500 ms, 1 s, each ±20%: far enough apart that the jitter and
+	// the scheduling of a busy machine cannot reorder them.
+	w := startWorker(t, withLog, func(c *router.MessagesConfig) { c.MaxRetries, c.RetryInitial = maxRetries, 250*time.Millisecond })
 	sku := testenv.Unique("SKU")
 	if _, err := w.inventory.Set(w.ctx, sku, 5); err != nil {
 		t.Fatal(err)
