@@ -17,6 +17,8 @@ import (
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/parked"
+	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -104,8 +106,19 @@ func (a *app) forward(ctx context.Context) error {
 }
 
 func (a *app) handleMessages(ctx context.Context) error {
+	// The handlers get a pool of their own, whose lock waits and statements
+	// the server bounds too: a stock row held elsewhere fails an attempt in
+	// DB_LOCK_TIMEOUT. The rest of the process must not have those limits
+	// (the standby forwarder waits on the outbox's lock by design).
+	db, err := openDatabase(ctx, a.cfg, a.logger, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
+		postgres.LockTimeout(a.cfg.DBLockTimeout), postgres.StatementTimeout(a.cfg.HandlerTimeout),
+		postgres.ApplicationName("orderstream worker"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 	m, err := router.NewMessages(router.MessagesConfig{
-		DB:             a.db,
+		DB:             db,
 		Streams:        a.streams,
 		Orders:         a.orders,
 		Inventory:      a.inventory,
@@ -114,6 +127,8 @@ func (a *app) handleMessages(ctx context.Context) error {
 		Tracer:         a.tracer,
 		HandlerTimeout: a.cfg.HandlerTimeout,
 		MaxRetries:     a.cfg.HandlerMaxRetries,
+		ParkBackoff:    parked.Backoff{Initial: a.cfg.ParkBackoffInitial, Max: a.cfg.ParkBackoffMax},
+		SurfaceAfter:   a.cfg.ParkSurfaceAfter,
 	})
 	if err != nil {
 		return err

@@ -26,16 +26,22 @@ type config struct {
 	HandlerMaxRetries  int
 	WorkerConcurrency  int
 	StreamClaimIdle    time.Duration
-	ShutdownTimeout    time.Duration
-	StartupTimeout     time.Duration
-	CleanupInterval    time.Duration
-	OutboxRetention    time.Duration
-	InboxRetention     time.Duration
-	StreamRetention    time.Duration
-	MetricsAddr        string
-	MetricsInterval    time.Duration
-	OTLPEndpoint       string
-	ServiceName        string
+	ParkBackoffInitial time.Duration
+	ParkBackoffMax     time.Duration
+	ParkSurfaceAfter   time.Duration
+	// Server-side limits of orderstream's own sessions.
+	DBIdleInTransactionTimeout time.Duration
+	DBLockTimeout              time.Duration
+	ShutdownTimeout            time.Duration
+	StartupTimeout             time.Duration
+	CleanupInterval            time.Duration
+	OutboxRetention            time.Duration
+	InboxRetention             time.Duration
+	StreamRetention            time.Duration
+	MetricsAddr                string
+	MetricsInterval            time.Duration
+	OTLPEndpoint               string
+	ServiceName                string
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -85,29 +91,40 @@ func loadConfig(getenv func(string) string) (config, error) {
 		HandlerMaxRetries:  num("HANDLER_MAX_RETRIES", 3, 0),
 		WorkerConcurrency:  num("WORKER_CONCURRENCY", 8, 1),
 		StreamClaimIdle:    dur("STREAM_CLAIM_IDLE", time.Minute),
-		ShutdownTimeout:    dur("SHUTDOWN_TIMEOUT", 30*time.Second),
-		StartupTimeout:     dur("STARTUP_TIMEOUT", time.Minute),
-		CleanupInterval:    dur("CLEANUP_INTERVAL", time.Minute),
-		OutboxRetention:    dur("OUTBOX_RETENTION", 24*time.Hour),
-		InboxRetention:     dur("INBOX_RETENTION", 7*24*time.Hour),
-		StreamRetention:    dur("STREAM_RETENTION", 24*time.Hour),
-		MetricsAddr:        getenv("METRICS_ADDR"),
-		MetricsInterval:    dur("METRICS_INTERVAL", 5*time.Second),
-		OTLPEndpoint:       getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
-		ServiceName:        str("OTEL_SERVICE_NAME", "orderstream"),
+		ParkBackoffInitial: dur("PARK_BACKOFF_INITIAL", time.Second),
+		ParkBackoffMax:     dur("PARK_BACKOFF_MAX", time.Minute),
+		ParkSurfaceAfter:   dur("PARK_SURFACE_AFTER", 5*time.Minute),
+
+		DBIdleInTransactionTimeout: dur("DB_IDLE_IN_TRANSACTION_TIMEOUT", 15*time.Second),
+		DBLockTimeout:              dur("DB_LOCK_TIMEOUT", 2*time.Second),
+		ShutdownTimeout:            dur("SHUTDOWN_TIMEOUT", 30*time.Second),
+		StartupTimeout:             dur("STARTUP_TIMEOUT", time.Minute),
+		CleanupInterval:            dur("CLEANUP_INTERVAL", time.Minute),
+		OutboxRetention:            dur("OUTBOX_RETENTION", 24*time.Hour),
+		InboxRetention:             dur("INBOX_RETENTION", 7*24*time.Hour),
+		StreamRetention:            dur("STREAM_RETENTION", 24*time.Hour),
+		MetricsAddr:                getenv("METRICS_ADDR"),
+		MetricsInterval:            dur("METRICS_INTERVAL", 5*time.Second),
+		OTLPEndpoint:               getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
+		ServiceName:                str("OTEL_SERVICE_NAME", "orderstream"),
 	}
-	// An entry stays pending while its handler runs and retries; another
-	// consumer must not claim it meanwhile.
+	// An entry stays pending while its handler runs and retries and the
+	// message is parked; another consumer must not claim it meanwhile.
 	if worst := c.worstHandlingTime(); c.StreamClaimIdle <= worst {
-		errs = append(errs, fmt.Errorf("STREAM_CLAIM_IDLE=%s must exceed the longest a message can be handled (%s: HANDLER_TIMEOUT × (HANDLER_MAX_RETRIES+1) plus backoff)", c.StreamClaimIdle, worst))
+		errs = append(errs, fmt.Errorf("STREAM_CLAIM_IDLE=%s must exceed the longest a message can be handled (%s: HANDLER_TIMEOUT × (HANDLER_MAX_RETRIES+2) plus backoff)", c.StreamClaimIdle, worst))
+	}
+	if c.ParkBackoffMax < c.ParkBackoffInitial {
+		errs = append(errs, fmt.Errorf("PARK_BACKOFF_MAX=%s must be at least PARK_BACKOFF_INITIAL=%s", c.ParkBackoffMax, c.ParkBackoffInitial))
 	}
 	return c, errors.Join(errs...)
 }
 
-// worstHandlingTime is the longest one message can take with every attempt
-// timing out: the attempts plus the backoff between them (at most 5 s each,
-// with 20% jitter).
+// worstHandlingTime is the longest one delivery of a message can hold its
+// entry with every attempt timing out: the attempts, the backoff between
+// them (at most 5 s each, with 20% jitter) and parking it (one statement,
+// bounded by HANDLER_TIMEOUT too). A parked message's entry is acked; it
+// comes back as a new entry, so the parked wait does not count.
 func (c config) worstHandlingTime() time.Duration {
 	attempts := time.Duration(c.HandlerMaxRetries + 1)
-	return attempts*c.HandlerTimeout + time.Duration(c.HandlerMaxRetries)*6*time.Second
+	return attempts*c.HandlerTimeout + time.Duration(c.HandlerMaxRetries)*6*time.Second + c.HandlerTimeout
 }

@@ -110,7 +110,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 
-	db, err := openDatabase(ctx, cfg, logger)
+	db, err := openDatabase(ctx, cfg, logger,
+		postgres.IdleInTransactionTimeout(cfg.DBIdleInTransactionTimeout), postgres.ApplicationName("orderstream "+cmd))
 	if err != nil {
 		return err
 	}
@@ -193,10 +194,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // openDatabase connects to the database, waiting up to cfg.StartupTimeout
 // while it cannot be reached: under docker compose or an orchestrator, the
 // database may come up after the process.
-func openDatabase(ctx context.Context, cfg config, logger *slog.Logger) (*sql.DB, error) {
+func openDatabase(ctx context.Context, cfg config, logger *slog.Logger, opts ...postgres.Option) (*sql.DB, error) {
 	deadline := time.Now().Add(cfg.StartupTimeout)
 	for {
-		db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DBMaxConns)
+		db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DBMaxConns, opts...)
 		if err == nil || !postgres.IsUnavailable(err) || time.Now().After(deadline) {
 			return db, err
 		}

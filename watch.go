@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/parked"
+	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -44,6 +46,17 @@ func (a *app) collect(ctx context.Context) error {
 	m.OutboxPending.Set(float64(outbox.Pending))
 	m.OutboxOldestAge.Set(outbox.OldestAge.Seconds())
 	snap.Outbox = router.OutboxFigures{Pending: outbox.Pending, OldestSeconds: outbox.OldestAge.Seconds()}
+	oldestTx, err := postgres.OldestTransactionAge(ctx, a.db)
+	if err != nil {
+		return err
+	}
+	m.OldestTransactionAge.Set(oldestTx.Seconds())
+	parkedStatus, err := parked.ReadStatus(ctx, a.db)
+	if err != nil {
+		return err
+	}
+	m.ParkedMessages.Set(float64(parkedStatus.Messages))
+	m.ParkedOldest.Set(parkedStatus.OldestFailing.Seconds())
 
 	if snap.Streams, err = a.streams.Status(ctx, a.rdb); err != nil {
 		return err

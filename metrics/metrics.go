@@ -20,6 +20,11 @@ type Metrics struct {
 	OrdersPlaced    prometheus.Counter
 	OrderSettle     prometheus.Histogram
 	InboxDuplicates *prometheus.CounterVec // handler
+	// Messages that failed for a passing reason and were parked to be
+	// tried again later, and those parked again after failing for longer
+	// than the bound (see parked.Store).
+	MessagesParked        *prometheus.CounterVec // handler
+	MessagesParkedOverdue *prometheus.CounterVec // handler
 
 	// Read from the database and Redis on a timer, and registered only by
 	// the process that reads them (see RegisterBacklog).
@@ -28,6 +33,12 @@ type Metrics struct {
 	StreamLag       *prometheus.GaugeVec // stream, group
 	StreamPending   *prometheus.GaugeVec // stream, group
 	DeadLetters     prometheus.Gauge
+	ParkedMessages  prometheus.Gauge
+	ParkedOldest    prometheus.Gauge
+	// OldestTransactionAge is the age of the oldest transaction in the
+	// whole PostgreSQL cluster that holds a transaction id: until it ends,
+	// the forwarder cannot see any commit after it.
+	OldestTransactionAge prometheus.Gauge
 }
 
 // Namespace prefixes every metric of orderstream's.
@@ -60,6 +71,14 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "inbox_duplicates_total",
 			Help: "Redelivered messages the inbox skipped, by handler.",
 		}, []string{"handler"}),
+		MessagesParked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "messages_parked_total",
+			Help: "Messages parked to be tried again later after failing for a passing reason (a lock, a timeout, the database away), by handler.",
+		}, []string{"handler"}),
+		MessagesParkedOverdue: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "messages_parked_overdue_total",
+			Help: "Messages parked again after failing for a passing reason for longer than PARK_SURFACE_AFTER, by handler.",
+		}, []string{"handler"}),
 		OutboxPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "outbox_pending_messages",
 			Help: "Outbox rows the forwarder has not moved to Redis yet.",
@@ -80,11 +99,24 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "deadletter_messages",
 			Help: "Messages in the dead-letter stream.",
 		}),
+		ParkedMessages: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "parked_messages",
+			Help: "Messages parked after failing for a passing reason, waiting for their next attempt.",
+		}),
+		ParkedOldest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "parked_oldest_failing_seconds",
+			Help: "How long the parked message that first failed longest ago has been failing; 0 when none is parked.",
+		}),
+		OldestTransactionAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "postgres_oldest_transaction_age_seconds",
+			Help: "Age of the oldest transaction in the PostgreSQL cluster that holds a transaction id (any database, any client): commits after it stay hidden from the outbox forwarder until it ends; 0 when none.",
+		}),
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.OrdersPlaced, m.OrderSettle, m.InboxDuplicates,
+		m.MessagesParked, m.MessagesParkedOverdue,
 	)
 	return m
 }
@@ -97,5 +129,6 @@ func (m *Metrics) Handler() http.Handler {
 // RegisterBacklog registers the gauges read from the database and Redis,
 // in the one process that reads them.
 func (m *Metrics) RegisterBacklog() {
-	m.Registry.MustRegister(m.OutboxPending, m.OutboxOldestAge, m.StreamLag, m.StreamPending, m.DeadLetters)
+	m.Registry.MustRegister(m.OutboxPending, m.OutboxOldestAge, m.StreamLag, m.StreamPending, m.DeadLetters,
+		m.ParkedMessages, m.ParkedOldest, m.OldestTransactionAge)
 }

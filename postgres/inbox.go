@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -64,7 +65,9 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 				return nil, err
 			}
 			if err := s.commit(); err != nil {
-				return nil, fmt.Errorf("inbox: %w", err)
+				// The attempt's timeout may have rolled the transaction
+				// back first: then it failed for a passing reason.
+				return nil, fmt.Errorf("inbox: %w", errors.Join(err, ctx.Err()))
 			}
 			return produced, nil
 		}

@@ -12,8 +12,10 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/lib/pq"
 )
@@ -28,8 +30,25 @@ import (
 // order and of a handled event. It also sends []byte parameters as binary
 // data, which is their text form for the json columns and the raw bytes
 // for bytea.
-func Open(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
-	dsn, err := withBinaryParameters(dsn)
+//
+// Each connection also asks the server to probe it with TCP keepalives
+// (tcp_keepalives_idle 30 s, then every 10 s, 3 times), so that the session
+// of a client that vanished without closing its connection (a host gone,
+// a network cut) ends within about a minute instead of the system's two
+// hours. lib/pq dials with Go's defaults, which probe the server from the
+// client's side (15 s idle, every 15 s). opts add the session's own limits.
+// Anything dsn sets itself wins. A dsn in the key=value form is used as it is.
+func Open(ctx context.Context, dsn string, maxConns int, opts ...Option) (*sql.DB, error) {
+	params := []param{
+		{"binary_parameters", "yes"},
+		{"tcp_keepalives_idle", "30"},
+		{"tcp_keepalives_interval", "10"},
+		{"tcp_keepalives_count", "3"},
+	}
+	for _, o := range opts {
+		params = append(params, o.param)
+	}
+	dsn, err := withParams(dsn, params)
 	if err != nil {
 		return nil, err
 	}
@@ -54,16 +73,54 @@ func Open(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 	return db, nil
 }
 
-func withBinaryParameters(dsn string) (string, error) {
+// An Option sets a server parameter for every session of a pool.
+type Option struct{ param param }
+
+type param struct{ name, value string }
+
+// IdleInTransactionTimeout ends a session that sits idle inside a
+// transaction for longer than d (idle_in_transaction_session_timeout),
+// releasing its locks and its transaction id: one such session anywhere in
+// the cluster hides every later commit from the outbox forwarder.
+func IdleInTransactionTimeout(d time.Duration) Option {
+	return Option{param{"idle_in_transaction_session_timeout", millis(d)}}
+}
+
+// LockTimeout makes a statement that waits longer than d for a lock fail
+// (lock_timeout, SQLSTATE 55P03, which IsTransient reports), instead of
+// waiting as long as the holder keeps it.
+func LockTimeout(d time.Duration) Option { return Option{param{"lock_timeout", millis(d)}} }
+
+// StatementTimeout makes the server cancel a statement that runs longer
+// than d (statement_timeout), even when the client is gone and cannot.
+func StatementTimeout(d time.Duration) Option {
+	return Option{param{"statement_timeout", millis(d)}}
+}
+
+// ApplicationName names the sessions in pg_stat_activity, so that an
+// operator can tell whose a long transaction is.
+func ApplicationName(name string) Option { return Option{param{"application_name", name}} }
+
+// millis is d in whole milliseconds, at least 1: 0 would turn the limit off.
+func millis(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
+
+// withParams adds each of params to dsn, a postgres:// URL, unless dsn
+// sets it already. lib/pq sends the parameters it does not know itself to
+// the server as the session's run-time parameters.
+func withParams(dsn string, params []param) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return "", fmt.Errorf("parse database url: %w", err)
 	}
-	q := u.Query()
-	if (u.Scheme != "postgres" && u.Scheme != "postgresql") || q.Has("binary_parameters") {
-		return dsn, nil // a key=value string, or set by the user
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return dsn, nil // a key=value string: the user's, as it is
 	}
-	q.Set("binary_parameters", "yes")
+	q := u.Query()
+	for _, p := range params {
+		if !q.Has(p.name) {
+			q.Set(p.name, p.value)
+		}
+	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
@@ -139,4 +196,25 @@ func IsTransient(err error) bool {
 		return pqErr.Code == "55P03" || pqErr.Code == "57014"
 	}
 	return false
+}
+
+// OldestTransactionAge is the age of the oldest transaction open anywhere
+// in the cluster, in any database, that holds a transaction id (it wrote,
+// or locked a row), prepared transactions included: the outbox forwarder
+// reads only rows older than every such transaction, so none committed
+// after it is forwarded until it ends. 0 when there is none. Without the
+// pg_read_all_stats role (or superuser) only the sessions of the same user
+// are seen.
+func OldestTransactionAge(ctx context.Context, db *sql.DB) (time.Duration, error) {
+	var seconds float64
+	err := db.QueryRowContext(ctx, `
+		SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(started)), 0)::float8 FROM (
+			SELECT xact_start AS started FROM pg_stat_activity
+			WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+			UNION ALL
+			SELECT prepared FROM pg_prepared_xacts) t`).Scan(&seconds)
+	if err != nil {
+		return 0, fmt.Errorf("read oldest transaction: %w", err)
+	}
+	return time.Duration(max(seconds, 0) * float64(time.Second)), nil
 }

@@ -3,10 +3,12 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lib/pq"
 
@@ -81,4 +83,98 @@ func TestIsTransient(t *testing.T) {
 			t.Errorf("%s: IsTransient(%v) = %v, want %v", c.name, c.err, got, c.transient)
 		}
 	}
+}
+
+// TestOpen_sessionLimits: every session of the pool gets the limits asked
+// for, and the keepalives, unless the URL sets them itself.
+func TestOpen_sessionLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	show := func(db *sql.DB, name string) string {
+		t.Helper()
+		var v string
+		if err := db.QueryRowContext(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	db, err := postgres.Open(ctx, testenv.DatabaseURL(t), 2,
+		postgres.IdleInTransactionTimeout(15*time.Second), postgres.LockTimeout(1500*time.Millisecond),
+		postgres.StatementTimeout(5*time.Second), postgres.ApplicationName("orderstream test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for name, want := range map[string]string{
+		"idle_in_transaction_session_timeout": "15s", "lock_timeout": "1500ms", "statement_timeout": "5s",
+		"application_name": "orderstream test", "tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10",
+		"tcp_keepalives_count": "3",
+	} {
+		// TCP settings read 0 on a Unix socket.
+		if got := show(db, name); got != want && !(strings.HasPrefix(name, "tcp_") && got == "0") {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+
+	u, _ := url.Parse(testenv.DatabaseURL(t))
+	q := u.Query()
+	q.Set("lock_timeout", "0")
+	u.RawQuery = q.Encode()
+	own, err := postgres.Open(ctx, u.String(), 1, postgres.LockTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if got := show(own, "lock_timeout"); got != "0" {
+		t.Errorf("lock_timeout = %q with the URL setting 0, want the URL's", got)
+	}
+}
+
+// TestOldestTransactionAge: a transaction that holds a transaction id, in
+// another database or not, counts from its start.
+func TestOldestTransactionAge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.DB(t)
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/postgres" // another database of the cluster
+	other, err := sql.Open("postgres", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Skipf("maintenance database: %v", err)
+	}
+	defer tx.Rollback()
+	var started time.Time
+	if err := tx.QueryRow(`SELECT now() FROM pg_current_xact_id()`).Scan(&started); err != nil {
+		t.Skipf("maintenance database: %v", err)
+	}
+	var atLeast time.Duration
+	if err := db.QueryRow(`SELECT (EXTRACT(EPOCH FROM now() - $1::timestamptz) * 1e6)::bigint`, started).Scan((*microseconds)(&atLeast)); err != nil {
+		t.Fatal(err)
+	}
+	age, err := postgres.OldestTransactionAge(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if age <= 0 || age < atLeast {
+		t.Errorf("OldestTransactionAge() = %s, want at least %s, the age of the open transaction", age, atLeast)
+	}
+}
+
+type microseconds time.Duration
+
+func (m *microseconds) Scan(v any) error {
+	n, ok := v.(int64)
+	if !ok {
+		return fmt.Errorf("microseconds: %T", v)
+	}
+	*m = microseconds(time.Duration(n) * time.Microsecond)
+	return nil
 }

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	wmetrics "github.com/ThreeDotsLabs/watermill/components/metrics"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/parked"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -34,14 +37,28 @@ type MessagesConfig struct {
 	// HandlerTimeout bounds one attempt of a handler.
 	HandlerTimeout time.Duration
 	// MaxRetries is how often a failing handler is retried, with
-	// exponential backoff, before its message is dead-lettered.
+	// exponential backoff, before its message is dead-lettered, or parked
+	// when it failed for a passing reason.
 	MaxRetries int
+	// RetryInitial is the wait before the first retry (default 100 ms);
+	// each retry waits twice as long as the one before, up to 5 s.
+	RetryInitial time.Duration
+	// ParkBackoff is how long a parked message waits before it is tried
+	// again (default 1 s, doubling to 1 min); SurfaceAfter is how long it
+	// may keep failing for a passing reason before each further failure is
+	// logged as an error and counted (default 5 min).
+	ParkBackoff  parked.Backoff
+	SurfaceAfter time.Duration
 }
 
 // Messages is the one Watermill router: every handler and its middleware.
 type Messages struct {
-	router     *message.Router
-	deadLetter message.Publisher
+	router      *message.Router
+	deadLetter  message.Publisher
+	parked      *parked.Store
+	parkedRedis *redis.Client
+	streams     []string // the Redis keys of the streams handled
+	logger      *slog.Logger
 }
 
 // NewMessages registers every message handler. Each handler reads its stream
@@ -71,18 +88,37 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 		return nil, errors.Join(fmt.Errorf("create dead-letter middleware: %w", err), deadLetter.Close())
 	}
 
-	// Outermost first. A message that still fails after its retries, or
-	// that no retry can help, goes to the dead-letter stream and is acked,
-	// so it never blocks its stream; one that failed for a passing reason
-	// is nacked and delivered again. Each attempt is logged in one line and
-	// runs in its own inbox transaction, bounded by the timeout.
+	if cfg.ParkBackoff.Initial <= 0 {
+		cfg.ParkBackoff.Initial = defaultParkInitial
+	}
+	if cfg.ParkBackoff.Max < cfg.ParkBackoff.Initial {
+		cfg.ParkBackoff.Max = max(defaultParkMax, cfg.ParkBackoff.Initial)
+	}
+	if cfg.SurfaceAfter <= 0 {
+		cfg.SurfaceAfter = defaultSurfaceAfter
+	}
+	store := parked.NewStore(cfg.DB, cfg.ParkBackoff, cfg.SurfaceAfter)
+	if cfg.RetryInitial <= 0 {
+		cfg.RetryInitial = 100 * time.Millisecond
+	}
+
+	// Outermost first. A message put back for another handler is acked at
+	// once. A message that still fails after its retries, or that no retry
+	// can help, goes to the dead-letter stream and is acked, so it never
+	// blocks its stream; one that failed for a passing reason is parked and
+	// acked, to be put back on its stream after a growing backoff, so it
+	// holds no consumer meanwhile (nacked and delivered again only when it
+	// cannot be parked). Each attempt is logged in one line and runs in its
+	// own inbox transaction, bounded by the timeout.
 	r.AddMiddleware(
+		skipParkedForOthers,
 		poison,
+		park(store, cfg.HandlerTimeout, cfg.Logger, cfg.Metrics),
 		logDeadLetter(cfg.Logger),
 		keepContext,
 		middleware.Retry{
 			MaxRetries:          cfg.MaxRetries,
-			InitialInterval:     100 * time.Millisecond,
+			InitialInterval:     cfg.RetryInitial,
 			MaxInterval:         5 * time.Second,
 			Multiplier:          2,
 			RandomizationFactor: 0.2,
@@ -99,11 +135,14 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	// Watermill's handler and subscriber metrics, per attempt.
 	measure.AddPrometheusRouterMetrics(r)
 
-	m := &Messages{router: r, deadLetter: deadLetter}
+	m := &Messages{router: r, deadLetter: deadLetter, parked: store, parkedRedis: cfg.Streams.Client(), logger: cfg.Logger}
 	add := func(name, stream, group string, h message.NoPublishHandlerFunc) {
 		if err == nil {
 			err = m.add(cfg.Streams, name, stream, group, h)
-			cfg.Metrics.InboxDuplicates.WithLabelValues(name) // shown from the start, at 0
+			// Shown from the start, at 0.
+			cfg.Metrics.InboxDuplicates.WithLabelValues(name)
+			cfg.Metrics.MessagesParked.WithLabelValues(name)
+			cfg.Metrics.MessagesParkedOverdue.WithLabelValues(name)
 		}
 	}
 
@@ -115,7 +154,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 		handle(on(cfg.Orders.OnStockReserved), on(cfg.Orders.OnStockRejected)))
 
 	if err != nil {
-		return nil, errors.Join(err, deadLetter.Close())
+		return nil, errors.Join(err, deadLetter.Close(), m.parkedRedis.Close())
 	}
 	return m, nil
 }
@@ -126,14 +165,26 @@ func (m *Messages) add(streams events.Streams, name, stream, group string, h mes
 		return err
 	}
 	m.router.AddConsumerHandler(name, streams.Name(stream), sub, h)
+	if !slices.Contains(m.streams, streams.Name(stream)) {
+		m.streams = append(m.streams, streams.Name(stream))
+	}
 	return nil
 }
 
-// Run handles messages until ctx is done, then lets the handlers in flight
-// finish.
+// Run handles messages, and puts parked messages of its streams back once
+// due, until ctx is done, then lets the handlers in flight finish.
 func (m *Messages) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	republished := make(chan struct{})
+	go func() {
+		defer close(republished)
+		m.parked.Republisher(m.parkedRedis, m.streams, m.logger).Run(ctx)
+	}()
 	err := m.router.Run(ctx)
-	return errors.Join(err, m.deadLetter.Close())
+	cancel()
+	<-republished
+	return errors.Join(err, m.deadLetter.Close(), m.parkedRedis.Close())
 }
 
 // Running is closed once every handler has subscribed.
@@ -142,9 +193,9 @@ func (m *Messages) Running() chan struct{} { return m.router.Running() }
 // deadLetterable reports whether a handler's error is the message's own
 // doing, so that the message goes to the dead-letter stream once its
 // retries are spent. An error that passes with time (the database away, a
-// timeout, a lost lock conflict, the worker shutting down) is not: the
-// message is nacked and delivered again until it is handled, so an outage
-// never leaves an order pending.
+// timeout, a lock held elsewhere, a lost lock conflict, the worker shutting
+// down) is not: the message is parked and tried again with a growing
+// backoff until it is handled, so an outage never leaves an order pending.
 func deadLetterable(err error) bool {
 	return !postgres.IsTransient(err) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
 }

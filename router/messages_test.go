@@ -2,6 +2,7 @@ package router_test
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ type worker struct {
 	ctx       context.Context
 	streams   events.Streams
 	rdb       *redis.Client
+	db        *sql.DB
 	pub       message.Publisher
 	orders    *orders.Service
 	inventory *inventory.Service
@@ -39,6 +41,7 @@ func startWorker(t *testing.T, configure ...func(*router.MessagesConfig)) worker
 	w := worker{
 		t:         t,
 		ctx:       context.Background(),
+		db:        db,
 		streams:   func() events.Streams { s := testenv.Streams(t); s.Logger = watermill.NewSlogLogger(logger); return s }(),
 		orders:    orders.NewService(db),
 		inventory: inventory.NewService(db),
@@ -232,49 +235,6 @@ func TestMessages_reserveStock(t *testing.T) {
 			if i > 0 && msg.UUID != bad[i-1].UUID {
 				t.Errorf("dead letter %d has UUID %s, want the original %s", i, msg.UUID, bad[i-1].UUID)
 			}
-		}
-	})
-
-	t.Run("delivers_again_what_failed_for_a_passing_reason_instead_of_dead_lettering_it", func(t *testing.T) {
-		t.Parallel()
-		const maxRetries = 1
-		w := startWorker(t, func(c *router.MessagesConfig) {
-			c.HandlerTimeout, c.MaxRetries = 100*time.Millisecond, maxRetries
-		})
-		sku := testenv.Unique("SKU")
-		if _, err := w.inventory.Set(w.ctx, sku, 1); err != nil {
-			t.Fatal(err)
-		}
-		// Hold the stock row's lock, so that every attempt times out waiting
-		// for it, as under heavy contention or a stalled database.
-		lock, err := testenv.DB(t).BeginTx(w.ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer lock.Rollback()
-		if _, err := lock.Exec(`SELECT 1 FROM stock WHERE sku = $1 FOR UPDATE`, sku); err != nil {
-			t.Fatal(err)
-		}
-		msg, _ := events.NewMessage(w.ctx, events.OrderPlaced{OrderID: uuid.NewString(), Items: []events.Item{{SKU: sku, Quantity: 1}}})
-		w.publish(events.StreamOrdersPlaced, msg)
-
-		// Past the attempts after which a failing message is dead-lettered.
-		eventually(t, func() bool {
-			if n := w.deadLetters(); n != 0 {
-				t.Fatalf("a message that timed out was dead-lettered (%d entries)", n)
-			}
-			return w.failedAttempts("inventory.reserve_stock") > 2*(maxRetries+1)
-		}, "the handler to time out repeatedly")
-		if err := lock.Rollback(); err != nil {
-			t.Fatal(err)
-		}
-		w.drained(events.StreamOrdersPlaced, "inventory")
-
-		if st, _ := w.inventory.Get(w.ctx, sku); st.Reserved != 1 {
-			t.Errorf("stock = %+v, want the order reserved once the lock was released", st)
-		}
-		if n := w.deadLetters(); n != 0 {
-			t.Errorf("dead-letter stream holds %d entries, want none", n)
 		}
 	})
 }
