@@ -48,7 +48,7 @@ func (a *app) serveHTTP(ctx context.Context) error {
 		RequestTimeout:   a.cfg.RequestTimeout,
 		Live:             a.live,
 		ReplayDeadLetter: func(ctx context.Context, id string) error { return a.streams.ReplayID(ctx, a.rdb, id) },
-	}))
+	}), a.live.Close)
 }
 
 // serveMetrics serves /metrics (and /healthz) for a process without the API.
@@ -56,12 +56,14 @@ func (a *app) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	return a.serve(ctx, a.cfg.MetricsAddr, mux)
+	return a.serve(ctx, a.cfg.MetricsAddr, mux, nil)
 }
 
 // serve serves h on addr until ctx is done, then stops accepting and lets
-// the requests in flight finish.
-func (a *app) serve(ctx context.Context, addr string, h http.Handler) error {
+// the requests in flight finish, within the shutdown timeout. onShutdown,
+// when not nil, is called as the shutdown begins, to end the requests that
+// would not end by themselves (the live page's event streams).
+func (a *app) serve(ctx context.Context, addr string, h http.Handler, onShutdown func()) error {
 	srv := &http.Server{
 		Addr:              addr,
 		Handler:           h,
@@ -73,6 +75,9 @@ func (a *app) serve(ctx context.Context, addr string, h http.Handler) error {
 		// Requests see ctx's values (the commit notifier), not its end: a
 		// request in flight at shutdown finishes.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if onShutdown != nil {
+		srv.RegisterOnShutdown(onShutdown)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
@@ -96,6 +101,7 @@ func (a *app) forward(ctx context.Context) error {
 		BatchSize:    a.cfg.OutboxBatchSize,
 		Metrics:      a.metrics.Registry,
 		Tracer:       a.tracer,
+		StopTimeout:  a.cfg.ShutdownTimeout,
 	})
 	if err != nil {
 		return err
@@ -114,6 +120,7 @@ func (a *app) handleMessages(ctx context.Context) error {
 		Tracer:         a.tracer,
 		HandlerTimeout: a.cfg.HandlerTimeout,
 		MaxRetries:     a.cfg.HandlerMaxRetries,
+		CloseTimeout:   a.cfg.ShutdownTimeout,
 	})
 	if err != nil {
 		return err

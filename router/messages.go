@@ -36,6 +36,9 @@ type MessagesConfig struct {
 	// MaxRetries is how often a failing handler is retried, with
 	// exponential backoff, before its message is dead-lettered.
 	MaxRetries int
+	// CloseTimeout is how long a graceful stop may take (SHUTDOWN_TIMEOUT;
+	// 30 s when zero): the handlers in flight finish within it.
+	CloseTimeout time.Duration
 }
 
 // Messages is the one Watermill router: every handler and its middleware.
@@ -51,7 +54,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
 	wlog := logging.Watermill(cfg.Logger)
-	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("create message router: %w", err)
 	}
