@@ -72,7 +72,7 @@ func TestRun_gracefulStop(t *testing.T) {
 		procs[kind] = newProcess(t, getenv, kind, names...)
 	}
 	c := client{t, g.base}
-	c.waitHealthy()
+	g.waitReady()
 	db, err := postgres.Open(context.Background(), vars["DATABASE_URL"], 4)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,6 @@ func TestRun_gracefulStop(t *testing.T) {
 		g.terminate(procs[kind], false)()
 	}
 	all := newProcess(t, getenv, "all", names...)
-	c.waitHealthy()
 	g.waitPlaced(100)
 	g.holdRow(held, 4, func() func() {
 		return g.pauseWrites(func() func() { return g.terminate(all, true) })
@@ -198,12 +197,31 @@ func (g *graceful) load(held string, others []string) func() int {
 	}
 }
 
+// waitReady waits for the API to be ready, longer than waitHealthy: on a
+// busy machine, four processes start at once here.
+func (g *graceful) waitReady() {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get(g.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("the API did not become ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitPlaced waits until n more orders have been placed.
 func (g *graceful) waitPlaced(n int) {
 	g.mu.Lock()
 	target := g.placed + n
 	g.mu.Unlock()
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		g.mu.Lock()
 		placed := g.placed

@@ -75,7 +75,7 @@ func NewForwarder(db *sql.DB, streams Streams, cfg ForwarderConfig) (*Forwarder,
 		return nil, fmt.Errorf("create outbox subscriber: %w", err)
 	}
 	// A stop finishes the batch in hand: see finishingOutbox.
-	sub := &finishingOutbox{sub: outbox, gate: gate, drain: DrainTimeout(cfg.StopTimeout)}
+	sub := &finishingOutbox{sub: outbox, gate: gate, drain: DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout}
 	out, err := streams.Publisher()
 	if err != nil {
 		return nil, errors.Join(err, sub.Close())

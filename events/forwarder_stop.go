@@ -10,8 +10,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
-// finishingOutbox is the forwarder's outbox subscriber: on Close it lets the
-// batch in hand finish instead of abandoning it.
+// finishingOutbox is the forwarder's outbox subscriber: a stop (Close, or
+// the end of the subscription's context) lets the batch in hand finish
+// instead of abandoning it.
 //
 // watermill-sql reads a batch of rows in one transaction, hands them out one
 // at a time and, once they are acked, saves the group's offset in that
@@ -21,14 +22,23 @@ import (
 // forwards them again. So this subscriber keeps the stop from reaching the
 // batch: the subscription's context is one of its own, ended only between
 // batches (in the BackoffManager, which watermill-sql calls after each poll
-// and which does all the waiting between polls), and Close waits for that.
-// A batch is forwarded in well under a second; should it take longer than
-// drain, it is abandoned at the row in hand, and the rows acked so far
-// saved, so that at most that one row can be forwarded twice.
+// and which does all the waiting between polls).
+//
+// A batch is forwarded in well under a second. Should it take longer than
+// drain (Redis away), it is abandoned at the row in hand through
+// watermill-sql's Close, which saves the rows acked so far, so that at most
+// that one row is forwarded again; should even that not end by the end of
+// the stop's time (the database away), the context ends and the batch
+// rolls back.
 type finishingOutbox struct {
 	sub   *wsql.Subscriber
 	gate  *batchGate
 	drain time.Duration
+	stop  time.Duration // the stop's whole time; drain is most of it
+
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func (f *finishingOutbox) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
@@ -42,27 +52,51 @@ func (f *finishingOutbox) Subscribe(ctx context.Context, topic string) (<-chan *
 	go func() {
 		select {
 		case <-ctx.Done():
-			f.gate.stop()
+			f.stopping()
 		case <-f.gate.ended:
 		}
 	}()
 	return msgs, nil
 }
 
-// Close returns once the batch in hand, if any, is done and the outbox
-// subscription has ended.
-func (f *finishingOutbox) Close() error {
-	if f.gate.stop() {
-		timer := time.NewTimer(f.drain)
-		defer timer.Stop()
-		select {
-		case <-f.gate.ended:
-		case <-timer.C:
-			// Abandon the batch at the row in hand: closing, watermill-sql
-			// stops handing out rows and saves the offset of those acked.
+// stopping ends the subscription after the batch in hand, within the
+// stop's time.
+func (f *finishingOutbox) stopping() {
+	f.stopOnce.Do(func() {
+		if !f.gate.stop() {
+			return
 		}
+		go func() {
+			select {
+			case <-f.gate.ended:
+				return
+			case <-time.After(f.drain):
+			}
+			go f.closeSub() // abandon at the row in hand
+			select {
+			case <-f.gate.ended:
+			case <-time.After(f.stop - f.drain):
+				f.gate.abandon()
+			}
+		}()
+	})
+}
+
+// closeSub closes watermill-sql's subscriber, once: its Close is not safe
+// to call twice at once.
+func (f *finishingOutbox) closeSub() error {
+	f.closeOnce.Do(func() { f.closeErr = f.sub.Close() })
+	return f.closeErr
+}
+
+// Close returns once the batch in hand, if any, is done (or given up) and
+// the outbox subscription has ended.
+func (f *finishingOutbox) Close() error {
+	f.stopping()
+	if f.gate.running() {
+		<-f.gate.ended
 	}
-	return f.sub.Close()
+	return f.closeSub()
 }
 
 // batchGate is the outbox subscriber's BackoffManager, wrapping the one
@@ -107,6 +141,21 @@ func (g *batchGate) stop() bool {
 		}
 	}
 	return true
+}
+
+// running reports whether a subscription was made.
+func (g *batchGate) running() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cancel != nil
+}
+
+// abandon ends the subscription's context even in the middle of a batch:
+// the batch rolls back.
+func (g *batchGate) abandon() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cancel()
 }
 
 // end ends the subscription; g.mu is held.
