@@ -50,7 +50,7 @@ func (a *app) serveHTTP(ctx context.Context) error {
 		RequestTimeout:   a.cfg.RequestTimeout,
 		Live:             a.live,
 		ReplayDeadLetter: func(ctx context.Context, id string) error { return a.streams.ReplayID(ctx, a.rdb, id) },
-	}))
+	}), a.live.Close)
 }
 
 // serveMetrics serves /metrics (and /healthz) for a process without the API.
@@ -58,12 +58,14 @@ func (a *app) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	return a.serve(ctx, a.cfg.MetricsAddr, mux)
+	return a.serve(ctx, a.cfg.MetricsAddr, mux, nil)
 }
 
 // serve serves h on addr until ctx is done, then stops accepting and lets
-// the requests in flight finish.
-func (a *app) serve(ctx context.Context, addr string, h http.Handler) error {
+// the requests in flight finish, within the shutdown timeout. onShutdown,
+// when not nil, is called as the shutdown begins, to end the requests that
+// would not end by themselves (the live page's event streams).
+func (a *app) serve(ctx context.Context, addr string, h http.Handler, onShutdown func()) error {
 	srv := &http.Server{
 		Addr:              addr,
 		Handler:           h,
@@ -75,6 +77,9 @@ func (a *app) serve(ctx context.Context, addr string, h http.Handler) error {
 		// Requests see ctx's values (the commit notifier), not its end: a
 		// request in flight at shutdown finishes.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if onShutdown != nil {
+		srv.RegisterOnShutdown(onShutdown)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
@@ -98,6 +103,7 @@ func (a *app) forward(ctx context.Context) error {
 		BatchSize:    a.cfg.OutboxBatchSize,
 		Metrics:      a.metrics.Registry,
 		Tracer:       a.tracer,
+		StopTimeout:  a.cfg.ShutdownTimeout,
 	})
 	if err != nil {
 		return err
@@ -129,6 +135,7 @@ func (a *app) handleMessages(ctx context.Context) error {
 		MaxRetries:     a.cfg.HandlerMaxRetries,
 		ParkBackoff:    parked.Backoff{Initial: a.cfg.ParkBackoffInitial, Max: a.cfg.ParkBackoffMax},
 		SurfaceAfter:   a.cfg.ParkSurfaceAfter,
+		CloseTimeout:   a.cfg.ShutdownTimeout,
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -151,6 +152,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			NackResend: cfg.HandlerTimeout / 10,
 			Consumers:  cfg.WorkerConcurrency,
 			Logger:     logging.Watermill(logger),
+			// A stopping worker's handlers finish within it.
+			StopTimeout: cfg.ShutdownTimeout,
 		},
 		metrics:   m,
 		tracer:    tracer,
@@ -162,15 +165,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return a.admin(ctx, cmd, rest, stdout)
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	// Everything starts to stop at once, when ctx is done, and has
+	// SHUTDOWN_TIMEOUT to finish what it started: the HTTP requests in
+	// flight, the messages in hand, the forwarder's batch. Only the commit
+	// notifier stops later, once the parts that commit events have stopped
+	// (the API taking orders, the handlers in flight), so that their last
+	// commits still wake the forwarders. The database closes after all.
+	var committing sync.WaitGroup
+	commits := func(part func() error) func() error {
+		committing.Add(1)
+		return func() error { defer committing.Done(); return part() }
+	}
+	var notifier *events.CommitNotifier
 	if cmd == "all" || cmd == "api" || cmd == "worker" {
 		// Orders and handlers publish events: wake the forwarders once
 		// they commit.
-		n := events.NewCommitNotifier(db, a.streams.Logger)
-		ctx = events.WithCommitNotifier(ctx, n)
-		g.Go(func() error { n.Run(ctx); return nil })
+		notifier = events.NewCommitNotifier(db, a.streams.Logger)
+		ctx = events.WithCommitNotifier(ctx, notifier)
 	}
 	if cmd == "all" || cmd == "api" {
-		g.Go(func() error { return a.serveHTTP(ctx) })
+		g.Go(commits(func() error { return a.serveHTTP(ctx) }))
 		// The API process reports the backlog: it must be seen most when
 		// the forwarder or the workers are down.
 		g.Go(func() error { a.watch(ctx); return nil })
@@ -180,10 +194,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		g.Go(func() error { a.cleanUp(ctx); return nil })
 	}
 	if cmd == "all" || cmd == "worker" {
-		g.Go(func() error { return a.handleMessages(ctx) })
+		g.Go(commits(func() error { return a.handleMessages(ctx) }))
 	}
 	if (cmd == "forwarder" || cmd == "worker") && cfg.MetricsAddr != "" {
 		g.Go(func() error { return a.serveMetrics(ctx) })
+	}
+	if notifier != nil {
+		notifyCtx, stopNotifier := context.WithCancel(context.WithoutCancel(ctx))
+		g.Go(func() error { notifier.Run(notifyCtx); return nil })
+		g.Go(func() error { committing.Wait(); stopNotifier(); return nil })
 	}
 	logger.Info("orderstream started", "command", cmd, "http_addr", cfg.HTTPAddr)
 	err = g.Wait()

@@ -32,6 +32,10 @@ type ForwarderConfig struct {
 	Metrics prometheus.Registerer
 	// Tracer, when set, traces each hop from the outbox to a stream.
 	Tracer trace.TracerProvider
+	// StopTimeout is how long a graceful stop may take (SHUTDOWN_TIMEOUT;
+	// 30 s when zero): the batch in hand is finished within most of it
+	// (DrainTimeout), then abandoned.
+	StopTimeout time.Duration
 }
 
 // Forwarder moves events from the outbox table to their Redis streams, each
@@ -58,20 +62,26 @@ func NewForwarder(db *sql.DB, streams Streams, cfg ForwarderConfig) (*Forwarder,
 	if cfg.DatabaseURL != "" {
 		backoff = &outboxWaker{wake: f.wake, done: f.done, fallback: cfg.PollInterval, errors: backoff}
 	}
-	sub, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = defaultStopTimeout
+	}
+	gate := newBatchGate(backoff)
+	outbox, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
 		ConsumerGroup:  forwarderGroup,
 		SchemaAdapter:  outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: cfg.BatchSize}},
 		OffsetsAdapter: wsql.DefaultPostgreSQLOffsetsAdapter{},
-		BackoffManager: backoff,
+		BackoffManager: gate,
 	}, streams.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("create outbox subscriber: %w", err)
 	}
+	// A stop finishes the batch in hand: see finishingOutbox.
+	sub := &finishingOutbox{sub: outbox, gate: gate, drain: DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout}
 	out, err := streams.Publisher()
 	if err != nil {
 		return nil, errors.Join(err, sub.Close())
 	}
-	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, streams.Logger)
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.StopTimeout}, streams.Logger)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("create forwarder router: %w", err), sub.Close(), out.Close())
 	}
@@ -107,7 +117,7 @@ const (
 	forwarderHandler = "outbox_forwarder"
 )
 
-// Run forwards until ctx is done, then finishes the message in hand.
+// Run forwards until ctx is done, then finishes the batch in hand.
 func (f *Forwarder) Run(ctx context.Context) error {
 	// Not on an outbox copied from another cluster: it would skip what is
 	// written here (see Misalignment).

@@ -1,12 +1,10 @@
 package events
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"sync"
+	"runtime"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -32,11 +30,14 @@ type Streams struct {
 	// NackResend is how long a subscriber waits before redelivering an entry
 	// that its handler nacked.
 	NackResend time.Duration
-	// Consumers is how many consumers of its group a Subscriber runs; each
-	// holds one entry at a time, so it is how many entries a handler works
-	// on at once.
+	// Consumers is how many entries a Subscriber holds at once: how many
+	// messages a handler works on at once.
 	Consumers int
 	Logger    watermill.LoggerAdapter
+	// StopTimeout is how long a graceful stop may take (SHUTDOWN_TIMEOUT):
+	// a closing Subscriber lets the messages in hand finish for most of it
+	// (DrainTimeout) before it cancels them.
+	StopTimeout time.Duration
 }
 
 // Name is the Redis key of stream.
@@ -55,87 +56,47 @@ func (s Streams) Publisher() (message.Publisher, error) {
 	return prefixedPublisher{pub, s.Prefix}, nil
 }
 
-// Subscriber reads streams as s.Consumers consumers of the consumer group
-// group. Subscribe to s.Name(stream).
+// Subscriber reads streams as one consumer of the consumer group group,
+// with s.Consumers entries in hand at once. Subscribe to s.Name(stream).
+// Its Close is graceful: see groupSubscriber.
 func (s Streams) Subscriber(group string) (message.Subscriber, error) {
-	n := max(s.Consumers, 1)
-	subs := make([]message.Subscriber, 0, n)
-	for range n {
-		sub, err := s.consumer(group)
-		if err != nil {
-			return nil, errors.Join(err, (&fanIn{subs: subs}).Close())
-		}
-		subs = append(subs, sub)
-	}
-	if n == 1 {
-		return subs[0], nil
-	}
-	return &fanIn{subs: subs, closing: make(chan struct{})}, nil
-}
-
-func (s Streams) consumer(group string) (message.Subscriber, error) {
 	host, _ := os.Hostname()
-	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		Client:        s.Client(),
-		Unmarshaller:  tolerantUnmarshaller{},
-		ConsumerGroup: group,
-		Consumer:      fmt.Sprintf("%s-%d-%s", host, os.Getpid(), watermill.NewShortUUID()),
-		// The default NoSleep redelivers a nacked entry at once, in a loop.
-		NackResendSleep: s.NackResend,
-		MaxIdleTime:     s.ClaimIdle,
-		ClaimInterval:   s.ClaimIdle / 4,
-		// Without it the first read blocks forever and outlives Close.
-		DisableIndefiniteInitialBlock: true,
-	}, s.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("create stream subscriber: %w", err)
+	n := max(s.Consumers, 1)
+	opts := *s.Redis
+	// A connection for the reads, and one for the ack of each entry in hand.
+	if opts.PoolSize == 0 {
+		opts.PoolSize = 10 * runtime.GOMAXPROCS(0)
 	}
-	return sub, nil
+	opts.PoolSize = max(opts.PoolSize, n+2)
+	return &groupSubscriber{
+		client: redis.NewClient(&opts),
+		group:  group,
+		// A name of its own per process start: what a stopped process held
+		// is told apart from what a new one holds.
+		name:       fmt.Sprintf("%s-%d-%s", host, os.Getpid(), watermill.NewShortUUID()),
+		slots:      n,
+		claimIdle:  s.ClaimIdle,
+		nackResend: s.NackResend,
+		drain:      DrainTimeout(s.StopTimeout),
+		// watermill-redisstream's entry format, read tolerantly.
+		unmarshaller: tolerantUnmarshaller{},
+		logger:       s.Logger,
+		stopping:     make(chan struct{}),
+	}, nil
 }
 
-// fanIn merges the messages of several consumers into one channel. The
-// Watermill router runs a handler for each message it receives as it
-// receives it, and each consumer waits for its message's ack before it
-// reads the next: so n consumers, n messages in flight.
-type fanIn struct {
-	subs    []message.Subscriber
-	closing chan struct{}
-	once    sync.Once
+// DrainTimeout is how long a stop that may take stop lets the messages in
+// hand finish: most of it, so that what it then gives up is given up
+// cleanly before the stop's time is out.
+func DrainTimeout(stop time.Duration) time.Duration {
+	if stop <= 0 {
+		stop = defaultStopTimeout
+	}
+	return stop - stop/10
 }
 
-func (f *fanIn) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	out := make(chan *message.Message)
-	var wg sync.WaitGroup
-	for _, sub := range f.subs {
-		in, err := sub.Subscribe(ctx, topic)
-		if err != nil {
-			return nil, err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for msg := range in {
-				select {
-				case out <- msg:
-				case <-f.closing: // unacked: it stays pending, to be claimed
-				}
-			}
-		}()
-	}
-	go func() { wg.Wait(); close(out) }()
-	return out, nil
-}
-
-func (f *fanIn) Close() error {
-	if f.closing != nil {
-		f.once.Do(func() { close(f.closing) })
-	}
-	var errs []error
-	for _, sub := range f.subs {
-		errs = append(errs, sub.Close())
-	}
-	return errors.Join(errs...)
-}
+// defaultStopTimeout is the stop's time when none is set.
+const defaultStopTimeout = 30 * time.Second
 
 type prefixedPublisher struct {
 	message.Publisher

@@ -51,12 +51,21 @@ type Live struct {
 	last     []byte
 	watchers map[chan []byte]struct{}
 	joined   chan struct{}
+	closing  chan struct{}
+	once     sync.Once
 }
 
 // NewLive returns a Live with no watchers.
 func NewLive() *Live {
-	return &Live{watchers: map[chan []byte]struct{}{}, joined: make(chan struct{}, 1)}
+	return &Live{watchers: map[chan []byte]struct{}{}, joined: make(chan struct{}, 1), closing: make(chan struct{})}
 }
+
+// Close ends every event stream, and any opened later at once: the server
+// is stopping, and a stream would otherwise hold its shutdown until the
+// timeout (a stream is a request that never ends by itself). A page's
+// EventSource reconnects when its stream ends, to whichever server then
+// answers.
+func (l *Live) Close() { l.once.Do(func() { close(l.closing) }) }
 
 // Watching reports whether any page is open: the collector reads the page's
 // figures only then, and more often.
@@ -144,6 +153,8 @@ func (l *Live) serveEvents(c echo.Context) error {
 	for {
 		select {
 		case <-c.Request().Context().Done():
+			return nil
+		case <-l.closing:
 			return nil
 		case data := <-ch:
 			if err := send(data); err != nil {

@@ -49,6 +49,9 @@ type MessagesConfig struct {
 	// logged as an error and counted (default 5 min).
 	ParkBackoff  parked.Backoff
 	SurfaceAfter time.Duration
+	// CloseTimeout is how long a graceful stop may take (SHUTDOWN_TIMEOUT;
+	// 30 s when zero): the handlers in flight finish within it.
+	CloseTimeout time.Duration
 }
 
 // Messages is the one Watermill router: every handler and its middleware.
@@ -68,7 +71,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
 	wlog := logging.Watermill(cfg.Logger)
-	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("create message router: %w", err)
 	}

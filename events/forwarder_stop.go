@@ -1,0 +1,205 @@
+package events
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// finishingOutbox is the forwarder's outbox subscriber: a stop (Close, or
+// the end of the subscription's context) lets the batch in hand finish
+// instead of abandoning it.
+//
+// watermill-sql reads a batch of rows in one transaction, hands them out one
+// at a time and, once they are acked, saves the group's offset in that
+// transaction. Closed or cancelled in the middle, it rolls the transaction
+// back (database/sql does so as soon as the context of a transaction ends),
+// though some rows of the batch are on their streams already: the next poll
+// forwards them again. So this subscriber keeps the stop from reaching the
+// batch: the subscription's context is one of its own, ended only between
+// batches (in the BackoffManager, which watermill-sql calls after each poll
+// and which does all the waiting between polls).
+//
+// A batch is forwarded in well under a second. Should it take longer than
+// drain (Redis away), it is abandoned at the row in hand through
+// watermill-sql's Close, which saves the rows acked so far, so that at most
+// that one row is forwarded again; should even that not end by the end of
+// the stop's time (the database away), the context ends and the batch
+// rolls back.
+type finishingOutbox struct {
+	sub   *wsql.Subscriber
+	gate  *batchGate
+	drain time.Duration
+	stop  time.Duration // the stop's whole time; drain is most of it
+
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (f *finishingOutbox) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f.gate.subscribed(cancel)
+	msgs, err := f.sub.Subscribe(inner, topic)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			f.stopping()
+		case <-f.gate.ended:
+		}
+	}()
+	return msgs, nil
+}
+
+// stopping ends the subscription after the batch in hand, within the
+// stop's time.
+func (f *finishingOutbox) stopping() {
+	f.stopOnce.Do(func() {
+		if !f.gate.stop() {
+			return
+		}
+		go func() {
+			select {
+			case <-f.gate.ended:
+				return
+			case <-time.After(f.drain):
+			}
+			go f.closeSub() // abandon at the row in hand
+			select {
+			case <-f.gate.ended:
+			case <-time.After(f.stop - f.drain):
+				f.gate.abandon()
+			}
+		}()
+	})
+}
+
+// closeSub closes watermill-sql's subscriber, once: its Close is not safe
+// to call twice at once.
+func (f *finishingOutbox) closeSub() error {
+	f.closeOnce.Do(func() { f.closeErr = f.sub.Close() })
+	return f.closeErr
+}
+
+// Close returns once the batch in hand, if any, is done (or given up) and
+// the outbox subscription has ended.
+func (f *finishingOutbox) Close() error {
+	f.stopping()
+	if f.gate.running() {
+		<-f.gate.ended
+	}
+	return f.closeSub()
+}
+
+// batchGate is the outbox subscriber's BackoffManager, wrapping the one
+// that decides how long to wait between polls. It knows whether a poll (a
+// batch) is under way, and ends the subscription only between two.
+type batchGate struct {
+	backoff wsql.BackoffManager
+
+	mu       sync.Mutex
+	polling  bool
+	stopped  bool
+	cancel   context.CancelFunc
+	stopping chan struct{}
+	ended    chan struct{}
+}
+
+func newBatchGate(backoff wsql.BackoffManager) *batchGate {
+	return &batchGate{backoff: backoff, stopping: make(chan struct{}), ended: make(chan struct{})}
+}
+
+// subscribed is called with what ends the subscription; the first poll
+// follows at once.
+func (g *batchGate) subscribed(cancel context.CancelFunc) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cancel, g.polling = cancel, true
+}
+
+// stop asks the subscription to end after the batch in hand, at once if
+// there is none. It reports whether a subscription was running.
+func (g *batchGate) stop() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cancel == nil {
+		return false
+	}
+	if !g.stopped {
+		g.stopped = true
+		close(g.stopping)
+		if !g.polling {
+			g.end()
+		}
+	}
+	return true
+}
+
+// running reports whether a subscription was made.
+func (g *batchGate) running() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cancel != nil
+}
+
+// abandon ends the subscription's context even in the middle of a batch:
+// the batch rolls back.
+func (g *batchGate) abandon() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cancel()
+}
+
+// end ends the subscription; g.mu is held.
+func (g *batchGate) end() {
+	select {
+	case <-g.ended:
+	default:
+		g.cancel()
+		close(g.ended)
+	}
+}
+
+// idleWait is what HandleError returns once the subscription has ended: a
+// wait long enough that watermill-sql sees the end of its context first.
+const idleWait = time.Hour
+
+// HandleError is called by watermill-sql after each poll, before the next.
+// It waits here, not in watermill-sql, so that the wait can end with the
+// subscription and no poll starts after a stop.
+func (g *batchGate) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
+	g.mu.Lock()
+	g.polling = false
+	if g.stopped {
+		g.end()
+		g.mu.Unlock()
+		return idleWait
+	}
+	g.mu.Unlock()
+
+	if d := g.backoff.HandleError(logger, noMsg, err); d > 0 {
+		timer := time.NewTimer(d)
+		select {
+		case <-timer.C:
+		case <-g.stopping:
+		}
+		timer.Stop()
+	}
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		g.end()
+		return idleWait
+	}
+	g.polling = true
+	return 0
+}
