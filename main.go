@@ -157,6 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if !serve {
 		return a.admin(ctx, cmd, rest, stdout)
 	}
+	events.WarnIfNotDurable(ctx, rdb, logger) // the forwarder's acks rely on Redis keeping what it acknowledged
 	g, ctx := errgroup.WithContext(ctx)
 	if cmd == "all" || cmd == "api" || cmd == "worker" {
 		// Orders and handlers publish events: wake the forwarders once
