@@ -35,7 +35,7 @@ type proc struct {
 	mu       sync.Mutex
 	cur      *child
 	since    time.Time // when cur started
-	killed   bool      // cur was SIGKILLed by the chaos
+	killed   bool      // cur was killed or stopped by the chaos
 	starts   int
 	unforced int      // exits the harness did not cause
 	notes    []string // why, for the first few of them
@@ -49,14 +49,19 @@ type cluster struct {
 	stopped sync.WaitGroup
 }
 
-func startCluster(logger *slog.Logger, bin, dir string, pg *pgServer, rd *redisServer) (*cluster, error) {
+// servers are the URLs the application processes reach PostgreSQL and Redis
+// at: the servers' own, or something in between (a proxy that injects
+// network faults) when it is started first.
+type servers struct{ databaseURL, redisURL string }
+
+func startCluster(logger *slog.Logger, bin, dir string, at servers) (*cluster, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	base := append(inheritedEnv(),
-		"DATABASE_URL="+pg.url(dbName),
-		"REDIS_URL="+rd.url(),
+		"DATABASE_URL="+at.databaseURL,
+		"REDIS_URL="+at.redisURL,
 		"ADMIN_TOKEN="+adminToken,
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=info",
@@ -185,11 +190,7 @@ func (p *proc) start() (*child, error) {
 func (p *proc) exited(c *child) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	status := "exit status 0"
-	var exitErr *exec.ExitError
-	if errors.As(c.err, &exitErr) {
-		status = exitErr.Error()
-	}
+	status := exitStatus(c)
 	defer func() {
 		_ = appendLine(p.logPath, fmt.Sprintf("--- chaos: %s pid %d ended: %s", p.name, c.pid(), status))
 	}()
@@ -201,6 +202,77 @@ func (p *proc) exited(c *child) {
 			p.notes = append(p.notes, fmt.Sprintf("%s pid %d exited by itself (%s): %s", p.name, c.pid(), status, last))
 		}
 	}
+}
+
+// stopped is how a process stopped with SIGTERM ended.
+type stopped struct {
+	pid      int
+	status   string // "exit status 0" for a clean exit
+	timedOut bool   // it did not exit in time and was SIGKILLed
+}
+
+// terminate stops the process as an orchestrator would, with SIGTERM, and
+// waits up to limit for it to exit, SIGKILLing it then. The supervisor
+// starts it again as after any exit. ok is false when it was not running.
+func (p *proc) terminate(limit time.Duration) (s stopped, ok bool) {
+	p.mu.Lock()
+	c := p.cur
+	if c == nil || !c.running() {
+		p.mu.Unlock()
+		return s, false
+	}
+	p.killed = true
+	p.mu.Unlock()
+	s.pid = c.pid()
+	s.timedOut = c.stop(syscall.SIGTERM, limit) != nil
+	s.status = exitStatus(c)
+	return s, true
+}
+
+// upFor returns the pid of the process if it has run for at least minUp.
+func (p *proc) upFor(minUp time.Duration) (pid int, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil || !p.cur.running() || time.Since(p.since) < minUp {
+		return 0, false
+	}
+	return p.cur.pid(), true
+}
+
+// pause stops (SIGSTOP) or resumes (SIGCONT) the process where it is,
+// without ending it.
+func (p *proc) pause(stop bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
+		return
+	}
+	if stop {
+		p.cur.signal(syscall.SIGSTOP)
+	} else {
+		p.cur.signal(syscall.SIGCONT)
+	}
+}
+
+// named returns the processes whose names start with prefix.
+func (c *cluster) named(prefix string) []*proc {
+	var out []*proc
+	for _, p := range c.procs {
+		if strings.HasPrefix(p.name, prefix) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// exitStatus is how an exited child ended, as "exit status 0" or
+// "signal: killed".
+func exitStatus(c *child) string {
+	var exitErr *exec.ExitError
+	if errors.As(c.err, &exitErr) {
+		return exitErr.Error()
+	}
+	return "exit status 0"
 }
 
 // kill SIGKILLs the process if it runs, and reports whether it did.
