@@ -15,8 +15,8 @@ import (
 
 // gracefulScenario checks guarantee 7: a graceful stop (SIGTERM) finishes
 // what is in flight. It places orders while every few seconds one process
-// after another (api, forwarders, workers, in a shuffled round) is stopped
-// with SIGTERM and started again. Then:
+// after another (api, forwarders, workers, in shuffled rounds: each at least
+// once) is stopped with SIGTERM and started again. Then:
 //
 //   - each stopped process exited by itself, with status 0, in time;
 //   - right after it exited, no entry was pending under its consumers (an
@@ -58,12 +58,11 @@ func (s *gracefulScenario) run(ctx context.Context, h *harness) error {
 		}
 	}
 
-	stopCtx, stopStopping := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); s.stopUntil(stopCtx, h, rdb) }()
+	loadDone, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); s.stopUntil(ctx, h, rdb, loadDone) }()
 	began := time.Now()
 	err := h.load.run(ctx, s.orders, h.opts.clients, h.opts.rate, h.opts.seed)
-	stopStopping()
+	close(loadDone)
 	<-done
 	if err != nil {
 		return err
@@ -111,9 +110,10 @@ func (s *gracefulScenario) run(ctx context.Context, h *harness) error {
 }
 
 // stopUntil stops a process with SIGTERM every opts.termEvery (±1/3) until
-// ctx is done, going through the processes in a shuffled round, and checks
-// how each stop went.
-func (s *gracefulScenario) stopUntil(ctx context.Context, h *harness, rdb *redis.Client) {
+// loadDone is closed, going through the processes in shuffled rounds, and
+// checks how each stop went. It finishes the round under way, so every
+// process is stopped at least once.
+func (s *gracefulScenario) stopUntil(ctx context.Context, h *harness, rdb *redis.Client, loadDone <-chan struct{}) {
 	every := h.opts.termEvery
 	if every <= 0 {
 		return
@@ -121,16 +121,21 @@ func (s *gracefulScenario) stopUntil(ctx context.Context, h *harness, rdb *redis
 	rng := rand.New(rand.NewPCG(h.opts.seed, 4))
 	var round []*proc
 	for {
+		if len(round) == 0 {
+			select {
+			case <-loadDone:
+				return
+			default:
+			}
+			round = append(round, h.cluster.procs...)
+			rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
+		}
 		third := int64(every / 3)
 		gap := every - time.Duration(third) + time.Duration(rng.Int64N(2*third+1))
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(gap):
-		}
-		if len(round) == 0 {
-			round = append(round, h.cluster.procs...)
-			rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
 		}
 		p := round[0]
 		// A process that has only just started may not have joined its
