@@ -132,7 +132,8 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	return nil
 }
 
-// runCrash places the crash scenario's orders while every disrupter runs.
+// runCrash places the crash scenario's orders while every disrupter runs,
+// then waits for every process to come back and every order to settle.
 func runCrash(ctx context.Context, h *harness, idx indices) error {
 	chaosCtx, stopChaos := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -145,6 +146,7 @@ func runCrash(ctx context.Context, h *harness, idx indices) error {
 		return err
 	}
 	h.loadProblems("crash")
+	h.quiet(ctx, "crash") // everything back, and every order settled
 	if n, want := h.faults.count(faultPostgres), h.opts.pgCrashes; n != want {
 		h.found.add("crash", "PostgreSQL was crashed %d times, want %d", n, want)
 	}
@@ -167,13 +169,14 @@ func (h *harness) loadProblems(scenario string) {
 }
 
 // quiet waits until every process is up and every order placed so far has
-// settled, so that a scenario starts from a pipeline with nothing in it.
+// settled, so that a scenario starts from a pipeline with nothing in it, or
+// ends with nothing left in it.
 func (h *harness) quiet(ctx context.Context, scenario string) {
 	if err := waitAllUp(ctx, h.cluster, h.client); err != nil {
-		h.found.add(scenario, "before the scenario: not every process came back: %v", err)
+		h.found.add(scenario, "not every process came back: %v", err)
 	}
 	if err := waitSettled(ctx, h.db, nil, h.opts.settleTimeout); err != nil {
-		h.found.add(scenario, "before the scenario: %v", err)
+		h.found.add(scenario, "%v", err)
 	}
 }
 
