@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/redis/go-redis/v9"
@@ -129,4 +130,40 @@ func deadLettersFor(ctx context.Context, rdb *redis.Client, ids []string) ([]ent
 		}
 	}
 	return out, nil
+}
+
+// waitOnStream waits until an entry for each of the orders ids is on stream
+// after the entry from.
+func waitOnStream(ctx context.Context, rdb *redis.Client, stream, from string, ids []string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		missing, err := missingFromStream(ctx, rdb, stream, from, ids)
+		if err == nil && missing == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d not there after %s (%v)", missing, len(ids), limit, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func missingFromStream(ctx context.Context, rdb *redis.Client, stream, from string, ids []string) (int, error) {
+	es, err := entriesAfter(ctx, rdb, stream, from)
+	if err != nil {
+		return len(ids), err
+	}
+	seen := map[string]bool{}
+	for _, e := range es {
+		seen[e.orderID] = true
+	}
+	missing := 0
+	for _, id := range ids {
+		if !seen[id] {
+			missing++
+		}
+	}
+	return missing, nil
 }
