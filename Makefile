@@ -38,7 +38,7 @@ fuzz:
 	cd router && $(GO) test -run '^$$' -fuzz FuzzHTTP -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
 	cd events && $(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
 
-## chaos: kill processes and restart PostgreSQL and Redis under load, then check every guarantee
+## chaos: crash processes, Redis and PostgreSQL, hold locks and stop processes gracefully under load, then check every guarantee
 chaos: build
 	$(GO) run ./cmd/chaos -bin bin/orderstream $(CHAOS_FLAGS)
 

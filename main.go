@@ -164,6 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if !serve {
 		return a.admin(ctx, cmd, rest, stdout)
 	}
+	events.WarnIfNotDurable(ctx, rdb, logger) // the forwarder's acks rely on Redis keeping what it acknowledged
 	g, ctx := errgroup.WithContext(ctx)
 	// Everything starts to stop at once, when ctx is done, and has
 	// SHUTDOWN_TIMEOUT to finish what it started: the HTTP requests in

@@ -64,11 +64,14 @@ if ! answers "$pg_host" "$pg_port" && is_local "$pg_host"; then
 fi
 
 if ! answers "$redis_host" "$redis_port" && is_local "$redis_host" && command -v redis-server >/dev/null; then
-	echo "services: starting a local redis-server on port $redis_port (AOF on, data in .run/redis)" >&2
+	echo "services: starting a local redis-server on port $redis_port (AOF synced on every write, data in .run/redis)" >&2
 	mkdir -p .run/redis
-	# Append-only persistence: a broker that forgets entries on restart loses events.
+	# Append-only persistence, on disk before each answer: the forwarder acks
+	# an outbox row once Redis has the entry, so an entry Redis acknowledged
+	# and then lost in a crash is an event lost for good.
 	redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" \
-		--appendonly yes --dir "$PWD/.run/redis" --logfile "$PWD/.run/redis/redis.log"
+		--appendonly yes --appendfsync always --no-appendfsync-on-rewrite no \
+		--dir "$PWD/.run/redis" --logfile "$PWD/.run/redis/redis.log"
 fi
 
 wait_both && exit 0

@@ -3,94 +3,97 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
 )
 
-// monkey does the damage while the load runs: a SIGKILL of a random
-// application process every killEvery (±1/3), one PostgreSQL restart about
-// a third of the way through the orders and one Redis restart about two
-// thirds of the way.
-type monkey struct {
-	cluster   *cluster
-	pg        *pgServer
-	redis     *redisServer
-	killEvery time.Duration
-	logger    *slog.Logger
-
-	mu            sync.Mutex
-	kills         int
-	pgRestarts    int
-	redisRestarts int
-	problems      []string
+// disrupters are what does damage while the crash scenario's load runs,
+// each until ctx is done (progress is the share of that load finished). A
+// new source of faults adds an entry here, and its fault kinds to
+// faultKinds.
+func (h *harness) disrupters() []func(ctx context.Context, progress func() float64) {
+	return []func(context.Context, func() float64){
+		func(ctx context.Context, _ func() float64) {
+			h.killUntil(ctx, rand.New(rand.NewPCG(h.opts.seed, 2)))
+		},
+		h.crashServers,
+	}
 }
 
-// killUntil kills processes until ctx is done.
-func (m *monkey) killUntil(ctx context.Context, rng *rand.Rand) {
-	if m.killEvery <= 0 {
+// disrupt runs every disrupter until ctx is done and returns once they all
+// have.
+func (h *harness) disrupt(ctx context.Context, progress func() float64) {
+	var wg sync.WaitGroup
+	for _, d := range h.disrupters() {
+		wg.Go(func() { d(ctx, progress) })
+	}
+	wg.Wait()
+}
+
+// killUntil SIGKILLs a random application process every opts.killEvery
+// (±1/3) until ctx is done.
+func (h *harness) killUntil(ctx context.Context, rng *rand.Rand) {
+	every := h.opts.killEvery
+	if every <= 0 {
 		return
 	}
 	for {
-		third := int64(m.killEvery / 3)
-		gap := m.killEvery - time.Duration(third) + time.Duration(rng.Int64N(2*third+1))
+		third := int64(every / 3)
+		gap := every - time.Duration(third) + time.Duration(rng.Int64N(2*third+1))
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(gap):
 		}
-		p := m.cluster.procs[rng.IntN(len(m.cluster.procs))]
+		p := h.cluster.procs[rng.IntN(len(h.cluster.procs))]
 		if pid, ok := p.kill(); ok {
-			m.mu.Lock()
-			m.kills++
-			m.mu.Unlock()
-			m.logger.Info("chaos: SIGKILL", "process", p.name, "pid", pid)
+			h.faults.add(faultSIGKILL)
+			h.logger.Info("chaos: SIGKILL", "process", p.name, "pid", pid)
 		}
 	}
 }
 
-// restartServers restarts PostgreSQL once progress() passes 1/3 and Redis
-// once it passes 2/3. It returns when both are done or ctx is done; the
-// load reaches 1 by itself, so both happen in every complete run.
-func (m *monkey) restartServers(ctx context.Context, progress func() float64) {
-	steps := []struct {
-		at      float64
-		name    string
-		restart func(context.Context) (time.Duration, error)
-		count   *int
-	}{
-		{1.0 / 3, "postgres", m.pg.restart, &m.pgRestarts},
-		{2.0 / 3, "redis", m.redis.restart, &m.redisRestarts},
+// serverCrash is one crash of a server: what is crashed, and how.
+type serverCrash struct {
+	kind  string
+	crash func(context.Context) (time.Duration, error)
+}
+
+// crashServers crashes PostgreSQL (pg_ctl stop -m immediate) opts.pgCrashes
+// times and Redis (SIGKILL) opts.redisCrashes times, alternating, spread
+// evenly over the load, each started again at once on its data. It returns
+// when all are done or ctx is done; the load reaches 1 by itself, so every
+// crash happens in a complete run, and the waits between them mean a crash
+// is over before the next begins.
+func (h *harness) crashServers(ctx context.Context, progress func() float64) {
+	var plan []serverCrash
+	for i := range max(h.opts.pgCrashes, h.opts.redisCrashes) {
+		if i < h.opts.pgCrashes {
+			plan = append(plan, serverCrash{faultPostgres, h.pg.crash})
+		}
+		if i < h.opts.redisCrashes {
+			plan = append(plan, serverCrash{faultRedis, h.redis.crash})
+		}
 	}
-	for _, s := range steps {
-		for progress() < s.at {
+	for i, c := range plan {
+		at := float64(i+1) / float64(len(plan)+1)
+		for progress() < at {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		m.logger.Info("chaos: restarting", "server", s.name, "progress", fmt.Sprintf("%.0f%%", 100*progress()))
-		took, err := s.restart(ctx)
-		m.mu.Lock()
+		h.logger.Info("chaos: crashing", "fault", c.kind, "progress", fmt.Sprintf("%.0f%%", 100*progress()))
+		// Once begun, a crash runs to its end, the server up again.
+		took, err := c.crash(context.WithoutCancel(ctx))
 		if err != nil {
-			m.problems = append(m.problems, fmt.Sprintf("restart %s: %v", s.name, err))
-		} else {
-			*s.count++
-		}
-		m.mu.Unlock()
-		if err != nil {
-			m.logger.Error("chaos: restart failed", "server", s.name, "err", err)
+			h.found.add("crash", "%s: %v", c.kind, err)
+			h.logger.Error("chaos: crash and restart failed", "fault", c.kind, "err", err)
 			continue
 		}
-		m.logger.Info("chaos: restarted", "server", s.name, "took", took.Round(time.Millisecond))
+		h.faults.add(c.kind)
+		h.logger.Info("chaos: back after crash", "fault", c.kind, "took", took.Round(time.Millisecond))
 	}
-}
-
-// counts returns what the monkey did.
-func (m *monkey) counts() (kills, pgRestarts, redisRestarts int, problems []string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.kills, m.pgRestarts, m.redisRestarts, append([]string(nil), m.problems...)
 }

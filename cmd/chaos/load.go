@@ -21,7 +21,8 @@ type load struct {
 	timeout time.Duration
 	logger  *slog.Logger
 
-	done     atomic.Int64
+	done     atomic.Int64 // of the run under way
+	total    atomic.Int64 // orders of the run under way
 	retries  atomic.Int64
 	replays  atomic.Int64
 	mu       sync.Mutex
@@ -33,15 +34,18 @@ func newLoad(client *apiClient, p plan, timeout time.Duration, logger *slog.Logg
 	return &load{client: client, plan: p, timeout: timeout, logger: logger, ids: make([]string, len(p.orders))}
 }
 
-// progress is the share of the orders that are finished, accepted or not.
+// progress is the share of the orders of the run under way that are
+// finished, accepted or not.
 func (l *load) progress() float64 {
-	return float64(l.done.Load()) / float64(len(l.plan.orders))
+	return float64(l.done.Load()) / float64(max(l.total.Load(), 1))
 }
 
-// run places every order with clients concurrent clients, starting at most
-// rate orders a second (no limit when 0), and returns when each is accepted
-// or given up on, or ctx is done.
-func (l *load) run(ctx context.Context, clients int, rate float64, seed uint64) error {
+// run places the orders at idx with clients concurrent clients, starting at
+// most rate orders a second (no limit when 0), and returns when each is
+// accepted or given up on, or ctx is done. One run at a time.
+func (l *load) run(ctx context.Context, idx indices, clients int, rate float64, seed uint64) error {
+	l.done.Store(0)
+	l.total.Store(int64(len(idx)))
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for c := range clients {
@@ -58,8 +62,8 @@ func (l *load) run(ctx context.Context, clients int, rate float64, seed uint64) 
 		defer t.Stop()
 		pace = t.C
 	}
-	step := max(len(l.plan.orders)/10, 1)
-	for i := range l.plan.orders {
+	step := max(len(idx)/10, 1)
+	for n, i := range idx {
 		if pace != nil {
 			select {
 			case <-pace:
@@ -73,8 +77,8 @@ func (l *load) run(ctx context.Context, clients int, rate float64, seed uint64) 
 		if ctx.Err() != nil {
 			break
 		}
-		if i > 0 && i%step == 0 {
-			l.logger.Info("chaos: placing orders", "sent", i, "done", l.done.Load(), "retries", l.retries.Load())
+		if n > 0 && n%step == 0 {
+			l.logger.Info("chaos: placing orders", "sent", n, "of", len(idx), "done", l.done.Load(), "retries", l.retries.Load())
 		}
 	}
 	close(next)
@@ -124,6 +128,19 @@ func (l *load) place(ctx context.Context, i int, rng *rand.Rand) {
 	if err == nil {
 		l.ids[i] = got.ID
 	}
+}
+
+// idsOf returns the order ids of the orders at idx that the api accepted.
+func (l *load) idsOf(idx indices) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, i := range idx {
+		if l.ids[i] != "" {
+			out = append(out, l.ids[i])
+		}
+	}
+	return out
 }
 
 // accepted is the number of orders the api accepted.

@@ -1,15 +1,28 @@
 // Command chaos checks orderstream's guarantees under faults. It starts its
 // own PostgreSQL and Redis, runs the api, two forwarders and two workers as
-// separate processes of the binary given with -bin, places orders from
-// concurrent clients that retry with the same Idempotency-Key, and meanwhile
-// SIGKILLs a random process every few seconds and restarts PostgreSQL and
-// Redis once each. Then it checks, through the database and the API, that
-// every order settled exactly once and that stock adds up.
+// separate processes of the binary given with -bin, and runs scenarios
+// against them one after another, each placing orders from concurrent
+// clients that retry with the same Idempotency-Key:
 //
-// It prints one verdict line, PASS or FAIL followed by each violation, and
-// exits non-zero on any violation.
+//   - crash: while the orders go in, a random process is SIGKILLed every few
+//     seconds, Redis is SIGKILLed and PostgreSQL stopped with pg_ctl stop -m
+//     immediate (crash recovery at the next start) several times each;
+//   - lock: one SKU's stock row is held FOR UPDATE for a minute, then a
+//     session sits idle in a transaction; the other orders must not wait
+//     for the first, and only until it ends for the second;
+//   - graceful: processes are stopped with SIGTERM and started again; a
+//     graceful stop must leave nothing pending and redeliver nothing.
 //
-//	go run ./cmd/chaos -bin bin/orderstream [-orders 5000] [-clients 16] [-rate 60] [-kill-every 3s] [-keep] [-seed N]
+// Then it checks, through the database and the API, that every order
+// settled exactly once and that stock adds up.
+//
+// It prints one summary line, PASS or FAIL with the count of each fault and
+// the verdict of each scenario, followed by each violation, and exits
+// non-zero on any violation.
+//
+//	go run ./cmd/chaos -bin bin/orderstream [-scenarios crash,lock,graceful] [-orders 5000] [-clients 16] [-rate 60]
+//	    [-kill-every 3s] [-pg-crashes 3] [-redis-crashes 3] [-lock-hold 1m] [-idle-hold 20s]
+//	    [-graceful-orders 1500] [-term-every 4s] [-keep] [-seed N]
 package main
 
 import (
@@ -22,6 +35,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -41,29 +57,57 @@ func main() {
 
 // options are the command-line flags.
 type options struct {
-	bin           string
-	orders        int
-	clients       int
-	rate          float64
-	killEvery     time.Duration
-	keep          bool
-	seed          uint64
-	orderTimeout  time.Duration
-	settleTimeout time.Duration
-	apiSample     int
+	bin            string
+	scenarios      []string
+	orders         int
+	clients        int
+	rate           float64
+	killEvery      time.Duration
+	pgCrashes      int
+	redisCrashes   int
+	lockHold       time.Duration
+	idleHold       time.Duration
+	gracefulOrders int
+	termEvery      time.Duration
+	keep           bool
+	seed           uint64
+	orderTimeout   time.Duration
+	settleTimeout  time.Duration
+	apiSample      int
+
+	// workerConcurrency is the processes' WORKER_CONCURRENCY (it passes
+	// through to them): the consumers each worker runs.
+	workerConcurrency int
+}
+
+func scenarioNames() []string {
+	var names []string
+	for _, s := range scenarios() {
+		names = append(names, s.name)
+	}
+	return names
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
+	var only string
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.bin, "bin", "bin/orderstream", "the orderstream binary to run")
-	fs.IntVar(&o.orders, "orders", 5000, "orders to place")
+	fs.StringVar(&only, "scenarios", strings.Join(scenarioNames(), ","), "scenarios to run, comma-separated, in their fixed order")
+	fs.IntVar(&o.orders, "orders", 5000, "orders the crash scenario places")
 	fs.IntVar(&o.clients, "clients", 16, "concurrent HTTP clients")
 	fs.Float64Var(&o.rate, "rate", 60,
 		"orders started per second, so that the load lasts long enough for the chaos to hit it; 0: as fast as the clients go")
 	fs.DurationVar(&o.killEvery, "kill-every", 3*time.Second,
 		"mean time between SIGKILLs of a random process (each gap is drawn from ±1/3 of it); 0 kills nothing")
+	fs.IntVar(&o.pgCrashes, "pg-crashes", 3, "times the crash scenario stops PostgreSQL with pg_ctl stop -m immediate")
+	fs.IntVar(&o.redisCrashes, "redis-crashes", 3, "times the crash scenario kills Redis with SIGKILL")
+	fs.DurationVar(&o.lockHold, "lock-hold", time.Minute, "how long the lock scenario holds a stock row FOR UPDATE")
+	fs.DurationVar(&o.idleHold, "idle-hold", 20*time.Second, "how long the lock scenario's session sits idle in a transaction")
+	fs.IntVar(&o.gracefulOrders, "graceful-orders", 1500, "orders the graceful scenario places")
+	fs.DurationVar(&o.termEvery, "term-every", 4*time.Second,
+		"mean time between SIGTERMs of the graceful scenario (each gap is drawn from ±1/3 of it); 0 stops nothing")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data) even when the run passes")
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed for orders, stock and chaos (0: from the clock)")
 	fs.DurationVar(&o.orderTimeout, "order-timeout", 2*time.Minute, "the most one order may take to be accepted, retries included")
@@ -72,13 +116,34 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	for _, name := range strings.Split(only, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		if !slices.Contains(scenarioNames(), name) {
+			return o, fmt.Errorf("-scenarios: unknown scenario %q (known: %s)", name, strings.Join(scenarioNames(), ", "))
+		}
+		o.scenarios = append(o.scenarios, name)
+	}
+	o.workerConcurrency = 8 // the application's default
+	if v := os.Getenv("WORKER_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("WORKER_CONCURRENCY=%q: want a positive number", v)
+		}
+		o.workerConcurrency = n
+	}
 	switch {
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	case o.orders < 1 || o.clients < 1:
-		return o, errors.New("-orders and -clients must be at least 1")
-	case o.killEvery < 0 || o.rate < 0:
-		return o, errors.New("-kill-every and -rate must not be negative")
+	case len(o.scenarios) == 0:
+		return o, errors.New("-scenarios names none")
+	case o.orders < 1 || o.clients < 1 || o.gracefulOrders < 1:
+		return o, errors.New("-orders, -graceful-orders and -clients must be at least 1")
+	case o.killEvery < 0 || o.termEvery < 0 || o.rate < 0 || o.pgCrashes < 0 || o.redisCrashes < 0:
+		return o, errors.New("-kill-every, -term-every, -rate, -pg-crashes and -redis-crashes must not be negative")
+	case o.lockHold <= 0 || o.idleHold <= 0:
+		return o, errors.New("-lock-hold and -idle-hold must be positive")
 	}
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
@@ -160,7 +225,9 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 	}
 	defer rd.stop(logger)
 
-	cluster, err := startCluster(logger, bin, dir, pg, rd)
+	// Network faults, if any, go between the processes and the servers.
+	at := servers{databaseURL: pg.url(dbName), redisURL: rd.url()}
+	cluster, err := startCluster(logger, bin, dir, at)
 	if err != nil {
 		return nil, err
 	}

@@ -27,33 +27,73 @@ type orderSpec struct {
 	CustomerID string `json:"customer_id"`
 	Items      []item `json:"items"`
 	unknownSKU bool
+	scenario   string // the scenario that places it
 }
 
 // plan is everything the load will do, drawn up front from the seed: the
-// orders and the stock set per SKU.
+// orders of every scenario and the stock set per SKU.
 type plan struct {
 	orders []orderSpec
 	stock  map[string]int // units set through PUT /inventory
 	skus   []string       // those with stock, sorted
 }
 
-// newPlan draws n orders of 1 to 3 distinct SKUs, 1 to 5 units each, then
-// sets each SKU's stock to a share (30% to 120%) of what the orders ask of
-// it, so that some SKUs run out and a good part of the orders is rejected
-// for insufficient_stock while others never run short.
-func newPlan(rng *rand.Rand, n int) plan {
-	p := plan{stock: make(map[string]int, skuCount)}
-	for i := range skuCount {
-		p.skus = append(p.skus, fmt.Sprintf("CHAOS-SKU-%02d", i+1))
+// indices are the positions in p.orders of the orders of one scenario.
+type indices []int
+
+// addOrders appends n orders labelled name, each of one unit of skus[i %
+// len(skus)], and stocks every SKU for all of them: these orders are all
+// confirmed, so any of them still pending is a finding, not a shortage.
+func (p *plan) addOrders(name string, n int, skus ...string) indices {
+	var idx indices
+	for i := range n {
+		sku := skus[i%len(skus)]
+		if _, ok := p.stock[sku]; !ok {
+			p.skus = append(p.skus, sku)
+		}
+		p.stock[sku]++
+		p.orders = append(p.orders, orderSpec{
+			Key:        fmt.Sprintf("chaos-%s-%06d", name, i),
+			CustomerID: fmt.Sprintf("chaos-%s-customer", name),
+			Items:      []item{{SKU: sku, Quantity: 1}},
+			scenario:   name,
+		})
+		idx = append(idx, len(p.orders)-1)
 	}
+	slices.Sort(p.skus)
+	return idx
+}
+
+// skuNames is prefix-01, prefix-02, ... prefix-n.
+func skuNames(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%02d", prefix, i+1)
+	}
+	return out
+}
+
+func newPlan() plan { return plan{stock: map[string]int{}} }
+
+// addRandomOrders draws the crash scenario's n orders of 1 to 3 distinct
+// SKUs, 1 to 5 units each, then sets each SKU's stock to a share (30% to
+// 120%) of what the orders ask of it, so that some SKUs run out and a good
+// part of the orders is rejected for insufficient_stock while others never
+// run short.
+func (p *plan) addRandomOrders(rng *rand.Rand, n int) indices {
+	skus := skuNames("CHAOS-SKU", skuCount)
+	p.skus = append(p.skus, skus...)
+	slices.Sort(p.skus)
 	demand := make(map[string]int, skuCount)
+	var idx indices
 	for i := range n {
 		o := orderSpec{
 			Key:        fmt.Sprintf("chaos-order-%06d", i),
 			CustomerID: fmt.Sprintf("chaos-customer-%03d", rng.IntN(500)),
+			scenario:   "crash",
 		}
 		for _, k := range rng.Perm(skuCount)[:1+rng.IntN(3)] {
-			o.Items = append(o.Items, item{SKU: p.skus[k], Quantity: 1 + rng.IntN(5)})
+			o.Items = append(o.Items, item{SKU: skus[k], Quantity: 1 + rng.IntN(5)})
 		}
 		if i%unknownEvery == unknownEvery/2 {
 			o.Items[rng.IntN(len(o.Items))].SKU = fmt.Sprintf("CHAOS-UNKNOWN-%d", rng.IntN(3))
@@ -65,11 +105,12 @@ func newPlan(rng *rand.Rand, n int) plan {
 			}
 		}
 		p.orders = append(p.orders, o)
+		idx = append(idx, len(p.orders)-1)
 	}
-	for _, sku := range p.skus {
+	for _, sku := range skus {
 		p.stock[sku] = int(float64(demand[sku]) * (0.3 + 0.9*rng.Float64()))
 	}
-	return p
+	return idx
 }
 
 // sameItems reports whether got lists exactly want's items, in any order.

@@ -86,9 +86,10 @@ func startPostgres(ctx context.Context, logger *slog.Logger, dir string) (*pgSer
 
 // start runs postgres and waits until it accepts connections.
 func (s *pgServer) start(ctx context.Context) error {
-	// fsync is off because the server is only ever stopped cleanly (a fast
-	// shutdown writes everything out); the machine itself never crashes
-	// here, and two cores are better spent on the application.
+	// fsync is off: the harness crashes the server (an immediate stop, so
+	// the next start recovers from the WAL), never the machine, and what
+	// the server wrote before it died is in the kernel's page cache, which
+	// outlives the process. Two cores are better spent on the application.
 	c, err := startChild(s.logPath, s.cred, filepath.Join(s.binDir, "postgres"),
 		"-D", s.dataDir, "-p", strconv.Itoa(s.port), "-k", s.sockDir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-c", "fsync=off")
@@ -106,12 +107,20 @@ func (s *pgServer) start(ctx context.Context) error {
 	})
 }
 
-// restart stops postgres with a fast shutdown (SIGINT: sessions are cut,
-// transactions in flight roll back) and starts it again.
-func (s *pgServer) restart(ctx context.Context) (time.Duration, error) {
+// crash stops postgres as a crash would (pg_ctl stop -m immediate: every
+// server process quits at once, nothing is written out, no checkpoint) and
+// starts it again, which runs crash recovery from the WAL.
+func (s *pgServer) crash(ctx context.Context) (time.Duration, error) {
 	began := time.Now()
-	if err := s.child.stop(syscall.SIGINT, 60*time.Second); err != nil {
-		return 0, fmt.Errorf("stop postgres: %w", err)
+	stop := exec.CommandContext(ctx, filepath.Join(s.binDir, "pg_ctl"), "stop", "-D", s.dataDir, "-m", "immediate", "-w", "-t", "60")
+	stop.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
+	if out, err := stop.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("pg_ctl stop -m immediate: %w\n%s", err, out)
+	}
+	select {
+	case <-s.child.exited:
+	case <-time.After(30 * time.Second):
+		return 0, fmt.Errorf("postgres pid %d still runs 30s after pg_ctl stop -m immediate", s.child.pid())
 	}
 	if err := s.start(ctx); err != nil {
 		return 0, err
@@ -128,11 +137,11 @@ func (s *pgServer) stop(logger *slog.Logger) {
 	}
 }
 
-// postgresBinDir finds initdb and postgres: the newest Debian-style
+// postgresBinDir finds initdb, postgres and pg_ctl: the newest Debian-style
 // /usr/lib/postgresql/<version>/bin, else pg_config --bindir, else PATH.
 func postgresBinDir() (string, error) {
 	has := func(dir string) bool {
-		for _, name := range []string{"initdb", "postgres"} {
+		for _, name := range []string{"initdb", "postgres", "pg_ctl"} {
 			if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 				return false
 			}
@@ -152,7 +161,7 @@ func postgresBinDir() (string, error) {
 			return d, nil
 		}
 	}
-	return "", errors.New("PostgreSQL server binaries (initdb, postgres) not found in /usr/lib/postgresql/*/bin, " +
+	return "", errors.New("PostgreSQL server binaries (initdb, postgres, pg_ctl) not found in /usr/lib/postgresql/*/bin, " +
 		"pg_config --bindir or PATH: install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql)")
 }
 

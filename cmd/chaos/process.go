@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,7 +34,7 @@ type proc struct {
 	mu       sync.Mutex
 	cur      *child
 	since    time.Time // when cur started
-	killed   bool      // cur was SIGKILLed by the chaos
+	killed   bool      // cur was killed or stopped by the chaos
 	starts   int
 	unforced int      // exits the harness did not cause
 	notes    []string // why, for the first few of them
@@ -49,14 +48,19 @@ type cluster struct {
 	stopped sync.WaitGroup
 }
 
-func startCluster(logger *slog.Logger, bin, dir string, pg *pgServer, rd *redisServer) (*cluster, error) {
+// servers are the URLs the application processes reach PostgreSQL and Redis
+// at: the servers' own, or something in between (a proxy that injects
+// network faults) when it is started first.
+type servers struct{ databaseURL, redisURL string }
+
+func startCluster(logger *slog.Logger, bin, dir string, at servers) (*cluster, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	base := append(inheritedEnv(),
-		"DATABASE_URL="+pg.url(dbName),
-		"REDIS_URL="+rd.url(),
+		"DATABASE_URL="+at.databaseURL,
+		"REDIS_URL="+at.redisURL,
 		"ADMIN_TOKEN="+adminToken,
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=info",
@@ -185,11 +189,7 @@ func (p *proc) start() (*child, error) {
 func (p *proc) exited(c *child) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	status := "exit status 0"
-	var exitErr *exec.ExitError
-	if errors.As(c.err, &exitErr) {
-		status = exitErr.Error()
-	}
+	status := exitStatus(c)
 	defer func() {
 		_ = appendLine(p.logPath, fmt.Sprintf("--- chaos: %s pid %d ended: %s", p.name, c.pid(), status))
 	}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
@@ -12,34 +13,49 @@ import (
 
 // report is what a run saw, printed as the verdict.
 type report struct {
-	seed                             uint64
-	orders, accepted                 int
-	confirmed, rejected, pending     int
-	kills, pgRestarts, redisRestarts int
-	retries, replays                 int64
-	starts, selfExits                int
-	streams                          streamStats
-	loadTime, settleWait, duration   time.Duration
-	problems                         []string // of the chaos itself
-	exitNotes                        []string // why processes exited by themselves
-	violations                       []string
+	seed                         uint64
+	orders, accepted             int
+	confirmed, rejected, pending int
+	faults                       string // the count of each kind of fault, as faults.String
+	scenarios                    []scenarioResult
+	checks                       int // violations of the checks over every order
+	retries, replays             int64
+	starts, selfExits            int
+	streams                      streamStats
+	settleWait, duration         time.Duration
+	exitNotes                    []string // why processes exited by themselves
+	violations                   []string
+}
+
+// scenarioResult is how one scenario went.
+type scenarioResult struct {
+	name       string
+	took       time.Duration
+	violations int
 }
 
 func (r *report) passed() bool { return len(r.violations) == 0 }
 
-// print writes the verdict line, then each violation on a line of its own.
-func (r *report) print(w io.Writer) {
-	verdict := "PASS"
-	if !r.passed() {
-		verdict = "FAIL"
+func verdict(violations int) string {
+	if violations > 0 {
+		return "FAIL"
 	}
-	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d pending=%d kills=%d pg_restarts=%d redis_restarts=%d "+
+	return "PASS"
+}
+
+// print writes the summary line, then each violation on a line of its own.
+func (r *report) print(w io.Writer) {
+	var scen []string
+	for _, s := range r.scenarios {
+		scen = append(scen, fmt.Sprintf("%s:%s(%s)", s.name, verdict(s.violations), s.took.Round(time.Second)))
+	}
+	scen = append(scen, "checks:"+verdict(r.checks))
+	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d pending=%d %s scenarios=%s "+
 		"retries=%d replays=%d process_starts=%d self_exits=%d redeliveries=%d deadletters=%d "+
-		"load=%s settle_wait=%s duration=%s seed=%d\n",
-		verdict, r.orders, r.confirmed, r.rejected, r.pending, r.kills, r.pgRestarts, r.redisRestarts,
+		"settle_wait=%s duration=%s seed=%d\n",
+		verdict(len(r.violations)), r.orders, r.confirmed, r.rejected, r.pending, r.faults, strings.Join(scen, ","),
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
-		r.loadTime.Round(100*time.Millisecond), r.settleWait.Round(100*time.Millisecond),
-		r.duration.Round(time.Second), r.seed)
+		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.seed)
 	for _, v := range r.violations {
 		fmt.Fprintln(w, "  violation:", v)
 	}

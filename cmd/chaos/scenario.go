@@ -6,59 +6,103 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
+	"slices"
 	"time"
 )
 
-// exercise runs the test proper against a running cluster: stock, load
-// under chaos, settling, checks. Violations go into rep; an error means the
-// run itself could not go on.
+// harness is what every scenario works with: the servers, the application,
+// the plan and the load, and where faults and violations are counted.
+type harness struct {
+	opts    options
+	logger  *slog.Logger
+	cluster *cluster
+	pg      *pgServer
+	redis   *redisServer
+	client  *apiClient
+	db      *sql.DB // the application's database, for the checks
+	plan    plan
+	load    *load
+	faults  *faults
+	found   *findings
+}
+
+// scenario is one test run against the running cluster, after the ones
+// before it: prepare adds its orders to the plan before any stock is set,
+// run places them under its faults and checks what only it can see,
+// recording each violation in h.found under the scenario's name. What
+// holds for every order is checked once at the end, over all of them.
+type scenario struct {
+	name    string
+	what    string
+	prepare func(h *harness)
+	run     func(ctx context.Context, h *harness) error
+}
+
+// scenarios run in this order; -scenarios selects among them. A new
+// scenario is a function of its own and an entry here.
+func scenarios() []*scenario {
+	lock, graceful := &lockScenario{}, &gracefulScenario{}
+	var crash indices
+	return []*scenario{
+		{"crash", "SIGKILLed processes, Redis SIGKILLed and PostgreSQL stopped immediately, under load",
+			func(h *harness) { crash = h.plan.addRandomOrders(rand.New(rand.NewPCG(h.opts.seed, 1)), h.opts.orders) },
+			func(ctx context.Context, h *harness) error { return runCrash(ctx, h, crash) }},
+		{"lock", "a stock row locked for a while, then a session idle in a transaction",
+			lock.prepare, lock.run},
+		{"graceful", "processes stopped with SIGTERM under load and started again",
+			graceful.prepare, graceful.run},
+	}
+}
+
+// exercise runs the selected scenarios against a running cluster, then the
+// checks over every order. Violations go into rep; an error means the run
+// itself could not go on.
 func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluster, pg *pgServer, rd *redisServer, rep *report) error {
-	client := newAPIClient(cl.apiURL, opts.clients+4)
-	if err := client.waitReady(ctx, 2*time.Minute); err != nil {
+	h := &harness{
+		opts: opts, logger: logger, cluster: cl, pg: pg, redis: rd,
+		client: newAPIClient(cl.apiURL, opts.clients+4),
+		plan:   newPlan(),
+		faults: newFaults(faultKinds...),
+		found:  newFindings(),
+	}
+	var run []*scenario
+	for _, s := range scenarios() {
+		if slices.Contains(opts.scenarios, s.name) {
+			run = append(run, s)
+			s.prepare(h)
+		}
+	}
+	if err := h.client.waitReady(ctx, 2*time.Minute); err != nil {
 		return err
 	}
-	p := newPlan(rand.New(rand.NewPCG(opts.seed, 1)), opts.orders)
-	if err := client.setStock(ctx, p); err != nil {
+	if err := h.client.setStock(ctx, h.plan); err != nil {
 		return err
-	}
-	rep.orders = len(p.orders)
-	f := newFindings()
-
-	// The load, with the monkey at work until it is done.
-	l := newLoad(client, p, opts.orderTimeout, logger)
-	m := &monkey{cluster: cl, pg: pg, redis: rd, killEvery: opts.killEvery, logger: logger}
-	chaosCtx, stopChaos := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { m.killUntil(chaosCtx, rand.New(rand.NewPCG(opts.seed, 2))) })
-	wg.Go(func() { m.restartServers(ctx, l.progress) })
-	began := time.Now()
-	loadErr := l.run(ctx, opts.clients, opts.rate, opts.seed)
-	rep.loadTime = time.Since(began)
-	stopChaos()
-	wg.Wait()
-	if loadErr != nil {
-		return loadErr
-	}
-	rep.kills, rep.pgRestarts, rep.redisRestarts, rep.problems = m.counts()
-	rep.retries, rep.replays, rep.accepted = l.retries.Load(), l.replays.Load(), l.accepted()
-	for _, pr := range l.problems {
-		f.add("load", "%s", pr)
-	}
-	logger.Info("chaos: load done", "accepted", rep.accepted, "took", rep.loadTime.Round(time.Millisecond),
-		"kills", rep.kills, "retries", rep.retries)
-
-	// Every process back, then every order settled.
-	if err := waitAllUp(ctx, cl, client); err != nil {
-		f.add("processes", "not every process came back: %v", err)
 	}
 	db, err := sql.Open("postgres", pg.url(dbName))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer db.Close()
-	began = time.Now()
-	if err := waitSettled(ctx, db, opts.settleTimeout); err != nil {
+	h.db = db
+	h.load = newLoad(h.client, h.plan, opts.orderTimeout, logger)
+
+	for _, s := range run {
+		logger.Info("chaos: scenario", "name", s.name, "what", s.what)
+		began := time.Now()
+		if err := s.run(ctx, h); err != nil {
+			return fmt.Errorf("scenario %s: %w", s.name, err)
+		}
+		rep.scenarios = append(rep.scenarios, scenarioResult{name: s.name, took: time.Since(began), violations: h.found.of(s.name)})
+		logger.Info("chaos: scenario done", "name", s.name, "took", time.Since(began).Round(time.Second), "violations", h.found.of(s.name))
+	}
+	before := h.found.total()
+
+	// Every process back, then every order settled.
+	if err := waitAllUp(ctx, cl, h.client); err != nil {
+		h.found.add("processes", "not every process came back: %v", err)
+	}
+	began := time.Now()
+	if err := waitSettled(ctx, db, nil, opts.settleTimeout); err != nil {
 		logger.Warn("chaos: orders did not settle", "err", err)
 	}
 	rep.settleWait = time.Since(began)
@@ -67,24 +111,73 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	if err != nil {
 		return err
 	}
-	t := checkDatabase(s, p, l.ids, f)
+	t := checkDatabase(s, h.plan, h.load.ids, h.found)
 	rep.confirmed, rep.rejected, rep.pending = t.confirmed, t.rejected, t.pending
-	checkAPI(ctx, client, s, p, l.ids, opts.apiSample, rand.New(rand.NewPCG(opts.seed, 3)), f)
-	for _, pr := range rep.problems {
-		f.add("chaos", "%s", pr)
-	}
+	checkAPI(ctx, h.client, s, h.plan, h.load.ids, opts.apiSample, rand.New(rand.NewPCG(opts.seed, 3)), h.found)
 	// A server that went away without the harness asking makes the run
 	// say nothing about the application.
 	if !pg.child.running() {
-		f.add("servers", "postgres exited during the run without the harness asking; see %s", pg.logPath)
+		h.found.add("servers", "postgres exited during the run without the harness asking; see %s", pg.logPath)
 	}
 	if !rd.child.running() {
-		f.add("servers", "redis-server exited during the run without the harness asking; see %s", rd.logPath)
+		h.found.add("servers", "redis-server exited during the run without the harness asking; see %s", rd.logPath)
 	}
-	rep.violations = f.lines()
+	rep.orders = len(h.plan.orders)
+	rep.checks = h.found.total() - before
+	rep.violations = h.found.lines()
+	rep.faults = h.faults.String()
+	rep.retries, rep.replays, rep.accepted = h.load.retries.Load(), h.load.replays.Load(), h.load.accepted()
 	rep.starts, rep.selfExits, rep.exitNotes = cl.counts()
 	rep.streams = readStreams(ctx, rd)
 	return nil
+}
+
+// runCrash places the crash scenario's orders while every disrupter runs,
+// then waits for every process to come back and every order to settle.
+func runCrash(ctx context.Context, h *harness, idx indices) error {
+	chaosCtx, stopChaos := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); h.disrupt(chaosCtx, h.load.progress) }()
+	began := time.Now()
+	err := h.load.run(ctx, idx, h.opts.clients, h.opts.rate, h.opts.seed)
+	stopChaos()
+	<-done
+	if err != nil {
+		return err
+	}
+	h.loadProblems("crash")
+	h.quiet(ctx, "crash") // everything back, and every order settled
+	if n, want := h.faults.count(faultPostgres), h.opts.pgCrashes; n != want {
+		h.found.add("crash", "PostgreSQL was crashed %d times, want %d", n, want)
+	}
+	if n, want := h.faults.count(faultRedis), h.opts.redisCrashes; n != want {
+		h.found.add("crash", "Redis was crashed %d times, want %d", n, want)
+	}
+	h.logger.Info("chaos: crash load done", "orders", len(idx), "took", time.Since(began).Round(time.Millisecond),
+		"faults", h.faults.String(), "retries", h.load.retries.Load())
+	return nil
+}
+
+// loadProblems moves what the load ran into to the findings of scenario.
+func (h *harness) loadProblems(scenario string) {
+	h.load.mu.Lock()
+	defer h.load.mu.Unlock()
+	for _, pr := range h.load.problems {
+		h.found.add(scenario, "%s", pr)
+	}
+	h.load.problems = nil
+}
+
+// quiet waits until every process is up and every order placed so far has
+// settled, so that a scenario starts from a pipeline with nothing in it, or
+// ends with nothing left in it.
+func (h *harness) quiet(ctx context.Context, scenario string) {
+	if err := waitAllUp(ctx, h.cluster, h.client); err != nil {
+		h.found.add(scenario, "not every process came back: %v", err)
+	}
+	if err := waitSettled(ctx, h.db, nil, h.opts.settleTimeout); err != nil {
+		h.found.add(scenario, "%v", err)
+	}
 }
 
 // waitAllUp waits until every process has run for a few seconds without
@@ -105,13 +198,14 @@ func waitAllUp(ctx context.Context, cl *cluster, client *apiClient) error {
 	}
 }
 
-// waitSettled polls until no order is pending, or limit passes.
-func waitSettled(ctx context.Context, db *sql.DB, limit time.Duration) error {
+// waitSettled polls until none of the orders ids (nil: of all orders) is
+// pending, or limit passes.
+func waitSettled(ctx context.Context, db *sql.DB, ids []string, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	pending := -1
 	for {
-		n, err := countPending(ctx, db)
+		n, err := countPending(ctx, db, ids)
 		if err == nil && n == 0 {
 			return nil
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/lib/pq"
 )
 
 // dbOrder is an order as the database holds it.
@@ -117,11 +119,27 @@ func queryRows(ctx context.Context, tx *sql.Tx, query string, row func(scan func
 	return rows.Err()
 }
 
-// countPending is how many orders are still pending.
-func countPending(ctx context.Context, db *sql.DB) (int, error) {
+// countPending is how many of the orders ids (nil: of all orders) are
+// still pending.
+func countPending(ctx context.Context, db *sql.DB, ids []string) (int, error) {
 	var n int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE status = 'pending'`).Scan(&n); err != nil {
+	q, args := `SELECT count(*) FROM orders WHERE status = 'pending'`, []any{}
+	if ids != nil {
+		q, args = q+` AND id::text = ANY($1)`, []any{pq.Array(ids)}
+	}
+	if err := db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count pending orders: %w", err)
+	}
+	return n, nil
+}
+
+// countReserved is how many of the orders ids hold a reservation: the
+// inventory handler has reserved their stock.
+func countReserved(ctx context.Context, db *sql.DB, ids []string) (int, error) {
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(DISTINCT order_id) FROM reservations WHERE order_id::text = ANY($1)`,
+		pq.Array(ids)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count reserved orders: %w", err)
 	}
 	return n, nil
 }

@@ -3,14 +3,17 @@ package main
 import (
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // maxExamples is how many violations of one kind are listed; the rest are
 // counted.
 const maxExamples = 8
 
-// findings collects violations by kind, keeping a few examples of each.
+// findings collects violations by kind, keeping a few examples of each. It
+// is safe for concurrent use.
 type findings struct {
+	mu     sync.Mutex
 	kinds  []string
 	byKind map[string][]string
 	count  map[string]int
@@ -21,6 +24,8 @@ func newFindings() *findings {
 }
 
 func (f *findings) add(kind, format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.count[kind] == 0 {
 		f.kinds = append(f.kinds, kind)
 	}
@@ -30,11 +35,33 @@ func (f *findings) add(kind, format string, args ...any) {
 	}
 }
 
+// total is the number of violations found, kept or not.
+func (f *findings) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.count {
+		n += c
+	}
+	return n
+}
+
+// of is the number of violations of kind.
+func (f *findings) of(kind string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.count[kind]
+}
+
 // lines lists every violation kept, and for each kind how many were left out.
 func (f *findings) lines() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var out []string
 	for _, k := range f.kinds {
-		out = append(out, f.byKind[k]...)
+		for _, v := range f.byKind[k] {
+			out = append(out, k+": "+v)
+		}
 		if more := f.count[k] - len(f.byKind[k]); more > 0 {
 			out = append(out, fmt.Sprintf("... and %d more: %s", more, k))
 		}
