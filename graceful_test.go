@@ -51,9 +51,11 @@ func TestRun_gracefulStop(t *testing.T) {
 		// stop left pending is claimed after STREAM_CLAIM_IDLE, so that
 		// everything still settles (and the checks below say what went
 		// wrong) when the stop is not graceful.
+		// The handlers wait on the held row for up to DB_LOCK_TIMEOUT.
 		"HANDLER_TIMEOUT":     "10s",
+		"DB_LOCK_TIMEOUT":     "9s",
 		"HANDLER_MAX_RETRIES": "0",
-		"STREAM_CLAIM_IDLE":   "12s",
+		"STREAM_CLAIM_IDLE":   "21s",
 		"WORKER_CONCURRENCY":  "4",
 		"SHUTDOWN_TIMEOUT":    "30s",
 	}
