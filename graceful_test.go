@@ -250,11 +250,18 @@ func (g *graceful) holdRow(sku string, n int, stop func() func()) {
 	if _, err := tx.Exec(`SELECT 1 FROM stock WHERE sku = $1 FOR UPDATE`, sku); err != nil {
 		g.t.Fatal(err)
 	}
-	waitFor(g.t, fmt.Sprintf("%d handlers waiting on %s", n, sku), func() bool {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
 		var waiting int
 		err := g.db.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(&waiting)
-		return err == nil && waiting >= n
-	})
+		if err == nil && waiting >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("%d handlers waiting on %s (%v), want %d", waiting, sku, err, n)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
 	then := stop()
 	// Long enough for a stop that is not graceful to have cancelled them.
 	time.Sleep(300 * time.Millisecond)

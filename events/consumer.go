@@ -31,7 +31,8 @@ import (
 // nacked ones delivered again, with contexts that the stop does not cancel.
 // Only once drain has passed are their contexts cancelled and what is left
 // given up (pending, to be claimed). Then, if nothing is pending under its
-// name, the consumer leaves the group, so that names do not pile up.
+// name, the consumer leaves the group, so that names do not pile up; the
+// consumers a killed process left are removed by the others once stale.
 type groupSubscriber struct {
 	client       *redis.Client
 	group        string
@@ -327,17 +328,22 @@ func (c *subscription) leaveGroup() {
 	}
 }
 
+// staleConsumer is how long a consumer must have been idle, with nothing
+// pending, before the others remove it from the group (as
+// watermill-redisstream's ConsumerTimeout): the names of killed processes.
+// Removing one still alive would lose nothing (its next read adds it
+// again), but Redis 7.0's idle time is not a sure sign of life.
+const staleConsumer = 10 * time.Minute
+
 // sweepConsumers removes from the group the consumers that have been idle
-// longer than claimIdle with nothing pending: those of processes that were
-// killed. (A live consumer reads every readBlock; were it removed, its next
-// read would add it again.)
+// longer than staleConsumer (and claimIdle) with nothing pending.
 func (c *subscription) sweepConsumers(ctx context.Context) {
 	consumers, err := c.s.client.XInfoConsumers(ctx, c.stream, c.s.group).Result()
 	if err != nil {
 		return
 	}
 	for _, xc := range consumers {
-		if xc.Name == c.s.name || xc.Pending > 0 || xc.Idle < c.s.claimIdle {
+		if xc.Name == c.s.name || xc.Pending > 0 || xc.Idle < max(staleConsumer, c.s.claimIdle) {
 			continue
 		}
 		if err := leaveGroupScript.Run(ctx, c.s.client, []string{c.stream}, c.s.group, xc.Name).Err(); err != nil {
