@@ -109,7 +109,7 @@ func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
 		locked2 <- err
 	}()
 	waitBlocked(t, db, pid2) // behind the first poll's ACCESS SHARE
-	lock1.Rollback() // the first poll goes on, finds nothing, and waits for a wake-up
+	lock1.Rollback()         // the first poll goes on, finds nothing, and waits for a wake-up
 	if err := <-locked2; err != nil {
 		t.Fatal(err)
 	}
