@@ -59,11 +59,15 @@ func TestForwarder_forwardsATransactionThatStartedFirstAndCommitsLast(t *testing
 // find them once it ends, long before the fallback poll (outboxWaker).
 //
 // The wake-up is the listener's first signal (it may have missed
-// notifications while connecting). Two row locks on the forwarder's
-// offsets row, which every poll takes after its snapshot, make the order
-// certain: the first poll waits on one; the second lock queues behind that
-// poll, so that the wake-up poll waits on it, with its snapshot taken, while
-// the older transaction is still open.
+// notifications while connecting). Two locks, which a poll waits for with
+// its snapshot taken, make the order certain. The first poll waits for a
+// row lock on the forwarder's offsets row. A table lock on the outbox then
+// queues behind that poll (which holds ACCESS SHARE on it); the lock
+// manager grants it the moment the poll ends, ahead of any later request,
+// so the wake-up poll waits on it while the older transaction is still
+// open. (A second row lock would not do: once the first poll ends the row
+// looks unlocked, and the wake-up poll can take it before the waiting
+// session wakes up.)
 func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -100,9 +104,12 @@ func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
 	waitListening(t, db)
 	lock2, pid2 := session(t, db)
 	locked2 := make(chan error, 1)
-	go func() { locked2 <- lockOffsets(lock2) }()
-	waitBlocked(t, db, pid2)
-	lock1.Rollback() // the first poll goes on, finds nothing, and waits for a wake-up
+	go func() {
+		_, err := lock2.Exec(`LOCK TABLE watermill_outbox IN ACCESS EXCLUSIVE MODE`)
+		locked2 <- err
+	}()
+	waitBlocked(t, db, pid2) // behind the first poll's ACCESS SHARE
+	lock1.Rollback()         // the first poll goes on, finds nothing, and waits for a wake-up
 	if err := <-locked2; err != nil {
 		t.Fatal(err)
 	}
