@@ -28,7 +28,11 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newAPI(t *testing.T, token string) http.Handler {
 	t.Helper()
-	db := testenv.DB(t)
+	return newAPIOn(t, testenv.DB(t), token)
+}
+
+func newAPIOn(t *testing.T, db *sql.DB, token string) http.Handler {
+	t.Helper()
 	logger := testenv.Logger(t)
 	return router.NewHTTP(router.HTTPConfig{
 		Orders:     orders.NewService(db),
