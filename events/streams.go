@@ -90,7 +90,7 @@ func (s Streams) consumer(group string) (message.Subscriber, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create stream subscriber: %w", err)
 	}
-	return sub, nil
+	return patientSubscriber{sub, s.Logger}, nil
 }
 
 // fanIn merges the messages of several consumers into one channel. The
