@@ -9,7 +9,7 @@
 // It prints one verdict line, PASS or FAIL followed by each violation, and
 // exits non-zero on any violation.
 //
-//	go run ./cmd/chaos -bin bin/orderstream [-orders 5000] [-clients 16] [-rate 60] [-kill-every 3s] [-keep] [-seed N]
+//	go run ./cmd/chaos -bin bin/orderstream [-orders 5000] [-clients 16] [-rate 60] [-kill-every 3s] [-net-every 4s] [-keep] [-seed N]
 package main
 
 import (
@@ -46,6 +46,7 @@ type options struct {
 	clients       int
 	rate          float64
 	killEvery     time.Duration
+	netEvery      time.Duration
 	keep          bool
 	seed          uint64
 	orderTimeout  time.Duration
@@ -64,6 +65,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"orders started per second, so that the load lasts long enough for the chaos to hit it; 0: as fast as the clients go")
 	fs.DurationVar(&o.killEvery, "kill-every", 3*time.Second,
 		"mean time between SIGKILLs of a random process (each gap is drawn from ±1/3 of it); 0 kills nothing")
+	fs.DurationVar(&o.netEvery, "net-every", 4*time.Second,
+		"mean time between network faults (latency, reset, blackhole, bandwidth) on a random process's link to PostgreSQL or Redis; 0: none")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data) even when the run passes")
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed for orders, stock and chaos (0: from the clock)")
 	fs.DurationVar(&o.orderTimeout, "order-timeout", 2*time.Minute, "the most one order may take to be accepted, retries included")
@@ -77,8 +80,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	case o.orders < 1 || o.clients < 1:
 		return o, errors.New("-orders and -clients must be at least 1")
-	case o.killEvery < 0 || o.rate < 0:
-		return o, errors.New("-kill-every and -rate must not be negative")
+	case o.killEvery < 0 || o.rate < 0 || o.netEvery < 0:
+		return o, errors.New("-kill-every, -net-every and -rate must not be negative")
 	}
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
@@ -160,14 +163,16 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 	}
 	defer rd.stop(logger)
 
-	cluster, err := startCluster(logger, bin, dir, pg, rd)
+	nw := newNetwork(logger, pg, rd, opts.netEvery)
+	defer nw.close()
+	cluster, err := startCluster(logger, bin, dir, pg, rd, nw)
 	if err != nil {
 		return nil, err
 	}
 	defer cluster.stop()
 
 	rep := &report{seed: opts.seed}
-	if err := exercise(ctx, logger, opts, cluster, pg, rd, rep); err != nil {
+	if err := exercise(ctx, logger, opts, cluster, pg, rd, nw, rep); err != nil {
 		return nil, err
 	}
 	rep.duration = time.Since(start)

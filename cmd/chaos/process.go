@@ -49,7 +49,7 @@ type cluster struct {
 	stopped sync.WaitGroup
 }
 
-func startCluster(logger *slog.Logger, bin, dir string, pg *pgServer, rd *redisServer) (*cluster, error) {
+func startCluster(logger *slog.Logger, bin, dir string, pg *pgServer, rd *redisServer, nw *network) (*cluster, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -78,6 +78,10 @@ func startCluster(logger *slog.Logger, bin, dir string, pg *pgServer, rd *redisS
 	add("forwarder-2", "forwarder")
 	add("worker-1", "worker")
 	add("worker-2", "worker")
+	if err := nw.route(c.procs); err != nil {
+		cancel()
+		return nil, err
+	}
 	for _, p := range c.procs {
 		c.stopped.Add(1)
 		go func() {

@@ -19,6 +19,7 @@ type report struct {
 	retries, replays                 int64
 	starts, selfExits                int
 	streams                          streamStats
+	network                          string // the network faults' counts and settling (network.summary)
 	loadTime, settleWait, duration   time.Duration
 	problems                         []string // of the chaos itself
 	exitNotes                        []string // why processes exited by themselves
@@ -35,11 +36,11 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d pending=%d kills=%d pg_restarts=%d redis_restarts=%d "+
 		"retries=%d replays=%d process_starts=%d self_exits=%d redeliveries=%d deadletters=%d "+
-		"load=%s settle_wait=%s duration=%s seed=%d\n",
+		"load=%s settle_wait=%s duration=%s seed=%d%s\n",
 		verdict, r.orders, r.confirmed, r.rejected, r.pending, r.kills, r.pgRestarts, r.redisRestarts,
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
 		r.loadTime.Round(100*time.Millisecond), r.settleWait.Round(100*time.Millisecond),
-		r.duration.Round(time.Second), r.seed)
+		r.duration.Round(time.Second), r.seed, r.network)
 	for _, v := range r.violations {
 		fmt.Fprintln(w, "  violation:", v)
 	}

@@ -13,7 +13,7 @@ import (
 // exercise runs the test proper against a running cluster: stock, load
 // under chaos, settling, checks. Violations go into rep; an error means the
 // run itself could not go on.
-func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluster, pg *pgServer, rd *redisServer, rep *report) error {
+func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluster, pg *pgServer, rd *redisServer, nw *network, rep *report) error {
 	client := newAPIClient(cl.apiURL, opts.clients+4)
 	if err := client.waitReady(ctx, 2*time.Minute); err != nil {
 		return err
@@ -32,6 +32,7 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	var wg sync.WaitGroup
 	wg.Go(func() { m.killUntil(chaosCtx, rand.New(rand.NewPCG(opts.seed, 2))) })
 	wg.Go(func() { m.restartServers(ctx, l.progress) })
+	wg.Go(func() { nw.faultUntil(chaosCtx, rand.New(rand.NewPCG(opts.seed, 4))) })
 	began := time.Now()
 	loadErr := l.run(ctx, opts.clients, opts.rate, opts.seed)
 	rep.loadTime = time.Since(began)
@@ -62,6 +63,9 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 		logger.Warn("chaos: orders did not settle", "err", err)
 	}
 	rep.settleWait = time.Since(began)
+	settled := time.Now()
+	nw.checkSettled(settled, f)
+	rep.network = nw.summary(settled)
 
 	s, err := readSnapshot(ctx, db)
 	if err != nil {
