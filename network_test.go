@@ -51,8 +51,10 @@ func TestRun_survivesNetworkFaults(t *testing.T) {
 		"HANDLER_MAX_RETRIES": "0",
 		"STREAM_CLAIM_IDLE":   "3s",
 		"LOG_LEVEL":           "info",
-		// The server is shared: four processes, few connections each.
-		"DB_MAX_CONNS": "5",
+		// The server is shared: four processes, few connections each,
+		// and so few consumers that a handler never waits for one.
+		"DB_MAX_CONNS":       "10",
+		"WORKER_CONCURRENCY": "2",
 	}
 	getenv := func(k string) string {
 		if v, ok := vars[k]; ok {
