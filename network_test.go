@@ -91,8 +91,10 @@ func TestRun_survivesNetworkFaults(t *testing.T) {
 		}
 	}
 
-	// Slow links both ways, with jitter, for the whole first part.
-	slowPG := fault(t)(pg.Latency(15*time.Millisecond, 10*time.Millisecond))
+	// Slow links both ways, with jitter, for the whole first part. The
+	// database's is slow enough that some handler attempts run out of
+	// HANDLER_TIMEOUT in the middle of their transaction.
+	slowPG := fault(t)(pg.Latency(60*time.Millisecond, 50*time.Millisecond))
 	slowRedis := fault(t)(rd.Latency(15*time.Millisecond, 10*time.Millisecond))
 	// Connections reset mid-stream, in short bursts, on both links.
 	stopResets := make(chan struct{})
