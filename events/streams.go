@@ -68,7 +68,8 @@ func (s Streams) Subscriber(group string) (message.Subscriber, error) {
 		opts.PoolSize = 10 * runtime.GOMAXPROCS(0)
 	}
 	opts.PoolSize = max(opts.PoolSize, n+2)
-	return &groupSubscriber{
+	// patientSubscriber: creating the group at Subscribe needs Redis.
+	return patientSubscriber{&groupSubscriber{
 		client: redis.NewClient(&opts),
 		group:  group,
 		// A name of its own per process start: what a stopped process held
@@ -82,7 +83,7 @@ func (s Streams) Subscriber(group string) (message.Subscriber, error) {
 		unmarshaller: tolerantUnmarshaller{},
 		logger:       s.Logger,
 		stopping:     make(chan struct{}),
-	}, nil
+	}, s.Logger}, nil
 }
 
 // DrainTimeout is how long a stop that may take stop lets the messages in

@@ -32,9 +32,19 @@ import (
 // duplicate skipped.
 func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddleware {
 	return func(next message.HandlerFunc) message.HandlerFunc {
-		return func(msg *message.Message) ([]*message.Message, error) {
+		return func(msg *message.Message) (_ []*message.Message, err error) {
 			ctx := msg.Context()
 			handler := message.HandlerNameFromCtx(ctx)
+			// An attempt that ran out of time can fail with another error
+			// than its deadline: database/sql rolls a transaction back
+			// when its context ends, and what follows fails with
+			// sql.ErrTxDone. The failure is the deadline's, and says so,
+			// so that the message is delivered again, not dead-lettered.
+			defer func() {
+				if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+					err = fmt.Errorf("%w (%w)", err, ctx.Err())
+				}
+			}()
 
 			txCtx, s, err := begin(ctx, db)
 			if err != nil {
