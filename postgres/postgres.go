@@ -158,13 +158,15 @@ func createDatabase(ctx context.Context, dsn string) error {
 }
 
 // IsUnavailable reports whether err says the database could not be reached,
-// went away, or is starting or shutting down: a condition that passes, as
-// opposed to a wrong query or a broken constraint.
+// went away (a connection closed by the server while it starts, as during
+// crash recovery, is a bare io.EOF), or is starting or shutting down: a
+// condition that passes, as opposed to a wrong query or a broken
+// constraint.
 func IsUnavailable(err error) bool {
 	var netErr *net.OpError
 	var pqErr *pq.Error
 	switch {
-	case errors.As(err, &netErr), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
+	case errors.As(err, &netErr), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
 		return true
 	case errors.As(err, &pqErr):

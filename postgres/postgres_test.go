@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -177,4 +178,35 @@ func (m *microseconds) Scan(v any) error {
 	}
 	*m = microseconds(time.Duration(n) * time.Microsecond)
 	return nil
+}
+
+// TestIsUnavailable_serverClosingWhileItStarts: a server that closes the
+// connection before it answers the start-up message (as PostgreSQL does
+// while it recovers from a crash) is unavailable, so a starting process
+// waits for it instead of exiting.
+func TestIsUnavailable_serverClosingWhileItStarts(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	db, err := sql.Open("postgres", "postgres://postgres@"+ln.Addr().String()+"/x?sslmode=disable&connect_timeout=5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.PingContext(context.Background())
+	if err == nil || !postgres.IsUnavailable(err) {
+		t.Errorf("IsUnavailable(%v) = false, want true", err)
+	}
 }
