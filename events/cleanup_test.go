@@ -150,3 +150,32 @@ func TestTrimStream_keepsWhatAGroupHoldsUnacked(t *testing.T) {
 		t.Errorf("TrimStream(missing stream) = %d, %v, want 0, nil", n, err)
 	}
 }
+
+// TestTrimStream_comparesEntriesOfOneMillisecondBySequence: entries added in
+// the same millisecond differ only by their sequence number, and the
+// lowest position of the groups still wins.
+func TestTrimStream_comparesEntriesOfOneMillisecondBySequence(t *testing.T) {
+	t.Parallel()
+	streams := testenv.Streams(t)
+	rdb := streams.Client()
+	defer rdb.Close()
+	ctx := context.Background()
+	key := streams.Name("trim-seq")
+	for _, id := range []string{"1-1", "1-2", "1-3", "1-4"} {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: id, Values: map[string]any{"k": "v"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Groups are listed by name: "a" (handed up to 1-3) comes before "b"
+	// (handed up to 1-2), so the lower position is met second.
+	rdb.XGroupCreate(ctx, key, "a", "1-3")
+	rdb.XGroupCreate(ctx, key, "b", "1-2")
+	n, err := events.TrimStream(ctx, rdb, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, _ := rdb.XRange(ctx, key, "-", "+").Result()
+	if n != 1 || len(left) != 3 || left[0].ID != "1-2" {
+		t.Errorf("trimmed %d, left %v; want only 1-1 trimmed", n, left)
+	}
+}
