@@ -89,3 +89,93 @@ func TestTrimStream(t *testing.T) {
 		t.Errorf("trimmed %d, %d left; want the 2 entries every group acked trimmed", n, length())
 	}
 }
+
+// TestCleanOutbox_keepsWhatASlowerGroupHasNotPassed: with two consumer
+// groups, the rows behind the faster one but not behind the slower one
+// stay.
+func TestCleanOutbox_keepsWhatASlowerGroupHasNotPassed(t *testing.T) {
+	t.Parallel()
+	db := testenv.OwnDB(t)
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c"} {
+		publish(t, db, ctx, events.OrderPlaced{OrderID: id})
+	}
+	// fast is at the third row's transaction, slow at the second's.
+	if _, err := db.Exec(`INSERT INTO watermill_offsets_outbox (consumer_group, offset_acked, last_processed_transaction_id)
+		SELECT g, "offset", transaction_id FROM (
+			SELECT "offset", transaction_id, row_number() OVER (ORDER BY transaction_id) AS n FROM watermill_outbox) r
+		JOIN (VALUES ('slow', 2), ('fast', 3)) AS v(g, at) ON r.n = v.at`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := events.CleanOutbox(ctx, db, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := db.QueryRow(`SELECT count(*) FROM watermill_outbox`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || left != 2 {
+		t.Errorf("deleted %d rows, %d left; want only the row both groups passed deleted", n, left)
+	}
+}
+
+// TestTrimStream_keepsWhatAGroupHoldsUnacked: an entry handed to a group
+// and not acked stays, though the group has been handed later entries.
+func TestTrimStream_keepsWhatAGroupHoldsUnacked(t *testing.T) {
+	t.Parallel()
+	streams := testenv.Streams(t)
+	rdb := streams.Client()
+	defer rdb.Close()
+	ctx := context.Background()
+	key := streams.Name("trim-pending")
+	var ids []string
+	for range 4 {
+		ids = append(ids, rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: map[string]any{"k": "v"}}).Val())
+	}
+	rdb.XGroupCreate(ctx, key, "g", "0")
+	// Handed all four; acked all but the second.
+	rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{key, ">"}, Count: 4})
+	rdb.XAck(ctx, key, "g", ids[0], ids[2], ids[3])
+
+	n, err := events.TrimStream(ctx, rdb, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, _ := rdb.XRange(ctx, key, "-", "+").Result()
+	if n != 1 || len(left) != 3 || left[0].ID != ids[1] {
+		t.Errorf("trimmed %d, left %v; want only the entry before the unacked one trimmed", n, left)
+	}
+	if n, err := events.TrimStream(ctx, rdb, streams.Name("no-such-stream"), 0); err != nil || n != 0 {
+		t.Errorf("TrimStream(missing stream) = %d, %v, want 0, nil", n, err)
+	}
+}
+
+// TestTrimStream_comparesEntriesOfOneMillisecondBySequence: entries added in
+// the same millisecond differ only by their sequence number, and the
+// lowest position of the groups still wins.
+func TestTrimStream_comparesEntriesOfOneMillisecondBySequence(t *testing.T) {
+	t.Parallel()
+	streams := testenv.Streams(t)
+	rdb := streams.Client()
+	defer rdb.Close()
+	ctx := context.Background()
+	key := streams.Name("trim-seq")
+	for _, id := range []string{"1-1", "1-2", "1-3", "1-4"} {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: id, Values: map[string]any{"k": "v"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Groups are listed by name: "a" (handed up to 1-3) comes before "b"
+	// (handed up to 1-2), so the lower position is met second.
+	rdb.XGroupCreate(ctx, key, "a", "1-3")
+	rdb.XGroupCreate(ctx, key, "b", "1-2")
+	n, err := events.TrimStream(ctx, rdb, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, _ := rdb.XRange(ctx, key, "-", "+").Result()
+	if n != 1 || len(left) != 3 || left[0].ID != "1-2" {
+		t.Errorf("trimmed %d, left %v; want only 1-1 trimmed", n, left)
+	}
+}
