@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -98,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if opts.out == "" {
 		fmt.Fprintln(stderr, "bench: a -quick run writes no file unless -out is given")
 	} else {
-		if err := writeFile(opts.out, text); err != nil {
+		if err := writeFile(opts.out, text+keptSections(opts.out)); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "bench: wrote %s\n", opts.out)
@@ -109,6 +110,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("%d measurement(s) failed; logs kept in %s", len(rep.failures), st.dir)
 	}
 	return nil
+}
+
+// keptMarker starts the part of the report that make bench does not
+// measure (comparisons run by hand, with their commands): a new report keeps
+// it as it was.
+const keptMarker = "<!-- measured by hand: make bench keeps what follows -->"
+
+// keptSections returns what follows keptMarker in the report at path, the
+// marker included, or nothing.
+func keptSections(path string) string {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if i := strings.Index(string(old), keptMarker); i >= 0 {
+		return "\n" + string(old[i:])
+	}
+	return ""
 }
 
 // writeFile replaces path with text in one step, so that an interrupted
