@@ -240,8 +240,18 @@ func (g *graceful) waitPlaced(n int) {
 
 // holdRow locks the stock row of sku until n handlers wait on it, then
 // calls stop, lets the row go shortly after, and calls what stop returned.
+//
+// The row lock gives the test's transaction a transaction id, and the
+// forwarder forwards nothing committed after it began (pg_snapshot_xmin):
+// the orders the handlers are to wait with must be committed before it. So
+// Redis writes, the workers' reads included, pause while orders gather in
+// the outbox, the lock is taken, and the pause ends.
 func (g *graceful) holdRow(sku string, n int, stop func() func()) {
 	g.t.Helper()
+	if err := g.rdb.Do(context.Background(), "CLIENT", "PAUSE", 1000, "WRITE").Err(); err != nil {
+		g.t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
 	tx, err := g.db.Begin()
 	if err != nil {
 		g.t.Fatal(err)
