@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // ForwarderConfig tunes how the forwarder reads the outbox.
@@ -121,7 +123,7 @@ const (
 func (f *Forwarder) Run(ctx context.Context) error {
 	// Not on an outbox copied from another cluster: it would skip what is
 	// written here (see Misalignment).
-	if err := CheckOutboxAlignment(ctx, f.db); err != nil && ctx.Err() == nil {
+	if err := f.checkAlignment(ctx); err != nil && ctx.Err() == nil {
 		return errors.Join(fmt.Errorf("start forwarder: %w", err), f.out.Close())
 	}
 	if f.dsn != "" {
@@ -133,6 +135,26 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		err = nil // told to stop while still subscribing
 	}
 	return errors.Join(err, f.out.Close())
+}
+
+// checkAlignment checks the outbox's alignment, waiting while the database
+// cannot answer (a forwarder starting during an outage waits for it, as its
+// polls would, instead of exiting), until ctx is done.
+func (f *Forwarder) checkAlignment(ctx context.Context) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := CheckOutboxAlignment(ctx, f.db)
+		if err == nil || !postgres.IsTransient(err) || ctx.Err() != nil {
+			return err
+		}
+		f.logger.Error("Cannot check the outbox's alignment yet; retrying", err, watermill.LogFields{"retry_in": wait})
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // Running is closed once the forwarder has subscribed to the outbox.
