@@ -87,7 +87,11 @@ func TestRun_survivesKilledProcesses(t *testing.T) {
 		"HANDLER_TIMEOUT":     "500ms",
 		"HANDLER_MAX_RETRIES": "0",
 		"STREAM_CLAIM_IDLE":   "1500ms",
-		"LOG_LEVEL":           "info",
+		// Attempts that time out under load are parked: this test is about
+		// kills, so a parked message is tried again soon.
+		"PARK_BACKOFF_INITIAL": "200ms",
+		"PARK_BACKOFF_MAX":     "1s",
+		"LOG_LEVEL":            "info",
 	}
 	getenv := func(k string) string {
 		if v, ok := vars[k]; ok {
@@ -100,7 +104,7 @@ func TestRun_survivesKilledProcesses(t *testing.T) {
 	c.waitHealthy()
 
 	names := []string{"DATABASE_URL", "REDIS_URL", "STREAM_PREFIX", "HTTP_ADDR", "OUTBOX_POLL_INTERVAL",
-		"HANDLER_TIMEOUT", "HANDLER_MAX_RETRIES", "STREAM_CLAIM_IDLE", "LOG_LEVEL"}
+		"HANDLER_TIMEOUT", "HANDLER_MAX_RETRIES", "STREAM_CLAIM_IDLE", "PARK_BACKOFF_INITIAL", "PARK_BACKOFF_MAX", "LOG_LEVEL"}
 	procs := []*process{
 		newProcess(t, getenv, "forwarder", names...),
 		newProcess(t, getenv, "worker", names...),

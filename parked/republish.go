@@ -26,7 +26,7 @@ const (
 	// other republishers' reach: if this one stops between the publish and
 	// the delete, another publishes it again after this (a duplicate, which
 	// the inbox absorbs).
-	lease = 30 * time.Second
+	lease = 10 * time.Second
 	batch = 100
 )
 
