@@ -230,3 +230,12 @@ func (p *proc) kill() (pid int, ok bool) {
 	p.cur.signal(syscall.SIGKILL)
 	return p.cur.pid(), true
 }
+
+// knob is the duration the processes read from the environment variable
+// name (they inherit the harness's), or def, config.go's default.
+func knob(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
