@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/orderstream/orderstream/internal/netfault"
 )
 
@@ -38,6 +40,9 @@ type link struct {
 }
 
 func newNetwork(logger *slog.Logger, at servers, every time.Duration, f *faults) *network {
+	// Some of toxiproxy's toxics log through zerolog's global logger, at
+	// trace level, a line per interrupted pipe.
+	zerolog.SetGlobalLevel(zerolog.WarnLevel)
 	return &network{tp: netfault.NewServer(), at: at, every: every, faults: f, logger: logger}
 }
 
