@@ -57,7 +57,7 @@ func (r *report) print(w io.Writer) {
 		"proxies_replaced=%d settled_after_faults=%s settle_bound=%s settle_wait=%s duration=%s seed=%d\n",
 		verdict(len(r.violations)), r.orders, r.confirmed, r.rejected, r.pending, r.faults, strings.Join(scen, ","),
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
-		r.proxiesReplaced, settled(r.settle.took), r.settle.bound.Round(time.Second),
+		r.proxiesReplaced, settled(r.settle.took), settled(r.settle.bound),
 		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.seed)
 	for _, v := range r.violations {
 		fmt.Fprintln(w, "  violation:", v)
@@ -73,8 +73,8 @@ func (r *report) print(w io.Writer) {
 	}
 }
 
-// settled formats how long the orders took to settle: "-" when they did
-// not, or the crash scenario did not run.
+// settled formats how long the orders took to settle, or the bound: "-"
+// when they did not, or the crash scenario did not run.
 func settled(d time.Duration) string {
 	if d <= 0 {
 		return "-"
