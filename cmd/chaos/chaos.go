@@ -12,13 +12,27 @@ import (
 // each until ctx is done (progress is the share of that load finished). A
 // new source of faults adds an entry here, and its fault kinds to
 // faultKinds.
+//
+// The network faults run here, in the crash scenario, and only there: its
+// assertions (every order settles once, stock adds up, and within
+// settleBound of the last fault) are what a flaky network must leave true
+// too. The lock scenario measures what a held lock alone delays, and the
+// graceful one asserts zero redeliveries, which a reset or dark link would
+// break by design (a consumer cut off from Redis has its entries claimed,
+// a forwarder that lost an XADD's answer publishes again).
 func (h *harness) disrupters() []func(ctx context.Context, progress func() float64) {
-	return []func(context.Context, func() float64){
+	ds := []func(context.Context, func() float64){
 		func(ctx context.Context, _ func() float64) {
 			h.killUntil(ctx, rand.New(rand.NewPCG(h.opts.seed, 2)))
 		},
 		h.crashServers,
 	}
+	if h.net != nil {
+		ds = append(ds, func(ctx context.Context, _ func() float64) {
+			h.net.faultUntil(ctx, rand.New(rand.NewPCG(h.opts.seed, 5)))
+		})
+	}
+	return ds
 }
 
 // disrupt runs every disrupter until ctx is done and returns once they all

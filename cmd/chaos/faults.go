@@ -8,7 +8,7 @@ import (
 )
 
 // The faults the summary line counts, each under its name there. A new kind
-// of fault (network faults, say) adds its name to faultKinds and counts each
+// of fault adds its name to faultKinds and counts each
 // time it strikes with faults.add; the summary then prints it, 0 included.
 const (
 	faultSIGKILL  = "sigkill"       // an application process killed with SIGKILL
@@ -17,10 +17,20 @@ const (
 	faultRowLock  = "row_lock"      // a session holds one SKU's stock row FOR UPDATE
 	faultIdleTx   = "idle_tx"       // a session sits idle in a transaction that holds an xid
 	faultSIGTERM  = "sigterm"       // an application process stopped with SIGTERM, then started again
+
+	// The network faults (toxiproxy.go), each on one process's link to one
+	// server, in place for a while and then taken away.
+	faultLatency   = "net_latency"   // 50-300 ms, jitter up to half of it, each way, for 5-15 s
+	faultReset     = "net_reset"     // every connection reset (TCP RST) once data flows, for 1-3 s
+	faultBlackhole = "net_blackhole" // nothing gets through one way or both, for 10-30 s
+	faultBandwidth = "net_bandwidth" // 20-200 KB/s each way, for 5-15 s
 )
 
+// netFaultKinds are the network faults, taken in turns.
+var netFaultKinds = []string{faultLatency, faultReset, faultBlackhole, faultBandwidth}
+
 // faultKinds is the order of the counts in the summary.
-var faultKinds = []string{faultSIGKILL, faultRedis, faultPostgres, faultRowLock, faultIdleTx, faultSIGTERM}
+var faultKinds = append([]string{faultSIGKILL, faultRedis, faultPostgres}, append(netFaultKinds, faultRowLock, faultIdleTx, faultSIGTERM)...)
 
 // faults counts the faults done, by kind. It is safe for concurrent use.
 type faults struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,22 +15,31 @@ import (
 const lockedSKU = "CHAOS-LOCKED"
 
 // lockScenario checks that a lock, or a session that forgets to end its
-// transaction, delays only what must wait for it:
+// transaction, delays only what the design says must wait for it
+// (docs/design.md, guarantee 5): a session that holds a row FOR UPDATE has
+// a transaction id, and the forwarder forwards only outbox rows older than
+// every transaction holding one (pg_snapshot_xmin), so whatever is written
+// to the outbox while it lasts waits until it ends.
 //
-//   - While a session holds one SKU's stock row FOR UPDATE for -lock-hold,
-//     orders for other SKUs settle; the orders for the locked SKU, whose
-//     handlers wait for the lock, are retried for as long as it takes and
-//     settle once it is released, without a dead letter (guarantee 6: a
-//     message failing for a passing reason waits without holding a
-//     consumer, and is never dead-lettered for it). There are more of them
-//     than the workers have consumers, so a handler that holds its consumer
-//     while it waits stops every other order.
-//   - While another session sits idle for -idle-hold in a transaction that
-//     holds a transaction id, the orders placed meanwhile settle once it
-//     ends: the outbox forwards only rows of transactions older than every
-//     one still running, so they may wait for it, but no longer.
+//   - Row lock: orders for one SKU (more of them than the workers have
+//     consumers) and for other SKUs are placed and forwarded first, with
+//     the workers paused; then a session holds the SKU's stock row FOR
+//     UPDATE for -lock-hold and the workers resume. While the row is held,
+//     the other SKUs' orders must have their stock reserved (the
+//     reservations table: their StockReserved events are outbox rows
+//     committed after the lock began, so the orders themselves settle only
+//     after it): that shows the held SKU's orders, whose handlers wait for
+//     the lock, do not keep the consumers (guarantee 6: a message failing
+//     for a passing reason is parked, its consumer given back). None of
+//     the held SKU's orders may settle while the row is held, and none be
+//     dead-lettered. Orders placed during the lock wait in the outbox.
+//     Once the lock goes, every one of them settles within lockSettleBound
+//     (a parked message is tried again within PARK_BACKOFF_MAX).
+//   - Idle transaction: while another session sits idle for -idle-hold in
+//     a transaction that holds a transaction id, orders are placed; they
+//     settle once it ends, with no dead letter.
 type lockScenario struct {
-	held, other, idle indices
+	held, other, during, idle indices
 }
 
 // lockOthers is how many orders of other SKUs each part places.
@@ -38,6 +48,7 @@ const lockOthers = 40
 func (s *lockScenario) prepare(h *harness) {
 	s.held = h.plan.addOrders("lock-held", 2*h.opts.workerConcurrency+4, lockedSKU)
 	s.other = h.plan.addOrders("lock-other", lockOthers, skuNames("CHAOS-LOCK-OTHER", 5)...)
+	s.during = h.plan.addOrders("lock-during", lockOthers, skuNames("CHAOS-LOCK-DURING", 5)...)
 	s.idle = h.plan.addOrders("idle-tx", lockOthers, skuNames("CHAOS-IDLE", 5)...)
 }
 
@@ -52,13 +63,27 @@ func (s *lockScenario) run(ctx context.Context, h *harness) error {
 	return s.idleTransaction(ctx, h, rdb)
 }
 
+// lockSettleBound is how long after the lock ends every order of the row
+// lock part must have settled: a held SKU's message parked just before it
+// ended waits PARK_BACKOFF_MAX (+20 % jitter) and the parked messages'
+// republisher notices it within its 5 s poll; then one attempt
+// (HANDLER_TIMEOUT), the outcome's forwarding (2 s) and one attempt of the
+// orders handler, and 10 s of slack. The other orders wait less: their
+// events are forwarded within a second of the end.
+func lockSettleBound() (time.Duration, string) {
+	parkMax := knob("PARK_BACKOFF_MAX", time.Minute)
+	handler := knob("HANDLER_TIMEOUT", 5*time.Second)
+	const poll, forward, slack = 5 * time.Second, 2 * time.Second, 10 * time.Second
+	return parkMax + parkMax/5 + poll + handler + forward + handler + slack,
+		fmt.Sprintf("park %s + 1/5 + poll %s + handler %s + forward %s + handler %s + %s slack", parkMax, poll, handler, forward, handler, slack)
+}
+
 // rowLock is the first part: a stock row locked FOR UPDATE.
 func (s *lockScenario) rowLock(ctx context.Context, h *harness, rdb *redis.Client) error {
-	// The held orders' events must be on the stream before the lock is
-	// taken, or they would wait in the outbox behind the locking
-	// transaction and never meet the lock in a handler. So the workers are
-	// paused while they are placed and forwarded, and resumed once the
-	// lock is held.
+	// The orders' events must be on the stream before the lock is taken,
+	// or they would wait in the outbox behind the locking transaction and
+	// never meet the lock in a handler. So the workers are paused while
+	// they are placed and forwarded, and resumed once the lock is held.
 	workers := h.cluster.named("worker")
 	var resumeOnce sync.Once
 	resume := func() {
@@ -76,12 +101,14 @@ func (s *lockScenario) rowLock(ctx context.Context, h *harness, rdb *redis.Clien
 	if err != nil {
 		return err
 	}
-	if err := h.load.run(ctx, s.held, h.opts.clients, 0, h.opts.seed); err != nil {
-		return err
+	for _, idx := range []indices{s.held, s.other} {
+		if err := h.load.run(ctx, idx, h.opts.clients, 0, h.opts.seed); err != nil {
+			return err
+		}
 	}
-	held := h.load.idsOf(s.held)
-	if err := waitOnStream(ctx, rdb, streamPlaced, from, held, time.Minute); err != nil {
-		h.found.add("lock", "the events of the orders for %s did not reach %s while the workers were paused: %v", lockedSKU, streamPlaced, err)
+	held, other := h.load.idsOf(s.held), h.load.idsOf(s.other)
+	if err := waitOnStream(ctx, rdb, streamPlaced, from, append(append([]string(nil), held...), other...), time.Minute); err != nil {
+		h.found.add("lock", "the events of the orders placed before the lock did not reach %s while the workers were paused: %v", streamPlaced, err)
 	}
 
 	lock, err := beginIdle(ctx, h.db, `SELECT 1 FROM stock WHERE sku = $1 FOR UPDATE`, lockedSKU)
@@ -90,44 +117,55 @@ func (s *lockScenario) rowLock(ctx context.Context, h *harness, rdb *redis.Clien
 	}
 	defer lock.end()
 	lockedAt := time.Now()
+	until := lockedAt.Add(h.opts.lockHold)
 	h.faults.add(faultRowLock)
-	h.logger.Info("chaos: stock row locked", "sku", lockedSKU, "for", h.opts.lockHold, "waiting_orders", len(held))
+	h.logger.Info("chaos: stock row locked", "sku", lockedSKU, "for", h.opts.lockHold,
+		"waiting_orders", len(held), "other_orders", len(other), "consumers", len(workers)*h.opts.workerConcurrency)
 	resume()
 
-	if from, err = lastID(ctx, rdb, streamPlaced); err != nil {
-		return err
-	}
-	if err := h.load.run(ctx, s.other, h.opts.clients, 0, h.opts.seed); err != nil {
+	// Orders placed now wait in the outbox until the lock ends.
+	if err := h.load.run(ctx, s.during, h.opts.clients, 0, h.opts.seed); err != nil {
 		return err
 	}
 	h.loadProblems("lock")
-	other := h.load.idsOf(s.other)
-	if err := waitSettled(ctx, h.db, other, time.Until(lockedAt.Add(h.opts.lockHold))); err != nil {
-		h.found.add("lock", "orders for other SKUs did not settle while %s was locked FOR UPDATE (%s): %v; %s",
+	during := h.load.idsOf(s.during)
+
+	if err := waitReserved(ctx, h.db, other, time.Until(until)); err != nil {
+		h.found.add("lock", "orders for other SKUs, on their stream before %s was locked FOR UPDATE, did not have their stock reserved while it was held (%s): %v; %s",
 			lockedSKU, h.opts.lockHold, err, progressOf(ctx, h.db, rdb, from, other))
 	} else {
-		h.logger.Info("chaos: orders for other SKUs settled while the row was locked", "orders", len(other),
+		h.logger.Info("chaos: orders for other SKUs reserved while the row was locked", "orders", len(other),
 			"after", time.Since(lockedAt).Round(time.Millisecond))
 	}
 	// The lock holds for its full time, so that the waiting orders'
 	// handlers are retried past the point where a failing message would be
-	// dead-lettered.
+	// dead-lettered, and parked more than once.
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(time.Until(lockedAt.Add(h.opts.lockHold))):
+	case <-time.After(time.Until(until)):
 	}
 	if n, err := countPending(ctx, h.db, held); err == nil && n != len(held) {
 		h.found.add("lock", "%d of the %d orders for %s settled while its stock row was locked", len(held)-n, len(held), lockedSKU)
 	}
+	s.noDeadLetters(ctx, h, rdb, held, "the orders that waited for the lock, while it was held")
 	lock.end()
 	released := time.Now()
-	if err := waitSettled(ctx, h.db, held, h.opts.settleTimeout); err != nil {
-		h.found.add("lock", "the orders for %s did not settle once its lock was released: %v", lockedSKU, err)
-	} else {
-		h.logger.Info("chaos: orders for the locked SKU settled", "orders", len(held), "after_release", time.Since(released).Round(time.Millisecond))
+	bound, why := lockSettleBound()
+	for _, g := range []struct {
+		what string
+		ids  []string
+	}{
+		{"the orders for " + lockedSKU, held},
+		{"the orders for other SKUs placed before the lock", other},
+		{"the orders placed during the lock", during},
+	} {
+		if err := waitSettled(ctx, h.db, g.ids, time.Until(released.Add(bound))); err != nil {
+			h.found.add("lock", "%s did not settle within %s of the lock's end (%s): %v", g.what, bound, why, err)
+		}
 	}
-	s.noDeadLetters(ctx, h, rdb, held, "the orders that waited for the lock")
+	h.logger.Info("chaos: orders of the row lock settled", "after_release", time.Since(released).Round(time.Millisecond), "bound", bound)
+	s.noDeadLetters(ctx, h, rdb, slices.Concat(held, other, during), "the orders of the row lock")
 	return nil
 }
 
@@ -221,4 +259,26 @@ func progressOf(ctx context.Context, db *sql.DB, rdb *redis.Client, from string,
 	}
 	return fmt.Sprintf("of %d orders placed, %d had their OrderPlaced on %s, %d their stock reserved, %d were settled",
 		len(ids), len(ids)-missing, streamPlaced, reserved, len(ids)-pending)
+}
+
+// waitReserved polls until every one of the orders ids has its stock
+// reserved (a row in the reservations table), or limit passes.
+func waitReserved(ctx context.Context, db *sql.DB, ids []string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	reserved := -1
+	for {
+		n, err := countReserved(ctx, db, ids)
+		if err == nil && n == len(ids) {
+			return nil
+		}
+		if err == nil {
+			reserved = n
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d orders had their stock reserved after %s", reserved, len(ids), limit.Round(time.Millisecond))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

@@ -6,10 +6,13 @@
 //
 //   - crash: while the orders go in, a random process is SIGKILLed every few
 //     seconds, Redis is SIGKILLed and PostgreSQL stopped with pg_ctl stop -m
-//     immediate (crash recovery at the next start) several times each;
+//     immediate (crash recovery at the next start) several times each, and
+//     network faults (latency, connections reset, a link dark, a bandwidth
+//     limit) strike one process's link to PostgreSQL or Redis at a time;
 //   - lock: one SKU's stock row is held FOR UPDATE for a minute, then a
-//     session sits idle in a transaction; the other orders must not wait
-//     for the first, and only until it ends for the second;
+//     session sits idle in a transaction; the orders already on their
+//     stream must not wait for the lock (but for the locked SKU's), the
+//     ones placed meanwhile only until it ends;
 //   - graceful: processes are stopped with SIGTERM and started again; a
 //     graceful stop must leave nothing pending and redeliver nothing.
 //
@@ -21,7 +24,7 @@
 // non-zero on any violation.
 //
 //	go run ./cmd/chaos -bin bin/orderstream [-scenarios crash,lock,graceful] [-orders 5000] [-clients 16] [-rate 60]
-//	    [-kill-every 3s] [-pg-crashes 3] [-redis-crashes 3] [-lock-hold 1m] [-idle-hold 20s]
+//	    [-kill-every 3s] [-pg-crashes 3] [-redis-crashes 3] [-net-every 4s] [-lock-hold 1m] [-idle-hold 20s]
 //	    [-graceful-orders 1500] [-term-every 4s] [-keep] [-seed N]
 package main
 
@@ -65,6 +68,7 @@ type options struct {
 	killEvery      time.Duration
 	pgCrashes      int
 	redisCrashes   int
+	netEvery       time.Duration
 	lockHold       time.Duration
 	idleHold       time.Duration
 	gracefulOrders int
@@ -103,6 +107,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"mean time between SIGKILLs of a random process (each gap is drawn from ±1/3 of it); 0 kills nothing")
 	fs.IntVar(&o.pgCrashes, "pg-crashes", 3, "times the crash scenario stops PostgreSQL with pg_ctl stop -m immediate")
 	fs.IntVar(&o.redisCrashes, "redis-crashes", 3, "times the crash scenario kills Redis with SIGKILL")
+	fs.DurationVar(&o.netEvery, "net-every", 4*time.Second,
+		"mean time between the crash scenario's network faults (latency, reset, blackhole, bandwidth) on a random process's link to PostgreSQL or Redis; 0: none")
 	fs.DurationVar(&o.lockHold, "lock-hold", time.Minute, "how long the lock scenario holds a stock row FOR UPDATE")
 	fs.DurationVar(&o.idleHold, "idle-hold", 20*time.Second, "how long the lock scenario's session sits idle in a transaction")
 	fs.IntVar(&o.gracefulOrders, "graceful-orders", 1500, "orders the graceful scenario places")
@@ -140,8 +146,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-scenarios names none")
 	case o.orders < 1 || o.clients < 1 || o.gracefulOrders < 1:
 		return o, errors.New("-orders, -graceful-orders and -clients must be at least 1")
-	case o.killEvery < 0 || o.termEvery < 0 || o.rate < 0 || o.pgCrashes < 0 || o.redisCrashes < 0:
-		return o, errors.New("-kill-every, -term-every, -rate, -pg-crashes and -redis-crashes must not be negative")
+	case o.killEvery < 0 || o.termEvery < 0 || o.netEvery < 0 || o.rate < 0 || o.pgCrashes < 0 || o.redisCrashes < 0:
+		return o, errors.New("-kill-every, -term-every, -net-every, -rate, -pg-crashes and -redis-crashes must not be negative")
 	case o.lockHold <= 0 || o.idleHold <= 0:
 		return o, errors.New("-lock-hold and -idle-hold must be positive")
 	}
@@ -225,16 +231,26 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 	}
 	defer rd.stop(logger)
 
-	// Network faults, if any, go between the processes and the servers.
+	// Every process reaches each server through a proxy of its own, for
+	// the network faults (with -net-every 0 they reach the servers
+	// directly).
+	f := newFaults(faultKinds...)
 	at := servers{databaseURL: pg.url(dbName), redisURL: rd.url()}
-	cluster, err := startCluster(logger, bin, dir, at)
+	var nw *network
+	route := func(string) (servers, error) { return at, nil }
+	if opts.netEvery > 0 {
+		nw = newNetwork(logger, at, opts.netEvery, f)
+		defer nw.close()
+		route = nw.route
+	}
+	cluster, err := startCluster(logger, bin, dir, route)
 	if err != nil {
 		return nil, err
 	}
 	defer cluster.stop()
 
 	rep := &report{seed: opts.seed}
-	if err := exercise(ctx, logger, opts, cluster, pg, rd, rep); err != nil {
+	if err := exercise(ctx, logger, opts, cluster, pg, rd, nw, f, rep); err != nil {
 		return nil, err
 	}
 	rep.duration = time.Since(start)

@@ -53,26 +53,33 @@ type cluster struct {
 // network faults) when it is started first.
 type servers struct{ databaseURL, redisURL string }
 
-func startCluster(logger *slog.Logger, bin, dir string, at servers) (*cluster, error) {
+// startCluster starts the processes, each reaching the servers at the URLs
+// route gives for its name (a proxy of its own, for the network faults).
+func startCluster(logger *slog.Logger, bin, dir string, route func(process string) (servers, error)) (*cluster, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	base := append(inheritedEnv(),
-		"DATABASE_URL="+at.databaseURL,
-		"REDIS_URL="+at.redisURL,
 		"ADMIN_TOKEN="+adminToken,
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=info",
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &cluster{apiURL: fmt.Sprintf("http://127.0.0.1:%d", port), cancel: cancel}
+	var routeErr error
 	add := func(name, command string, extra ...string) {
+		at, err := route(name)
+		if err != nil {
+			routeErr = errors.Join(routeErr, fmt.Errorf("route %s: %w", name, err))
+			return
+		}
+		env := append(append([]string(nil), base...), "DATABASE_URL="+at.databaseURL, "REDIS_URL="+at.redisURL)
 		c.procs = append(c.procs, &proc{
 			name:    name,
 			path:    bin,
 			args:    []string{command},
-			env:     append(append([]string(nil), base...), extra...),
+			env:     append(env, extra...),
 			logPath: filepath.Join(dir, name+".log"),
 			logger:  logger,
 		})
@@ -82,6 +89,10 @@ func startCluster(logger *slog.Logger, bin, dir string, at servers) (*cluster, e
 	add("forwarder-2", "forwarder")
 	add("worker-1", "worker")
 	add("worker-2", "worker")
+	if routeErr != nil {
+		cancel()
+		return nil, routeErr
+	}
 	for _, p := range c.procs {
 		c.stopped.Add(1)
 		go func() {
@@ -94,8 +105,13 @@ func startCluster(logger *slog.Logger, bin, dir string, at servers) (*cluster, e
 
 // inheritedEnv is the harness's environment without the variables that
 // would point the processes at other servers, make them collide with each
-// other or hide their streams from the checks. The remaining knobs (say
-// STREAM_CLAIM_IDLE or HANDLER_TIMEOUT) pass through, to try other settings.
+// other or hide their streams from the checks. The remaining knobs pass
+// through, to try other settings: among them STREAM_CLAIM_IDLE,
+// HANDLER_TIMEOUT, HANDLER_MAX_RETRIES, WORKER_CONCURRENCY, SHUTDOWN_TIMEOUT,
+// PARK_BACKOFF_INITIAL, PARK_BACKOFF_MAX, PARK_SURFACE_AFTER,
+// DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT. The harness reads
+// those its own bounds depend on from its environment too (knobs), with
+// config.go's defaults, so that both see the same values.
 func inheritedEnv() []string {
 	owned := []string{"DATABASE_URL", "REDIS_URL", "HTTP_ADDR", "ADMIN_TOKEN", "LOG_FORMAT", "LOG_LEVEL",
 		"OUTBOX_POLL_INTERVAL", "STREAM_PREFIX", "METRICS_ADDR"}
@@ -213,4 +229,13 @@ func (p *proc) kill() (pid int, ok bool) {
 	p.killed = true
 	p.cur.signal(syscall.SIGKILL)
 	return p.cur.pid(), true
+}
+
+// knob is the duration the processes read from the environment variable
+// name (they inherit the harness's), or def, config.go's default.
+func knob(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
 }

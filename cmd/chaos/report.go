@@ -22,6 +22,8 @@ type report struct {
 	retries, replays             int64
 	starts, selfExits            int
 	streams                      streamStats
+	settle                       settleResult // of the crash scenario, after its last fault
+	proxiesReplaced              int          // network proxies replaced because they wedged
 	settleWait, duration         time.Duration
 	exitNotes                    []string // why processes exited by themselves
 	violations                   []string
@@ -52,9 +54,10 @@ func (r *report) print(w io.Writer) {
 	scen = append(scen, "checks:"+verdict(r.checks))
 	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d pending=%d %s scenarios=%s "+
 		"retries=%d replays=%d process_starts=%d self_exits=%d redeliveries=%d deadletters=%d "+
-		"settle_wait=%s duration=%s seed=%d\n",
+		"proxies_replaced=%d settled_after_faults=%s settle_bound=%s settle_wait=%s duration=%s seed=%d\n",
 		verdict(len(r.violations)), r.orders, r.confirmed, r.rejected, r.pending, r.faults, strings.Join(scen, ","),
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
+		r.proxiesReplaced, settled(r.settle.took), settled(r.settle.bound),
 		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.seed)
 	for _, v := range r.violations {
 		fmt.Fprintln(w, "  violation:", v)
@@ -68,6 +71,15 @@ func (r *report) print(w io.Writer) {
 	for _, d := range r.streams.deadLetterReasons {
 		fmt.Fprintln(w, "  dead letter:", d)
 	}
+}
+
+// settled formats how long the orders took to settle, or the bound: "-"
+// when they did not, or the crash scenario did not run.
+func settled(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return d.Round(100 * time.Millisecond).String()
 }
 
 // streamStats is what the Redis streams hold after the run: with at-least-

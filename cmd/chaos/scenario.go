@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"time"
 )
@@ -18,12 +19,14 @@ type harness struct {
 	cluster *cluster
 	pg      *pgServer
 	redis   *redisServer
+	net     *network // nil without network faults
 	client  *apiClient
 	db      *sql.DB // the application's database, for the checks
 	plan    plan
 	load    *load
 	faults  *faults
 	found   *findings
+	settle  settleResult
 }
 
 // scenario is one test run against the running cluster, after the ones
@@ -57,12 +60,13 @@ func scenarios() []*scenario {
 // exercise runs the selected scenarios against a running cluster, then the
 // checks over every order. Violations go into rep; an error means the run
 // itself could not go on.
-func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluster, pg *pgServer, rd *redisServer, rep *report) error {
+func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluster, pg *pgServer, rd *redisServer,
+	nw *network, f *faults, rep *report) error {
 	h := &harness{
-		opts: opts, logger: logger, cluster: cl, pg: pg, redis: rd,
+		opts: opts, logger: logger, cluster: cl, pg: pg, redis: rd, net: nw,
 		client: newAPIClient(cl.apiURL, opts.clients+4),
 		plan:   newPlan(),
-		faults: newFaults(faultKinds...),
+		faults: f,
 		found:  newFindings(),
 	}
 	var run []*scenario
@@ -126,6 +130,10 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	rep.checks = h.found.total() - before
 	rep.violations = h.found.lines()
 	rep.faults = h.faults.String()
+	rep.settle = h.settle
+	if h.net != nil {
+		rep.proxiesReplaced = h.net.replaced()
+	}
 	rep.retries, rep.replays, rep.accepted = h.load.retries.Load(), h.load.replays.Load(), h.load.accepted()
 	rep.starts, rep.selfExits, rep.exitNotes = cl.counts()
 	rep.streams = readStreams(ctx, rd)
@@ -145,8 +153,10 @@ func runCrash(ctx context.Context, h *harness, idx indices) error {
 	if err != nil {
 		return err
 	}
+	calm := time.Now() // every fault over: links clean, servers up, no more kills
 	h.loadProblems("crash")
 	h.quiet(ctx, "crash") // everything back, and every order settled
+	h.checkSettleBound(ctx, "crash", calm)
 	if n, want := h.faults.count(faultPostgres), h.opts.pgCrashes; n != want {
 		h.found.add("crash", "PostgreSQL was crashed %d times, want %d", n, want)
 	}
@@ -157,6 +167,26 @@ func runCrash(ctx context.Context, h *harness, idx indices) error {
 		"faults", h.faults.String(), "retries", h.load.retries.Load())
 	return nil
 }
+
+// checkSettleBound adds a violation when the orders of scenario left
+// pending later than settleBound after calm, when the last fault ended,
+// and notes how long they took for the summary. quiet has waited for them.
+func (h *harness) checkSettleBound(ctx context.Context, scenario string, calm time.Time) {
+	bound, why := settleBound(os.Getenv)
+	took := time.Since(calm)
+	if n, err := countPending(ctx, h.db, nil); err != nil || n > 0 {
+		took = -1 // did not settle: quiet said so
+	}
+	h.settle = settleResult{took: took, bound: bound}
+	if took > bound {
+		h.found.add(scenario, "orders left pending %s after the faults ended; the bound is %s (%s)",
+			took.Round(100*time.Millisecond), bound, why)
+	}
+}
+
+// settleResult is how long the crash scenario's orders took to settle after
+// its last fault, and the bound.
+type settleResult struct{ took, bound time.Duration }
 
 // loadProblems moves what the load ran into to the findings of scenario.
 func (h *harness) loadProblems(scenario string) {
