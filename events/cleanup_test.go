@@ -131,12 +131,23 @@ func TestTrimStream_keepsWhatAGroupHoldsUnacked(t *testing.T) {
 	key := streams.Name("trim-pending")
 	var ids []string
 	for range 4 {
-		ids = append(ids, rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: map[string]any{"k": "v"}}).Val())
+		id, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: map[string]any{"k": "v"}}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
 	}
-	rdb.XGroupCreate(ctx, key, "g", "0")
+	if err := rdb.XGroupCreate(ctx, key, "g", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
 	// Handed all four; acked all but the second.
-	rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{key, ">"}, Count: 4})
-	rdb.XAck(ctx, key, "g", ids[0], ids[2], ids[3])
+	read, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{key, ">"}, Count: 4}).Result()
+	if err != nil || len(read) != 1 || len(read[0].Messages) != 4 {
+		t.Fatalf("XREADGROUP = %v, %v; want the four entries", read, err)
+	}
+	if err := rdb.XAck(ctx, key, "g", ids[0], ids[2], ids[3]).Err(); err != nil {
+		t.Fatal(err)
+	}
 
 	n, err := events.TrimStream(ctx, rdb, key, 0)
 	if err != nil {

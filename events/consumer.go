@@ -125,15 +125,7 @@ type subscription struct {
 func (c *subscription) run(ctx context.Context) {
 	defer close(c.out)
 	defer c.cancel()
-	stop := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-c.s.stopping:
-		}
-		close(stop)
-	}()
-	c.read(stop)
+	c.read(ctx.Done(), c.s.stopping)
 
 	// Stopped: no more reads. Let what is in hand finish, within drain.
 	finished := make(chan struct{})
@@ -151,17 +143,27 @@ func (c *subscription) run(ctx context.Context) {
 }
 
 // read hands entries to handlers, never more than there are free slots,
-// until stop.
-func (c *subscription) read(stop <-chan struct{}) {
-	for {
+// until the subscription's context ends or the subscriber closes. Both are
+// checked where they are, not through a channel a goroutine closes after
+// them: a handler that acks right after the stop frees a slot, and the
+// read that slot allows must see the stop.
+func (c *subscription) read(done, closing <-chan struct{}) {
+	stopped := func() bool {
 		select {
-		case <-stop:
-			return
+		case <-done:
+			return true
+		case <-closing:
+			return true
 		default:
+			return false
 		}
+	}
+	for !stopped() {
 		select {
 		case c.slots <- struct{}{}:
-		case <-stop:
+		case <-done:
+			return
+		case <-closing:
 			return
 		}
 		n := 1
@@ -174,11 +176,9 @@ func (c *subscription) read(stop <-chan struct{}) {
 				break more
 			}
 		}
-		select {
-		case <-stop:
+		if stopped() {
 			c.release(n)
 			return
-		default:
 		}
 		entries, err := c.next(int64(n))
 		c.release(n - len(entries))
@@ -192,7 +192,9 @@ func (c *subscription) read(stop <-chan struct{}) {
 			c.s.logger.Error("Cannot read stream", err, c.logFields)
 			select {
 			case <-time.After(500 * time.Millisecond):
-			case <-stop:
+			case <-done:
+				return
+			case <-closing:
 				return
 			}
 		}
