@@ -241,11 +241,12 @@ func (g *graceful) waitPlaced(n int) {
 // holdRow locks the stock row of sku until n handlers wait on it, then
 // calls stop, lets the row go shortly after, and calls what stop returned.
 //
-// The row lock gives the test's transaction a transaction id, and the
-// forwarder forwards nothing committed after it began (pg_snapshot_xmin):
-// the orders the handlers are to wait with must be committed before it. So
-// Redis writes, the workers' reads included, pause while orders gather in
-// the outbox, the lock is taken, and the pause ends.
+// The handlers must all come to wait within the handlers' lock timeout,
+// or the first would give up, and its message be parked and put back on
+// its stream: an event twice there, and handled twice. So Redis writes,
+// the workers' reads included, pause while orders gather in the outbox,
+// the lock is taken, and the pause ends: a burst of the SKU's orders meets
+// the lock at once.
 func (g *graceful) holdRow(sku string, n int, stop func() func()) {
 	g.t.Helper()
 	if err := g.rdb.Do(context.Background(), "CLIENT", "PAUSE", 1000, "WRITE").Err(); err != nil {

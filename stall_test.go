@@ -14,9 +14,11 @@ import (
 	"github.com/orderstream/orderstream/postgres"
 )
 
-// TestRun_stalls: a stock row locked elsewhere holds no worker, and a
-// transaction left idle stalls the outbox only until it ends, which
-// orderstream's own sessions do after DB_IDLE_IN_TRANSACTION_TIMEOUT.
+// TestRun_stalls: a stock row locked elsewhere holds no worker and delays
+// only the orders that need it, a transaction of another client left idle
+// delays nothing, and one of orderstream's own that may write the outbox
+// stalls the outbox only until the server ends it, after
+// DB_IDLE_IN_TRANSACTION_TIMEOUT.
 func TestRun_stalls(t *testing.T) {
 	t.Parallel()
 	addr := freeAddr(t)
@@ -72,9 +74,8 @@ func TestRun_stalls(t *testing.T) {
 				t.Fatalf("PUT /inventory = %d", code)
 			}
 		}
-		// The orders reach their stream first: a row lock gives its session
-		// a transaction id, and the forwarder forwards nothing committed
-		// after that until the lock goes (see the next subtests).
+		// The held SKU's order reaches its stream before the worker starts,
+		// so that it is first in line for the one consumer.
 		stuck := c.place(item(held))
 		others := []order{c.place(item(free)), c.place(item(free)), c.place(item(free))}
 		stream := getenv("STREAM_PREFIX") + "orders.placed"
@@ -91,7 +92,14 @@ func TestRun_stalls(t *testing.T) {
 		// One consumer per group, the held order first in line; it runs on
 		// for the subtests below.
 		worker()
-		waitFor("the other SKU's orders to be reserved while the row is held", func() bool { return stock(free).Reserved == 3 })
+		// Placed while the row is held: the lock does not hold back the
+		// outbox either.
+		others = append(others, c.place(item(free)))
+		for _, o := range others {
+			if got := c.settled(o.ID); got.Status != "confirmed" {
+				t.Errorf("order %s is %s while the row is held, want confirmed", o.ID, got.Status)
+			}
+		}
 		if st := stock(held); st.Reserved != 0 {
 			t.Fatalf("held SKU %+v while its row was locked", st)
 		}
@@ -108,10 +116,9 @@ func TestRun_stalls(t *testing.T) {
 		}
 	})
 
-	// A transaction that holds a transaction id hides every commit after
-	// it from the forwarder: the order placed meanwhile settles once it
-	// ends.
-	t.Run("orders_settle_once_an_idle_transaction_ends", func(t *testing.T) {
+	// Another client's transaction that holds a transaction id does not
+	// write the outbox, and the forwarder does not wait for it.
+	t.Run("orders_settle_while_another_clients_transaction_sits_idle", func(t *testing.T) {
 		worker()
 		sku := testenv.Unique("SKU")
 		c.do("PUT", "/inventory/"+sku, `{"available":10}`, nil)
@@ -124,11 +131,11 @@ func TestRun_stalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		o := c.place(item(sku))
-		if err := idle.Rollback(); err != nil {
-			t.Fatal(err)
-		}
 		if got := c.settled(o.ID); got.Status != "confirmed" {
 			t.Errorf("order is %s, want confirmed", got.Status)
+		}
+		if err := idle.Rollback(); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -141,20 +148,31 @@ func TestRun_stalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer own.Close()
-		idle, err := own.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
+		// A transaction that may write the outbox, with a transaction id,
+		// left idle: the forwarder waits for it.
+		idle, release, ended := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+		go func() {
+			ended <- postgres.InTx(ctx, own, func(ctx context.Context, tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
+					return err
+				}
+				close(idle)
+				<-release
+				return nil
+			})
+		}()
+		select {
+		case <-idle:
+		case err := <-ended:
+			t.Fatalf("begin the idle transaction: %v", err)
 		}
-		defer idle.Rollback()
-		if _, err := idle.Exec(`SELECT pg_current_xact_id()`); err != nil {
-			t.Fatal(err)
-		}
-		o := c.place(item(sku)) // the session is never ended here
+		o := c.place(item(sku)) // the transaction is never ended here
 		if got := c.settled(o.ID); got.Status != "confirmed" {
 			t.Errorf("order is %s, want confirmed", got.Status)
 		}
-		if _, err := idle.Exec(`SELECT 1`); err == nil {
-			t.Error("the idle session is still usable, want it ended by idle_in_transaction_session_timeout")
+		close(release)
+		if err := <-ended; err == nil {
+			t.Error("the idle transaction committed, want it ended by idle_in_transaction_session_timeout")
 		}
 	})
 }

@@ -51,6 +51,11 @@ func (a *app) collect(ctx context.Context) error {
 		return err
 	}
 	m.OldestTransactionAge.Set(oldestTx.Seconds())
+	oldestWriter, err := postgres.OldestOutboxWriterAge(ctx, a.db)
+	if err != nil {
+		return err
+	}
+	m.OldestOutboxWriterAge.Set(oldestWriter.Seconds())
 	parkedStatus, err := parked.ReadStatus(ctx, a.db)
 	if err != nil {
 		return err

@@ -20,8 +20,9 @@ import (
 // the forwarder is for, and fails without that mechanism.
 
 // A transaction that got its id first and commits last must not be passed
-// over by the forwarder's position (outboxSchema: transaction_id <
-// pg_snapshot_xmin).
+// over by the forwarder's position (outboxSchema: transaction_id below
+// writersHorizon, which waits for it because it holds the outbox writers'
+// lock).
 func TestForwarder_forwardsATransactionThatStartedFirstAndCommitsLast(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -32,30 +33,102 @@ func TestForwarder_forwardsATransactionThatStartedFirstAndCommitsLast(t *testing
 	key := streams.Name(events.StreamOrdersPlaced)
 
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "before"})
-	first, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Rollback()
-	if err := events.Publish(ctx, first, events.OrderPlaced{OrderID: "began-first"}); err != nil {
-		t.Fatal(err)
-	}
+	endFirst := openTx(t, ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+		return events.Publish(ctx, tx, events.OrderPlaced{OrderID: "began-first"})
+	})
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "committed-first"})
 
 	runForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
 	// "before" on the stream: the forwarder has read the outbox since
 	// committed-first committed, and moved what it may.
 	entries(t, rdb, key, 1)
-	if err := first.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	endFirst(true)
 	if got := orderIDs(t, entries(t, rdb, key, 3)); got != "before began-first committed-first" {
 		t.Errorf("stream holds %s, want before began-first committed-first", got)
 	}
 }
 
-// A wake-up poll that finds nothing because an older transaction, still
-// open, hides the rows that were committed is followed by rechecks that
+// A transaction that does not hold the outbox writers' lock never writes
+// the outbox, so the forwarder does not wait for it (writersHorizon): held
+// open while an event commits, none of these delays the event, where
+// pg_snapshot_xmin would hold it back until they end.
+func TestForwarder_doesNotWaitForTransactionsThatCannotWriteTheOutbox(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.OwnDB(t)
+	other := testenv.OwnDB(t)
+	streams := testenv.Streams(t)
+	rdb := streams.Client()
+	defer rdb.Close()
+	key := streams.Name(events.StreamOrdersPlaced)
+	if _, err := db.Exec(`INSERT INTO inbox (handler, message_uuid) VALUES ('locked', 'row')`); err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
+
+	for i, tc := range []struct {
+		name string
+		hold func(t *testing.T) (end func())
+	}{
+		{"another_clients_row_lock", func(t *testing.T) func() {
+			tx, _ := session(t, db) // FOR UPDATE gives it a transaction id
+			if _, err := tx.Exec(`SELECT FROM inbox WHERE handler = 'locked' FOR UPDATE`); err != nil {
+				t.Fatal(err)
+			}
+			return func() { tx.Rollback() }
+		}},
+		{"a_session_idle_in_a_transaction_with_an_id", func(t *testing.T) func() {
+			tx, _ := session(t, db)
+			if _, err := tx.Exec(`SELECT pg_current_xact_id()`); err != nil {
+				t.Fatal(err)
+			}
+			return func() { tx.Rollback() }
+		}},
+		{"a_writer_of_another_database", func(t *testing.T) func() {
+			end := openTx(t, ctx, other, func(ctx context.Context, tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`)
+				return err
+			})
+			return func() { end(false) }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			end := tc.hold(t)
+			defer end()
+			publish(t, db, ctx, events.OrderPlaced{OrderID: tc.name})
+			msgs := entries(t, rdb, key, i+1)
+			if got := orderIDs(t, msgs[i:]); got != tc.name {
+				t.Errorf("forwarded %s, want %s", got, tc.name)
+			}
+		})
+	}
+}
+
+// Publish refuses a transaction that postgres did not begin: it does not
+// hold the outbox writers' lock, and a late commit of it would be passed
+// over.
+func TestPublish_refusesATransactionNotBegunByInTx(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.OwnDB(t)
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := events.Publish(ctx, tx, events.OrderPlaced{OrderID: "raw"}); err == nil {
+		t.Error("Publish on a transaction of db.BeginTx succeeded, want a refusal")
+	}
+	err = postgres.InTx(ctx, db, func(ctx context.Context, _ *sql.Tx) error {
+		return events.Publish(ctx, tx, events.OrderPlaced{OrderID: "raw-in-another"})
+	})
+	if err == nil {
+		t.Error("Publish on a transaction other than the context's succeeded, want a refusal")
+	}
+}
+
+// A wake-up poll that finds nothing because an older transaction that may
+// write the outbox, still open, hides the rows that were committed is followed by rechecks that
 // find them once it ends, long before the fallback poll (outboxWaker).
 //
 // The wake-up is the listener's first signal (it may have missed
@@ -85,14 +158,10 @@ func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	older, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer older.Rollback()
-	if _, err := older.Exec(`SELECT pg_current_xact_id()`); err != nil {
-		t.Fatal(err)
-	}
+	endOlder := openTx(t, ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`)
+		return err
+	})
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "hidden"})
 
 	lock1, pid1 := session(t, db)
@@ -114,7 +183,7 @@ func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPollBlockedBy(t, db, pid2) // the wake-up poll
-	older.Rollback()               // which notifies nobody
+	endOlder(false)                // which notifies nobody
 	lock2.Rollback()
 
 	entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)

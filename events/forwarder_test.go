@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -27,6 +28,51 @@ func publish(t *testing.T, db *sql.DB, ctx context.Context, e events.Event) {
 		t.Fatal(err)
 	}
 }
+
+// openTx runs fn in a transaction begun as orderstream begins its own
+// (postgres.InTx) and keeps the transaction open until end is called: to
+// commit it, or to roll it back. A test that ends without calling end
+// rolls it back.
+func openTx(t *testing.T, ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.Tx) error) (end func(commit bool)) {
+	t.Helper()
+	ran := make(chan error, 1)
+	decided := make(chan bool, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- postgres.InTx(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+			err := fn(ctx, tx)
+			ran <- err
+			if err != nil {
+				return err
+			}
+			if !<-decided {
+				return errRolledBack
+			}
+			return nil
+		})
+	}()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	var ended bool
+	finish := func(commit bool) error {
+		if ended {
+			return nil
+		}
+		ended = true
+		decided <- commit
+		return <-done
+	}
+	t.Cleanup(func() { finish(false) })
+	return func(commit bool) {
+		t.Helper()
+		if err := finish(commit); commit && err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var errRolledBack = errors.New("rolled back by the test")
 
 // entries waits until key holds n entries and returns them as messages.
 func entries(t *testing.T, rdb *redis.Client, key string, n int) []*message.Message {

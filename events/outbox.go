@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
@@ -10,22 +11,35 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/orderstream/orderstream/postgres"
 )
+
+var errNotAWriter = errors.New("the transaction is not the one the context carries (postgres.InTx)")
 
 // OutboxTopic is the watermill-sql topic every event is written to: the
 // table watermill_outbox, read by the forwarder.
 const OutboxTopic = "outbox"
 
-// Publish writes e to the outbox inside tx. The event becomes visible to the
-// forwarder only if tx commits, and then it is certain to be forwarded: the
-// business change and its announcement cannot disagree. When ctx carries
-// the transaction (postgres.InTx) and a CommitNotifier, the forwarders are
-// woken once tx commits.
+// Publish writes e to the outbox inside tx, the transaction ctx carries
+// (postgres.InTx, or the inbox of a message handler). The event becomes
+// visible to the forwarder only if tx commits, and then it is certain to be
+// forwarded: the business change and its announcement cannot disagree.
+// When ctx carries a CommitNotifier, the forwarders are woken once tx
+// commits.
+//
+// Any other transaction is refused: the forwarder waits only for the
+// transactions that postgres began, which hold the outbox writers' lock
+// (see writersHorizon), and would pass over the rows of another that
+// commits late.
 //
 // A watermill-sql publisher bound to one transaction is cheap (no I/O), so
 // each call makes its own; the forwarder publisher wraps the event in an
 // envelope that names its destination stream.
 func Publish(ctx context.Context, tx *sql.Tx, e Event) (err error) {
+	if own, ok := postgres.TxFrom(ctx); !ok || own != tx {
+		return fmt.Errorf("write %s to outbox: %w", e.EventType(), errNotAWriter)
+	}
 	ctx, span := startSpan(ctx, "outbox publish "+e.EventType(), trace.SpanKindProducer)
 	defer func() {
 		if err != nil {

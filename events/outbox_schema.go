@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // outboxSchema is watermill-sql's Postgres schema with a select whose cost
@@ -23,16 +25,49 @@ func (s outboxSchema) SelectQuery(topic, consumerGroup string, offsets wsql.Offs
 		batch = 100
 	}
 	// Same rows, same order as the default: after the group's position,
-	// and only from transactions older than every transaction still
-	// running, so that a transaction that commits late cannot slip in
-	// behind rows already forwarded.
+	// and only below the horizon (writersHorizon), so that a transaction
+	// that commits late cannot slip in behind rows already forwarded.
 	query := `
 		WITH last_processed AS (` + next.Query + `)
 		SELECT "offset", transaction_id, uuid, payload, metadata FROM ` + s.MessagesTable(topic) + `
 		WHERE (transaction_id, "offset") >
 		      ((SELECT last_processed_transaction_id FROM last_processed), (SELECT offset_acked FROM last_processed))
-		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		  AND transaction_id < (` + writersHorizon + `)
 		ORDER BY transaction_id, "offset"
 		LIMIT ` + fmt.Sprint(batch)
 	return wsql.Query{Query: query, Args: next.Args}
 }
+
+// writersHorizon is the transaction id below which every transaction that
+// may write the outbox has ended, by the snapshot of the statement it is
+// part of: the rows read below it are all the rows that will ever be there.
+//
+// watermill-sql's default is pg_snapshot_xmin, the oldest transaction
+// still running anywhere in the cluster: then one session that holds a
+// row lock, or sits idle in a transaction, for minutes, holds back every
+// event committed after it began. But only transactions that hold
+// postgres.LockOutboxWriters write the outbox, and they take it before
+// they have a transaction id. So a transaction of the snapshot that runs
+// without the lock when the locks are read (after the snapshot was taken)
+// never writes the outbox, and is not waited for. One that ended between
+// the two is waited for: its rows, if any, are not in the snapshot. One
+// that has the lock and no id yet will get an id above the snapshot's
+// xmax. pg_locks is read once (MATERIALIZED), so that a transaction's id
+// and its locks are seen at one moment; the low 32 bits of a running
+// transaction's xid8 are its xid.
+var writersHorizon = fmt.Sprintf(`
+		WITH locks AS MATERIALIZED (
+			SELECT locktype, database, classid, objid, objsubid, transactionid, virtualtransaction
+			FROM pg_locks WHERE granted AND locktype IN ('advisory', 'transactionid')
+		)
+		SELECT COALESCE(min(x), pg_snapshot_xmax(pg_current_snapshot()))
+		FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+		WHERE x::xid NOT IN (
+			SELECT t.transactionid FROM locks t
+			WHERE t.locktype = 'transactionid'
+			  AND NOT EXISTS (
+				SELECT FROM locks w
+				WHERE w.locktype = 'advisory' AND w.virtualtransaction = t.virtualtransaction
+				  AND w.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+				  AND w.classid = %d AND w.objid = %d AND w.objsubid = 1))`,
+	uint64(postgres.LockOutboxWriters)>>32, uint64(postgres.LockOutboxWriters)&0xffffffff)

@@ -14,8 +14,8 @@ import (
 // pg_upgrade keeps the counter) copies those ids as data, while the new
 // cluster counts its own from where it is, typically far below. Then the
 // rows written in the new cluster sort before the forwarder's position and
-// are never read; the restored rows it had not forwarded stay hidden by
-// pg_snapshot_xmin until the counter reaches them; and the clean-up, which
+// are never read; the restored rows it had not forwarded stay hidden, above
+// every snapshot's horizon, until the counter reaches them; and the clean-up, which
 // deletes what is below the position, deletes the new rows unforwarded.
 //
 // The forwarder therefore refuses to start and the clean-up to delete

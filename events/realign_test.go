@@ -99,14 +99,9 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 
 	// One more event, its transaction still open while the outbox is
 	// realigned.
-	tx, err := target.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if err := events.Publish(ctx, tx, events.OrderPlaced{OrderID: "in-flight"}); err != nil {
-		t.Fatal(err)
-	}
+	endInFlight := openTx(t, ctx, target, func(ctx context.Context, tx *sql.Tx) error {
+		return events.Publish(ctx, tx, events.OrderPlaced{OrderID: "in-flight"})
+	})
 	r, err := events.RealignOutbox(ctx, target)
 	if err != nil {
 		t.Fatal(err)
@@ -114,9 +109,7 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 	if r.Misalignment == nil || r.Passed != 3 || r.Pending != 2 || r.Local != 2 {
 		t.Errorf("RealignOutbox() = %+v, want 3 passed, 2 pending, 2 local", r)
 	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	endInFlight(true)
 	if err := events.CheckOutboxAlignment(ctx, target); err != nil {
 		t.Fatalf("after realigning: %v", err)
 	}

@@ -105,8 +105,9 @@ type outboxWaker struct {
 	fallback time.Duration
 	errors   wsql.BackoffManager
 	// After a wake-up, a poll may find nothing: the committed rows stay
-	// hidden while an older transaction anywhere in the cluster still runs
-	// (see outboxSchema), and its end notifies nobody. So look again,
+	// hidden while an older transaction that may write the outbox still
+	// runs (see writersHorizon), and its end, a rollback or a commit
+	// without events, notifies nobody. So look again,
 	// sooner than the fallback and less often as time goes on, until rows
 	// show up or a fallback interval has passed.
 	recheck      time.Duration

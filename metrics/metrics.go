@@ -37,8 +37,12 @@ type Metrics struct {
 	ParkedOldest    prometheus.Gauge
 	// OldestTransactionAge is the age of the oldest transaction in the
 	// whole PostgreSQL cluster that holds a transaction id: until it ends,
-	// the forwarder cannot see any commit after it.
+	// VACUUM keeps the row versions it might see.
 	OldestTransactionAge prometheus.Gauge
+	// OldestOutboxWriterAge is the age of the oldest open transaction that
+	// may write the outbox: until it ends, the forwarder cannot see any
+	// commit after it.
+	OldestOutboxWriterAge prometheus.Gauge
 }
 
 // Namespace prefixes every metric of orderstream's.
@@ -109,7 +113,11 @@ func New() *Metrics {
 		}),
 		OldestTransactionAge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "postgres_oldest_transaction_age_seconds",
-			Help: "Age of the oldest transaction in the PostgreSQL cluster that holds a transaction id (any database, any client): commits after it stay hidden from the outbox forwarder until it ends; 0 when none.",
+			Help: "Age of the oldest transaction in the PostgreSQL cluster that holds a transaction id (any database, any client): VACUUM keeps every row version it might see until it ends; 0 when none.",
+		}),
+		OldestOutboxWriterAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "outbox_oldest_writer_age_seconds",
+			Help: "Age of the oldest open transaction of orderstream's that may write the outbox and holds a transaction id: commits after it stay hidden from the outbox forwarder until it ends; 0 when none.",
 		}),
 	}
 	reg.MustRegister(
@@ -130,5 +138,5 @@ func (m *Metrics) Handler() http.Handler {
 // in the one process that reads them.
 func (m *Metrics) RegisterBacklog() {
 	m.Registry.MustRegister(m.OutboxPending, m.OutboxOldestAge, m.StreamLag, m.StreamPending, m.DeadLetters,
-		m.ParkedMessages, m.ParkedOldest, m.OldestTransactionAge)
+		m.ParkedMessages, m.ParkedOldest, m.OldestTransactionAge, m.OldestOutboxWriterAge)
 }

@@ -202,9 +202,10 @@ func IsTransient(err error) bool {
 
 // OldestTransactionAge is the age of the oldest transaction open anywhere
 // in the cluster, in any database, that holds a transaction id (it wrote,
-// or locked a row), prepared transactions included: the outbox forwarder
-// reads only rows older than every such transaction, so none committed
-// after it is forwarded until it ends. 0 when there is none. Without the
+// or locked a row), prepared transactions included: until it ends, VACUUM
+// keeps every row version it might still see, in every table. The
+// forwarder does not wait for it unless it writes the outbox (see
+// OldestOutboxWriterAge). 0 when there is none. Without the
 // pg_read_all_stats role (or superuser) only the sessions of the same user
 // are seen.
 func OldestTransactionAge(ctx context.Context, db *sql.DB) (time.Duration, error) {
@@ -217,6 +218,28 @@ func OldestTransactionAge(ctx context.Context, db *sql.DB) (time.Duration, error
 			SELECT prepared FROM pg_prepared_xacts) t`).Scan(&seconds)
 	if err != nil {
 		return 0, fmt.Errorf("read oldest transaction: %w", err)
+	}
+	return time.Duration(max(seconds, 0) * float64(time.Second)), nil
+}
+
+// OldestOutboxWriterAge is the age of the oldest transaction of this
+// database that holds LockOutboxWriters and a transaction id: the outbox
+// forwarder forwards nothing committed after it began until it ends. Each
+// is one of orderstream's, ended by its statement and idle timeouts. 0
+// when there is none.
+func OldestOutboxWriterAge(ctx context.Context, db *sql.DB) (time.Duration, error) {
+	var seconds float64
+	err := db.QueryRowContext(ctx, `
+		SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(a.xact_start)), 0)::float8
+		FROM pg_stat_activity a
+		JOIN pg_locks l ON l.pid = a.pid
+		WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()
+		  AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+		  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND l.classid = $1 AND l.objid = $2`,
+		uint64(LockOutboxWriters)>>32, uint64(LockOutboxWriters)&0xffffffff).Scan(&seconds)
+	if err != nil {
+		return 0, fmt.Errorf("read oldest outbox writer: %w", err)
 	}
 	return time.Duration(max(seconds, 0) * float64(time.Second)), nil
 }

@@ -169,6 +169,55 @@ func TestOldestTransactionAge(t *testing.T) {
 	}
 }
 
+// TestOldestOutboxWriterAge: a transaction begun by InTx that holds a
+// transaction id counts from its start; one of another client, or one
+// without an id, does not count.
+func TestOldestOutboxWriterAge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.OwnDB(t)
+
+	raw, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Rollback()
+	if _, err := raw.Exec(`SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	inTx := func(fn func(ctx context.Context, tx *sql.Tx) error) {
+		t.Helper()
+		if err := postgres.InTx(ctx, db, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	age := func() time.Duration {
+		t.Helper()
+		a, err := postgres.OldestOutboxWriterAge(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	inTx(func(ctx context.Context, tx *sql.Tx) error {
+		if a := age(); a != 0 {
+			t.Errorf("OldestOutboxWriterAge() = %s with a writer without a transaction id and another client's transaction, want 0", a)
+		}
+		var started time.Time
+		if err := tx.QueryRowContext(ctx, `SELECT now() FROM pg_current_xact_id()`).Scan(&started); err != nil {
+			return err
+		}
+		var atLeast time.Duration
+		if err := db.QueryRow(`SELECT (EXTRACT(EPOCH FROM now() - $1::timestamptz) * 1e6)::bigint`, started).Scan((*microseconds)(&atLeast)); err != nil {
+			return err
+		}
+		if a := age(); a <= 0 || a < atLeast {
+			t.Errorf("OldestOutboxWriterAge() = %s, want at least %s, the age of the open writer", a, atLeast)
+		}
+		return nil
+	})
+}
+
 type microseconds time.Duration
 
 func (m *microseconds) Scan(v any) error {

@@ -56,11 +56,29 @@ func InTx(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.
 	return s.commit()
 }
 
-// begin starts a transaction and returns a context that carries it.
+// LockOutboxWriters is the advisory lock that marks a transaction which
+// may write the outbox. Every transaction begun here takes it, shared, as
+// its first statement: before it writes anything, so before it has a
+// transaction id. The forwarder then waits only for the transactions that
+// hold it (events' outboxSchema): a transaction id whose owner runs
+// without it belongs to a transaction that will never write the outbox,
+// such as another client's row lock or idle transaction. Nothing takes it
+// exclusively, so it never makes anyone wait.
+const LockOutboxWriters int64 = 0x6f7374_0003
+
+// writerLockQuery has no parameters: one round trip (the simple protocol).
+var writerLockQuery = fmt.Sprintf(`SELECT pg_advisory_xact_lock_shared(%d)`, LockOutboxWriters)
+
+// begin starts a transaction that holds LockOutboxWriters and returns a
+// context that carries it.
 func begin(ctx context.Context, db *sql.DB) (context.Context, *txState, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return ctx, nil, fmt.Errorf("begin transaction: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, writerLockQuery); err != nil {
+		tx.Rollback() //nolint:errcheck // the lock's error is the one to report
+		return ctx, nil, fmt.Errorf("begin transaction: take outbox writers' lock: %w", err)
 	}
 	s := &txState{tx: tx}
 	return context.WithValue(ctx, txKey{}, s), s, nil
