@@ -98,7 +98,19 @@ func entries(t *testing.T, rdb *redis.Client, key string, n int) []*message.Mess
 	}
 }
 
+// runForwarder runs a forwarder until the test ends.
 func runForwarder(t *testing.T, db *sql.DB, streams events.Streams, cfg events.ForwarderConfig) {
+	t.Helper()
+	stop := startForwarder(t, db, streams, cfg)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("forwarder: %v", err)
+		}
+	})
+}
+
+// startForwarder runs a forwarder until the returned stop is called.
+func startForwarder(t *testing.T, db *sql.DB, streams events.Streams, cfg events.ForwarderConfig) (stop func() error) {
 	t.Helper()
 	f, err := events.NewForwarder(db, streams, cfg)
 	if err != nil {
@@ -107,12 +119,16 @@ func runForwarder(t *testing.T, db *sql.DB, streams events.Streams, cfg events.F
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("forwarder: %v", err)
+	var err2 error
+	stopped := false
+	return func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			err2 = <-done
 		}
-	})
+		return err2
+	}
 }
 
 func TestForwarder(t *testing.T) {

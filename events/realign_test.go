@@ -209,28 +209,6 @@ func open(t *testing.T, url string) *sql.DB {
 	return db
 }
 
-// startForwarder runs a forwarder until the returned stop is called.
-func startForwarder(t *testing.T, db *sql.DB, streams events.Streams, cfg events.ForwarderConfig) (stop func() error) {
-	t.Helper()
-	f, err := events.NewForwarder(db, streams, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	var err2 error
-	stopped := false
-	return func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			err2 = <-done
-		}
-		return err2
-	}
-}
-
 func outboxRows(t *testing.T, db *sql.DB) (n int) {
 	t.Helper()
 	if err := db.QueryRow(`SELECT count(*) FROM watermill_outbox`).Scan(&n); err != nil {

@@ -156,10 +156,7 @@ func TestOldestTransactionAge(t *testing.T) {
 	if err := tx.QueryRow(`SELECT now() FROM pg_current_xact_id()`).Scan(&started); err != nil {
 		t.Skipf("maintenance database: %v", err)
 	}
-	var atLeast time.Duration
-	if err := db.QueryRow(`SELECT (EXTRACT(EPOCH FROM now() - $1::timestamptz) * 1e6)::bigint`, started).Scan((*microseconds)(&atLeast)); err != nil {
-		t.Fatal(err)
-	}
+	atLeast := ageOf(t, db, started)
 	age, err := postgres.OldestTransactionAge(ctx, db)
 	if err != nil {
 		t.Fatal(err)
@@ -207,15 +204,23 @@ func TestOldestOutboxWriterAge(t *testing.T) {
 		if err := tx.QueryRowContext(ctx, `SELECT now() FROM pg_current_xact_id()`).Scan(&started); err != nil {
 			return err
 		}
-		var atLeast time.Duration
-		if err := db.QueryRow(`SELECT (EXTRACT(EPOCH FROM now() - $1::timestamptz) * 1e6)::bigint`, started).Scan((*microseconds)(&atLeast)); err != nil {
-			return err
-		}
+		atLeast := ageOf(t, db, started)
 		if a := age(); a <= 0 || a < atLeast {
 			t.Errorf("OldestOutboxWriterAge() = %s, want at least %s, the age of the open writer", a, atLeast)
 		}
 		return nil
 	})
+}
+
+// ageOf is how long ago started was by the database clock, which a
+// transaction's start time comes from.
+func ageOf(t *testing.T, db *sql.DB, started time.Time) time.Duration {
+	t.Helper()
+	var age time.Duration
+	if err := db.QueryRow(`SELECT (EXTRACT(EPOCH FROM now() - $1::timestamptz) * 1e6)::bigint`, started).Scan((*microseconds)(&age)); err != nil {
+		t.Fatal(err)
+	}
+	return age
 }
 
 type microseconds time.Duration
