@@ -48,15 +48,25 @@ type Metrics struct {
 // Namespace prefixes every metric of orderstream's.
 const Namespace = "orderstream"
 
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help})
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+}
+
 // New returns the metrics, with the Go runtime's and the process's.
 func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
-		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "http_requests_total",
-			Help: "HTTP requests answered, by method, route pattern and status code.",
-		}, []string{"method", "route", "code"}),
+		HTTPRequests: counterVec("http_requests_total",
+			"HTTP requests answered, by method, route pattern and status code.", "method", "route", "code"),
 		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "http_request_duration_seconds",
 			Help:    "Time to answer an HTTP request, by method and route pattern.",
@@ -71,54 +81,30 @@ func New() *Metrics {
 			Help:    "Time from an order's commit to its confirmation or rejection, by the database clock.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
-		InboxDuplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "inbox_duplicates_total",
-			Help: "Redelivered messages the inbox skipped, by handler.",
-		}, []string{"handler"}),
-		MessagesParked: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "messages_parked_total",
-			Help: "Messages parked to be tried again later after failing for a passing reason (a lock, a timeout, the database away), by handler.",
-		}, []string{"handler"}),
-		MessagesParkedOverdue: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "messages_parked_overdue_total",
-			Help: "Messages parked again after failing for a passing reason for longer than PARK_SURFACE_AFTER, by handler.",
-		}, []string{"handler"}),
-		OutboxPending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "outbox_pending_messages",
-			Help: "Outbox rows the forwarder has not moved to Redis yet.",
-		}),
-		OutboxOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "outbox_oldest_pending_age_seconds",
-			Help: "Age of the oldest outbox row not yet forwarded; 0 when none.",
-		}),
-		StreamLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "stream_consumer_lag",
-			Help: "Stream entries not yet delivered to the consumer group.",
-		}, []string{"stream", "group"}),
-		StreamPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "stream_pending_messages",
-			Help: "Stream entries delivered to a consumer of the group and not yet acknowledged.",
-		}, []string{"stream", "group"}),
-		DeadLetters: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "deadletter_messages",
-			Help: "Messages in the dead-letter stream.",
-		}),
-		ParkedMessages: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "parked_messages",
-			Help: "Messages parked after failing for a passing reason, waiting for their next attempt.",
-		}),
-		ParkedOldest: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "parked_oldest_failing_seconds",
-			Help: "How long the parked message that first failed longest ago has been failing; 0 when none is parked.",
-		}),
-		OldestTransactionAge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "postgres_oldest_transaction_age_seconds",
-			Help: "Age of the oldest transaction in the PostgreSQL cluster that holds a transaction id (any database, any client): VACUUM keeps every row version it might see until it ends; 0 when none.",
-		}),
-		OldestOutboxWriterAge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "outbox_oldest_writer_age_seconds",
-			Help: "Age of the oldest open transaction of orderstream's that may write the outbox and holds a transaction id: commits after it stay hidden from the outbox forwarder until it ends; 0 when none.",
-		}),
+		InboxDuplicates: counterVec("inbox_duplicates_total",
+			"Redelivered messages the inbox skipped, by handler.", "handler"),
+		MessagesParked: counterVec("messages_parked_total",
+			"Messages parked to be tried again later after failing for a passing reason (a lock, a timeout, the database away), by handler.", "handler"),
+		MessagesParkedOverdue: counterVec("messages_parked_overdue_total",
+			"Messages parked again after failing for a passing reason for longer than PARK_SURFACE_AFTER, by handler.", "handler"),
+		OutboxPending: gauge("outbox_pending_messages",
+			"Outbox rows the forwarder has not moved to Redis yet."),
+		OutboxOldestAge: gauge("outbox_oldest_pending_age_seconds",
+			"Age of the oldest outbox row not yet forwarded; 0 when none."),
+		StreamLag: gaugeVec("stream_consumer_lag",
+			"Stream entries not yet delivered to the consumer group.", "stream", "group"),
+		StreamPending: gaugeVec("stream_pending_messages",
+			"Stream entries delivered to a consumer of the group and not yet acknowledged.", "stream", "group"),
+		DeadLetters: gauge("deadletter_messages",
+			"Messages in the dead-letter stream."),
+		ParkedMessages: gauge("parked_messages",
+			"Messages parked after failing for a passing reason, waiting for their next attempt."),
+		ParkedOldest: gauge("parked_oldest_failing_seconds",
+			"How long the parked message that first failed longest ago has been failing; 0 when none is parked."),
+		OldestTransactionAge: gauge("postgres_oldest_transaction_age_seconds",
+			"Age of the oldest transaction in the PostgreSQL cluster that holds a transaction id (any database, any client): VACUUM keeps every row version it might see until it ends; 0 when none."),
+		OldestOutboxWriterAge: gauge("outbox_oldest_writer_age_seconds",
+			"Age of the oldest open transaction of orderstream's that may write the outbox and holds a transaction id: commits after it stay hidden from the outbox forwarder until it ends; 0 when none."),
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
