@@ -54,6 +54,27 @@ type MessagesConfig struct {
 	CloseTimeout time.Duration
 }
 
+// withDefaults fills in what cfg leaves zero (or, for the park backoff's
+// Max, below Initial).
+func (cfg MessagesConfig) withDefaults() MessagesConfig {
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
+	}
+	if cfg.RetryInitial <= 0 {
+		cfg.RetryInitial = defaultRetryInitial
+	}
+	if cfg.ParkBackoff.Initial <= 0 {
+		cfg.ParkBackoff.Initial = defaultParkInitial
+	}
+	if cfg.ParkBackoff.Max < cfg.ParkBackoff.Initial {
+		cfg.ParkBackoff.Max = max(defaultParkMax, cfg.ParkBackoff.Initial)
+	}
+	if cfg.SurfaceAfter <= 0 {
+		cfg.SurfaceAfter = defaultSurfaceAfter
+	}
+	return cfg
+}
+
 // Messages is the one Watermill router: every handler and its middleware.
 type Messages struct {
 	router      *message.Router
@@ -67,9 +88,7 @@ type Messages struct {
 // NewMessages registers every message handler. Each handler reads its stream
 // as its own consumer group, so each sees every event once.
 func NewMessages(cfg MessagesConfig) (*Messages, error) {
-	if cfg.Tracer == nil {
-		cfg.Tracer = noop.NewTracerProvider()
-	}
+	cfg = cfg.withDefaults()
 	wlog := logging.Watermill(cfg.Logger)
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wlog)
 	if err != nil {
@@ -91,19 +110,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 		return nil, errors.Join(fmt.Errorf("create dead-letter middleware: %w", err), deadLetter.Close())
 	}
 
-	if cfg.ParkBackoff.Initial <= 0 {
-		cfg.ParkBackoff.Initial = defaultParkInitial
-	}
-	if cfg.ParkBackoff.Max < cfg.ParkBackoff.Initial {
-		cfg.ParkBackoff.Max = max(defaultParkMax, cfg.ParkBackoff.Initial)
-	}
-	if cfg.SurfaceAfter <= 0 {
-		cfg.SurfaceAfter = defaultSurfaceAfter
-	}
 	store := parked.NewStore(cfg.DB, cfg.ParkBackoff, cfg.SurfaceAfter)
-	if cfg.RetryInitial <= 0 {
-		cfg.RetryInitial = 100 * time.Millisecond
-	}
 
 	// Outermost first. A message put back for another handler is acked at
 	// once. A message that still fails after its retries, or that no retry

@@ -12,8 +12,9 @@ import (
 	"github.com/orderstream/orderstream/parked"
 )
 
-// Defaults of MessagesConfig's parking settings.
+// Defaults of MessagesConfig's retry and parking settings.
 const (
+	defaultRetryInitial = 100 * time.Millisecond
 	defaultParkInitial  = time.Second
 	defaultParkMax      = time.Minute
 	defaultSurfaceAfter = 5 * time.Minute
