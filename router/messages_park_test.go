@@ -246,6 +246,11 @@ func TestMessages_passingFailure(t *testing.T) {
 		if n := w.deadLetters(); n != 0 {
 			t.Errorf("dead-letter stream holds %d entries, want none", n)
 		}
+		// Neither its passing failures nor its success is logged as a
+		// dead letter.
+		if dl := log.lines(t, "message dead-lettered", stuck); len(dl) != 0 {
+			t.Errorf("%d lines say the message was dead-lettered, want none: %v", len(dl), dl[0])
+		}
 	})
 }
 
