@@ -169,6 +169,45 @@ func TestInbox(t *testing.T) {
 	})
 }
 
+// TestInbox_failures: a handler's own error comes back as it is; an
+// attempt whose context ended (its timeout) fails with the context's error,
+// whatever error its transaction gave (database/sql rolls the transaction back when the
+// context ends, and the next statement fails with sql.ErrTxDone), so that
+// it counts as a passing failure.
+func TestInbox_failures(t *testing.T) {
+	t.Parallel()
+	db := testenv.DB(t)
+	t.Run("returns_a_handlers_own_error_unchanged", func(t *testing.T) {
+		t.Parallel()
+		own := errors.New("refused by the handler")
+		h := postgres.Inbox(db, nil)(func(*message.Message) ([]*message.Message, error) { return nil, own })
+		if _, err := h(message.NewMessage(testenv.Unique("uuid"), nil)); err != own {
+			t.Errorf("handler = %v, want %v itself", err, own)
+		}
+	})
+	t.Run("an_attempt_whose_context_ended_fails_with_the_contexts_error", func(t *testing.T) {
+		t.Parallel()
+		ctx, end := context.WithCancel(context.Background())
+		defer end()
+		h := postgres.Inbox(db, nil)(func(msg *message.Message) ([]*message.Message, error) {
+			end() // as a timeout would, in the middle of the attempt
+			tx, _ := postgres.TxFrom(msg.Context())
+			for { // until database/sql has rolled the transaction back
+				if _, err := tx.ExecContext(context.Background(), `SELECT 1`); err != nil {
+					return nil, err
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+		msg := message.NewMessage(testenv.Unique("uuid"), nil)
+		msg.SetContext(ctx)
+		_, err := h(msg)
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, sql.ErrTxDone) {
+			t.Errorf("handler = %v, want both sql.ErrTxDone and context.Canceled", err)
+		}
+	})
+}
+
 func TestInTx(t *testing.T) {
 	t.Parallel()
 	db := testenv.DB(t)

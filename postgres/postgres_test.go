@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -45,6 +46,33 @@ func TestOpen_createsTheDatabase(t *testing.T) {
 }
 
 // TestIsTransient classifies errors the server and the driver really return.
+// TestOpen_saysWhyItCannotCreateTheDatabase: a role that may not create
+// databases gets the server's refusal, not a vaguer error after it.
+func TestOpen_saysWhyItCannotCreateTheDatabase(t *testing.T) {
+	t.Parallel()
+	admin := testenv.DB(t)
+	role := strings.ReplaceAll(testenv.Unique("test_nocreatedb"), "-", "_")
+	if _, err := admin.Exec("CREATE ROLE " + pq.QuoteIdentifier(role) + " LOGIN NOCREATEDB"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + pq.QuoteIdentifier(role)) })
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	u.Path = "/" + role // no such database
+	db, err := postgres.Open(context.Background(), u.String(), 1)
+	if err == nil {
+		db.Close()
+		t.Fatal("Open() succeeded, want the server's refusal to create the database")
+	}
+	var pqErr *pq.Error
+	if !errors.As(err, &pqErr) || pqErr.Code != "42501" || !strings.Contains(err.Error(), "create database") {
+		t.Errorf("Open() = %v, want create database: permission denied (42501)", err)
+	}
+}
+
 func TestIsTransient(t *testing.T) {
 	t.Parallel()
 	db := testenv.DB(t)
