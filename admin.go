@@ -2,33 +2,100 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/migrations"
+	"github.com/orderstream/orderstream/postgres"
 )
 
-// admin runs the one-off operator commands.
-func (a *app) admin(ctx context.Context, cmd string, args []string, stdout io.Writer) error {
+// operate runs the one-off operator commands. Each opens only what it
+// reads or changes, and none creates a database or applies a migration: on
+// a mistyped DATABASE_URL, a command that reported on a database made for
+// the occasion would say that all is well (nothing pending, the forwarder
+// never ran) when nothing is. Only `migrate` and the servers create and
+// migrate.
+func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logger, redisOpts *redis.Options, stdout io.Writer) error {
+	a := &app{cfg: cfg, logger: logger, streams: newStreams(cfg, redisOpts, logger)}
+	cmd := inv.cmd.name
+	switch cmd {
+	case "outbox status", "migrate status", "outbox realign":
+		opts := []postgres.Option{
+			postgres.IdleInTransactionTimeout(cfg.DBIdleInTransactionTimeout), postgres.ApplicationName("orderstream " + cmd),
+		}
+		if cmd != "outbox realign" {
+			// The server refuses every write of a reading command's
+			// sessions, whatever the code below would do.
+			opts = append(opts, postgres.ReadOnly())
+		}
+		db, err := openDatabase(ctx, cfg, logger, postgres.OpenExisting, opts...)
+		if errors.Is(err, postgres.ErrNoDatabase) {
+			return fmt.Errorf("%w: is DATABASE_URL right? If it is, `orderstream migrate` creates the database", err)
+		}
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		a.db = db
+		// outbox realign changes the outbox, but only of a database that
+		// exists and is migrated: it follows a restore into an existing
+		// database, and realigning one created for the occasion would
+		// only report that nothing needs doing. It does not migrate
+		// either: its SQL is written for the current schema, and a
+		// restored database from an older release is brought up to it by
+		// `orderstream migrate`, a step of its own the operator takes
+		// knowingly, not as a side effect of this one.
+		if cmd != "migrate status" {
+			if err := migrations.Check(ctx, db); err != nil {
+				return err
+			}
+		}
+	}
+	// deadletters list and replay read and write only Redis: they open no
+	// database at all.
+	if cmd != "migrate status" {
+		a.rdb = redis.NewClient(redisOpts)
+		defer a.rdb.Close()
+	}
 	switch cmd {
 	case "outbox status":
-		return a.outboxStatus(ctx, stdout)
+		return a.outboxStatus(ctx, stdout, inv.json)
 	case "outbox realign":
 		return a.realignOutbox(ctx, stdout)
+	case "migrate status":
+		return a.migrateStatus(ctx, stdout, inv.json)
 	case "deadletters list":
-		return a.listDeadLetters(ctx, stdout)
+		return a.listDeadLetters(ctx, stdout, inv.json)
 	case "deadletters replay":
-		return a.replayDeadLetters(ctx, args, stdout)
+		return a.replayDeadLetters(ctx, inv.args, inv.all, stdout)
 	}
-	return fmt.Errorf("unknown command %q", cmd)
+	return fmt.Errorf("run %s: not an operator command", cmd)
 }
 
-func (a *app) outboxStatus(ctx context.Context, stdout io.Writer) error {
+// outboxStatusJSON is the document `outbox status --json` prints.
+type outboxStatusJSON struct {
+	Outbox struct {
+		Pending          int64   `json:"pending"`
+		OldestAgeSeconds float64 `json:"oldest_pending_age_seconds"`
+		Forwarded        bool    `json:"forwarded"`    // false until the forwarder first ran
+		Transaction      string  `json:"transaction"`  // the forwarder's position; "" when it never ran
+		OffsetAcked      int64   `json:"offset_acked"` // within that transaction
+		Misalignment     *string `json:"misalignment"` // null unless the outbox was copied from another cluster
+	} `json:"outbox"`
+	Streams []events.StreamStatus `json:"streams"`
+}
+
+func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) error {
 	outbox, err := events.Outbox(ctx, a.db)
 	if err != nil {
 		return err
@@ -36,6 +103,25 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer) error {
 	streams, err := a.streams.Status(ctx, a.rdb)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		var doc outboxStatusJSON
+		doc.Outbox.Pending = outbox.Pending
+		doc.Outbox.OldestAgeSeconds = outbox.OldestAge.Seconds()
+		doc.Outbox.Forwarded = outbox.HasForwarded
+		doc.Outbox.Transaction = outbox.Transaction
+		doc.Outbox.OffsetAcked = outbox.OffsetAcked
+		if outbox.Misalignment != nil {
+			m := outbox.Misalignment.Error()
+			doc.Outbox.Misalignment = &m
+		}
+		doc.Streams = streams
+		for i := range doc.Streams {
+			if doc.Streams[i].Groups == nil {
+				doc.Streams[i].Groups = []events.GroupStatus{}
+			}
+		}
+		return writeJSON(stdout, doc)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "outbox\tpending %d\toldest %s\t", outbox.Pending, roundAge(outbox.OldestAge))
@@ -88,10 +174,41 @@ func roundAge(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-func (a *app) listDeadLetters(ctx context.Context, stdout io.Writer) error {
+// deadLetterJSON is one dead letter in `deadletters list --json`.
+type deadLetterJSON struct {
+	ID        string            `json:"id"`
+	At        time.Time         `json:"at"`
+	Stream    string            `json:"stream"`
+	Handler   string            `json:"handler"`
+	UUID      string            `json:"uuid"`
+	EventType string            `json:"event_type"`
+	Reason    string            `json:"reason"`
+	Metadata  map[string]string `json:"metadata"`
+	Payload   string            `json:"payload"` // as text; bytes that are not UTF-8 become U+FFFD
+}
+
+func (a *app) listDeadLetters(ctx context.Context, stdout io.Writer, asJSON bool) error {
 	letters, err := a.streams.DeadLetters(ctx, a.rdb)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		doc := struct {
+			Count       int              `json:"count"`
+			DeadLetters []deadLetterJSON `json:"dead_letters"`
+		}{Count: len(letters), DeadLetters: []deadLetterJSON{}}
+		for _, d := range letters {
+			md := map[string]string{}
+			for k, v := range d.Message.Metadata {
+				md[k] = v
+			}
+			doc.DeadLetters = append(doc.DeadLetters, deadLetterJSON{
+				ID: d.ID, At: d.At, Stream: d.Stream, Handler: d.Handler, UUID: d.Message.UUID,
+				EventType: d.Message.Metadata.Get(events.MetadataEventType), Reason: d.Reason,
+				Metadata: md, Payload: string(d.Message.Payload),
+			})
+		}
+		return writeJSON(stdout, doc)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tAT\tSTREAM\tHANDLER\tUUID\tEVENT\tREASON")
@@ -111,11 +228,7 @@ func oneLine(s string) string {
 	return s
 }
 
-func (a *app) replayDeadLetters(ctx context.Context, ids []string, stdout io.Writer) error {
-	all := slices.Equal(ids, []string{"--all"})
-	if len(ids) == 0 || slices.Contains(ids, "--all") && !all {
-		return errors.New("usage: orderstream deadletters replay ID... | --all")
-	}
+func (a *app) replayDeadLetters(ctx context.Context, ids []string, all bool, stdout io.Writer) error {
 	letters, err := a.streams.DeadLetters(ctx, a.rdb)
 	if err != nil {
 		return err
@@ -141,4 +254,14 @@ func (a *app) replayDeadLetters(ctx context.Context, ids []string, stdout io.Wri
 	}
 	fmt.Fprintf(stdout, "%d replayed\n", replayed)
 	return errors.Join(errs...)
+}
+
+// writeJSON prints v as one indented JSON document.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write json: %w", err)
+	}
+	return nil
 }

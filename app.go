@@ -116,7 +116,7 @@ func (a *app) handleMessages(ctx context.Context) error {
 	// the server bounds too: a stock row held elsewhere fails an attempt in
 	// DB_LOCK_TIMEOUT. The rest of the process must not have those limits
 	// (the standby forwarder waits on the outbox's lock by design).
-	db, err := openDatabase(ctx, a.cfg, a.logger, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
+	db, err := openDatabase(ctx, a.cfg, a.logger, postgres.Open, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
 		postgres.LockTimeout(a.cfg.DBLockTimeout), postgres.StatementTimeout(a.cfg.HandlerTimeout),
 		postgres.ApplicationName("orderstream worker"))
 	if err != nil {

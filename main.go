@@ -1,7 +1,9 @@
 // Command orderstream places orders over HTTP and reserves their stock
 // through a transactional outbox, Redis Streams and a durable inbox.
 //
-//	orderstream [all|api|forwarder|worker|migrate]
+//	orderstream [all|api|forwarder|worker|migrate] [--help]
+//	orderstream migrate status | outbox status | deadletters list | version [--json]
+//	orderstream outbox realign | deadletters replay ID... | --all
 //
 // Configuration comes from the environment; see the README.
 package main
@@ -14,8 +16,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/internal/buildinfo"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/metrics"
@@ -38,66 +39,31 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "orderstream:", err)
-		os.Exit(1)
+		stop()
+		os.Exit(exitStatus(err))
 	}
-}
-
-const usage = `usage: orderstream [command]
-
-commands:
-  all        the API, the forwarder and the worker in one process (default)
-  api        the HTTP API
-  forwarder  moves events from the outbox to Redis Streams
-  worker     the message handlers (inventory and orders)
-  migrate    applies the database migrations and exits
-
-  outbox status                    what the forwarder has not moved yet, and where
-                                   each consumer group is in each stream
-  outbox realign                   after a pg_dump/restore or logical copy into
-                                   another cluster: makes the copied outbox
-                                   readable by the forwarder again
-  deadletters list                 the messages that could not be handled
-  deadletters replay ID... | --all puts dead letters back on their stream (same
-                                   UUID: the inbox still deduplicates)
-
-Configuration comes from the environment (DATABASE_URL, REDIS_URL, HTTP_ADDR,
-ADMIN_TOKEN, LOG_LEVEL, LOG_FORMAT, ...); see the README for the full list.`
-
-// serveCommands run until stopped; the others do one thing and exit.
-var (
-	serveCommands = []string{"all", "api", "forwarder", "worker"}
-	adminCommands = []string{"migrate", "outbox status", "outbox realign", "deadletters list", "deadletters replay"}
-)
-
-// parseCommand splits args into a command, such as "worker" or "outbox
-// status", and its arguments; ok is false when they name no command. Only
-// "deadletters replay" takes arguments.
-func parseCommand(args []string) (cmd string, rest []string, ok bool) {
-	if len(args) == 0 {
-		return "all", nil, true
-	}
-	if slices.Contains(serveCommands, args[0]) || slices.Contains(adminCommands, args[0]) {
-		return args[0], nil, len(args) == 1
-	}
-	if len(args) >= 2 && slices.Contains(adminCommands, args[0]+" "+args[1]) {
-		cmd = args[0] + " " + args[1]
-		return cmd, args[2:], len(args) == 2 || cmd == "deadletters replay"
-	}
-	return "", nil, false
 }
 
 // run is the whole program: it returns when ctx is done and every part has
 // shut down, when a part fails, or when a one-off command is done.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 1 && slices.Contains([]string{"help", "-h", "--help"}, args[0]) {
-		fmt.Fprintln(stdout, usage)
+	inv, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case inv.help && inv.cmd.name == "":
+		fmt.Fprintln(stdout, usage())
 		return nil
+	case inv.help:
+		fmt.Fprintln(stdout, inv.cmd.usage())
+		return nil
+	case inv.cmd.name == "version":
+		// Before the configuration: the build is the same whatever the
+		// environment says.
+		return printVersion(stdout, buildinfo.Read(), inv.json)
 	}
-	cmd, rest, ok := parseCommand(args)
-	if !ok {
-		return fmt.Errorf("unknown command %q\n\n%s", strings.Join(args, " "), usage)
-	}
-	serve := slices.Contains(serveCommands, cmd)
+	cmd := inv.cmd.name
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
@@ -110,8 +76,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
+	if !inv.cmd.serve && cmd != "migrate" {
+		return operate(ctx, inv, cfg, logger, redisOpts, stdout)
+	}
 
-	db, err := openDatabase(ctx, cfg, logger,
+	db, err := openDatabase(ctx, cfg, logger, postgres.Open,
 		postgres.IdleInTransactionTimeout(cfg.DBIdleInTransactionTimeout), postgres.ApplicationName("orderstream "+cmd))
 	if err != nil {
 		return err
@@ -141,28 +110,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	rdb := redis.NewClient(redisOpts) // for reads: readiness, backlog, clean-up, dead letters
 	defer rdb.Close()
 	a := app{
-		cfg:    cfg,
-		logger: logger,
-		db:     db,
-		rdb:    rdb,
-		streams: events.Streams{
-			Redis:      redisOpts,
-			Prefix:     cfg.StreamPrefix,
-			ClaimIdle:  cfg.StreamClaimIdle,
-			NackResend: cfg.HandlerTimeout / 10,
-			Consumers:  cfg.WorkerConcurrency,
-			Logger:     logging.Watermill(logger),
-			// A stopping worker's handlers finish within it.
-			StopTimeout: cfg.ShutdownTimeout,
-		},
+		cfg:       cfg,
+		logger:    logger,
+		db:        db,
+		rdb:       rdb,
+		streams:   newStreams(cfg, redisOpts, logger),
 		metrics:   m,
 		tracer:    tracer,
 		live:      router.NewLive(),
 		orders:    orders.NewService(db, orders.WithSettled(func(d time.Duration) { m.OrderSettle.Observe(d.Seconds()) })),
 		inventory: inventory.NewService(db),
-	}
-	if !serve {
-		return a.admin(ctx, cmd, rest, stdout)
 	}
 	events.WarnIfNotDurable(ctx, rdb, logger) // the forwarder's acks rely on Redis keeping what it acknowledged
 	g, ctx := errgroup.WithContext(ctx)
@@ -211,13 +168,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return err
 }
 
-// openDatabase connects to the database, waiting up to cfg.StartupTimeout
-// while it cannot be reached: under docker compose or an orchestrator, the
-// database may come up after the process.
-func openDatabase(ctx context.Context, cfg config, logger *slog.Logger, opts ...postgres.Option) (*sql.DB, error) {
+// newStreams describes the Redis streams as cfg configures them.
+func newStreams(cfg config, redisOpts *redis.Options, logger *slog.Logger) events.Streams {
+	return events.Streams{
+		Redis:      redisOpts,
+		Prefix:     cfg.StreamPrefix,
+		ClaimIdle:  cfg.StreamClaimIdle,
+		NackResend: cfg.HandlerTimeout / 10,
+		Consumers:  cfg.WorkerConcurrency,
+		Logger:     logging.Watermill(logger),
+		// A stopping worker's handlers finish within it.
+		StopTimeout: cfg.ShutdownTimeout,
+	}
+}
+
+// openDatabase connects to the database with open (postgres.Open, which
+// creates a missing database, or postgres.OpenExisting), waiting up to
+// cfg.StartupTimeout while it cannot be reached: under docker compose or an
+// orchestrator, the database may come up after the process.
+func openDatabase(ctx context.Context, cfg config, logger *slog.Logger,
+	open func(context.Context, string, int, ...postgres.Option) (*sql.DB, error), opts ...postgres.Option) (*sql.DB, error) {
 	deadline := time.Now().Add(cfg.StartupTimeout)
 	for {
-		db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DBMaxConns, opts...)
+		db, err := open(ctx, cfg.DatabaseURL, cfg.DBMaxConns, opts...)
 		if err == nil || !postgres.IsUnavailable(err) || time.Now().After(deadline) {
 			return db, err
 		}

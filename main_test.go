@@ -10,9 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,16 +19,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// A test can run this binary as an orderstream process of its own, to
-	// kill it with SIGKILL (see fault_test.go).
+	// A test can run this binary as an orderstream process of its own,
+	// through main, to kill it with SIGKILL (see fault_test.go) or to see
+	// its exit status (exit_test.go).
 	if cmd := os.Getenv(asProcessEnv); cmd != "" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-		err := run(ctx, strings.Fields(cmd), os.Getenv, os.Stdout, os.Stderr)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "orderstream:", err)
-			os.Exit(1)
-		}
+		os.Args = append(os.Args[:1], strings.Fields(cmd)...)
+		main()
 		os.Exit(0)
 	}
 	testenv.Main(m)

@@ -9,11 +9,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/orderstream/orderstream/internal/buildinfo"
 )
 
 // Metrics are one process's metrics, in a registry of its own.
 type Metrics struct {
 	Registry *prometheus.Registry
+
+	// BuildInfo is 1, labelled with the binary's version, VCS revision and
+	// Go version ("unknown" where the build recorded none), so that a
+	// dashboard can tell which build each process runs.
+	BuildInfo *prometheus.GaugeVec // version, revision, goversion
 
 	HTTPRequests    *prometheus.CounterVec   // method, route, code
 	HTTPDuration    *prometheus.HistogramVec // method, route
@@ -65,6 +72,9 @@ func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
+		BuildInfo: gaugeVec("build_info",
+			"Always 1, labelled with the version, the VCS revision and the Go version of the running binary.",
+			"version", "revision", "goversion"),
 		HTTPRequests: counterVec("http_requests_total",
 			"HTTP requests answered, by method, route pattern and status code.", "method", "route", "code"),
 		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -106,13 +116,23 @@ func New() *Metrics {
 		OldestOutboxWriterAge: gauge("outbox_oldest_writer_age_seconds",
 			"Age of the oldest open transaction of orderstream's that may write the outbox and holds a transaction id: commits after it stay hidden from the outbox forwarder until it ends; 0 when none."),
 	}
+	build := buildinfo.Read()
+	m.BuildInfo.WithLabelValues(build.Version, orUnknown(build.Revision), orUnknown(build.GoVersion)).Set(1)
 	reg.MustRegister(
+		m.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.OrdersPlaced, m.OrderSettle, m.InboxDuplicates,
 		m.MessagesParked, m.MessagesParkedOverdue,
 	)
 	return m
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 // Handler serves the metrics in the Prometheus text format.

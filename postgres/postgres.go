@@ -39,6 +39,22 @@ import (
 // client's side (15 s idle, every 15 s). opts add the session's own limits.
 // Anything dsn sets itself wins. A dsn in the key=value form is used as it is.
 func Open(ctx context.Context, dsn string, maxConns int, opts ...Option) (*sql.DB, error) {
+	return open(ctx, dsn, maxConns, true, opts)
+}
+
+// ErrNoDatabase says that the server answers but the database named in the
+// URL does not exist.
+var ErrNoDatabase = errors.New("no such database")
+
+// OpenExisting is Open without creating the database: when the server has
+// no database of that name it returns an error wrapping ErrNoDatabase that
+// names it. It is for the commands that must not change anything on a
+// mistyped URL, where Open would create a new, empty database.
+func OpenExisting(ctx context.Context, dsn string, maxConns int, opts ...Option) (*sql.DB, error) {
+	return open(ctx, dsn, maxConns, false, opts)
+}
+
+func open(ctx context.Context, dsn string, maxConns int, create bool, opts []Option) (*sql.DB, error) {
 	params := []param{
 		{"binary_parameters", "yes"},
 		{"tcp_keepalives_idle", "30"},
@@ -60,6 +76,10 @@ func Open(ctx context.Context, dsn string, maxConns int, opts ...Option) (*sql.D
 	db.SetMaxIdleConns(maxConns)
 
 	err = db.PingContext(ctx)
+	if isMissingDatabase(err) && !create {
+		db.Close()
+		return nil, fmt.Errorf("connect to database%s: %w (%w)", onServer(dsn), ErrNoDatabase, err)
+	}
 	if isMissingDatabase(err) {
 		err = createDatabase(ctx, dsn)
 		if err == nil {
@@ -77,6 +97,11 @@ func Open(ctx context.Context, dsn string, maxConns int, opts ...Option) (*sql.D
 type Option struct{ param param }
 
 type param struct{ name, value string }
+
+// ReadOnly makes every transaction of the pool's sessions read-only
+// (default_transaction_read_only): a statement that would write, DDL
+// included, fails with SQLSTATE 25006 instead of changing anything.
+func ReadOnly() Option { return Option{param{"default_transaction_read_only", "on"}} }
 
 // IdleInTransactionTimeout ends a session that sits idle inside a
 // transaction for longer than d (idle_in_transaction_session_timeout),
@@ -128,6 +153,16 @@ func withParams(dsn string, params []param) (string, error) {
 func isMissingDatabase(err error) bool {
 	var pqErr *pq.Error
 	return errors.As(err, &pqErr) && pqErr.Code == "3D000" // invalid_catalog_name
+}
+
+// onServer names the host and port of dsn, a postgres:// URL, without its
+// user or password.
+func onServer(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return ""
+	}
+	return " on " + u.Host
 }
 
 // createDatabase creates the database named in dsn through the server's

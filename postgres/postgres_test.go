@@ -45,6 +45,62 @@ func TestOpen_createsTheDatabase(t *testing.T) {
 	wg.Wait()
 }
 
+// TestOpenExisting_createsNothing: on a server without the database,
+// OpenExisting fails with ErrNoDatabase, names the database, and leaves the
+// server without it.
+func TestOpenExisting_createsNothing(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.ReplaceAll(testenv.Unique("test_absent"), "-", "_")
+	u.Path = "/" + name
+	admin := testenv.DB(t)
+	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS " + pq.QuoteIdentifier(name) + " WITH (FORCE)") })
+
+	db, err := postgres.OpenExisting(context.Background(), u.String(), 2)
+	if err == nil {
+		db.Close()
+	}
+	if !errors.Is(err, postgres.ErrNoDatabase) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), u.Host) {
+		t.Errorf("OpenExisting() = %v, want %v naming %s on %s", err, postgres.ErrNoDatabase, name, u.Host)
+	}
+	var n int
+	if err := admin.QueryRow(`SELECT count(*) FROM pg_database WHERE datname = $1`, name).Scan(&n); err != nil || n != 0 {
+		t.Errorf("pg_database has %d rows for %s (%v), want none", n, name, err)
+	}
+
+	db, err = postgres.OpenExisting(context.Background(), testenv.DatabaseURL(t), 2)
+	if err != nil {
+		t.Fatalf("OpenExisting() on the test database = %v", err)
+	}
+	db.Close()
+}
+
+// TestOpen_readOnly: the sessions of a ReadOnly pool cannot write, DDL
+// included.
+func TestOpen_readOnly(t *testing.T) {
+	t.Parallel()
+	db, err := postgres.OpenExisting(context.Background(), testenv.DatabaseURL(t), 2, postgres.ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	table := pq.QuoteIdentifier(testenv.Unique("ro"))
+	for _, stmt := range []string{"CREATE TABLE " + table + " (x int)", "INSERT INTO stock (sku, available) VALUES ('ro', 1)"} {
+		_, err := db.Exec(stmt)
+		var pqErr *pq.Error
+		if !errors.As(err, &pqErr) || pqErr.Code != "25006" {
+			t.Errorf("%s = %v, want read_only_sql_transaction (25006)", stmt, err)
+		}
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM stock WHERE sku = 'ro'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("reading = %d, %v, want 0 rows and no error", n, err)
+	}
+}
+
 // TestIsTransient classifies errors the server and the driver really return.
 // TestOpen_saysWhyItCannotCreateTheDatabase: a role that may not create
 // databases gets the server's refusal, not a vaguer error after it.
