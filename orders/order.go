@@ -20,6 +20,10 @@ const (
 	StatusRejected  = "rejected"
 )
 
+// statuses are all the statuses an order can have, the ones a listing may
+// be filtered by. A new status goes here (and in the orders table's CHECK).
+var statuses = []string{StatusPending, StatusConfirmed, StatusRejected}
+
 // Limits of a valid order.
 const (
 	MaxCustomerIDLen = 64
@@ -56,12 +60,7 @@ type PlaceRequest struct {
 // Validate returns validate.Errors listing every field that breaks the rules.
 func (r PlaceRequest) Validate() error {
 	var errs validate.Errors
-	switch n := utf8.RuneCountInString(r.CustomerID); {
-	case n < 1 || n > MaxCustomerIDLen:
-		errs.Add("customer_id", "must be 1 to %d characters", MaxCustomerIDLen)
-	case !validate.Text(r.CustomerID):
-		errs.Add("customer_id", "must be UTF-8 text without NUL characters")
-	}
+	checkCustomerID(&errs, r.CustomerID)
 	if n := len(r.Items); n < 1 || n > MaxItems {
 		errs.Add("items", "must hold 1 to %d items", MaxItems)
 	}
@@ -79,6 +78,17 @@ func (r PlaceRequest) Validate() error {
 		}
 	}
 	return errs.Err()
+}
+
+// checkCustomerID adds to errs what is wrong with a customer id, whether an
+// order is placed for it or listed by it.
+func checkCustomerID(errs *validate.Errors, id string) {
+	switch n := utf8.RuneCountInString(id); {
+	case n < 1 || n > MaxCustomerIDLen:
+		errs.Add("customer_id", "must be 1 to %d characters", MaxCustomerIDLen)
+	case !validate.Text(id):
+		errs.Add("customer_id", "must be UTF-8 text without NUL characters")
+	}
 }
 
 func itemField(i int, name string) string {

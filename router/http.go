@@ -55,6 +55,7 @@ func NewHTTP(cfg HTTPConfig) http.Handler {
 	e.Use(a.requestID, a.trace, a.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}), a.timeout)
 
 	e.POST("/orders", a.placeOrder)
+	e.GET("/orders", a.listOrders)
 	e.GET("/orders/:id", a.getOrder)
 	e.PUT("/inventory/:sku", a.setStock, a.requireAdmin)
 	e.GET("/inventory/:sku", a.getStock)

@@ -11,7 +11,7 @@ import (
 // beyond every range, and length.
 var oddStrings = []string{
 	"", " ", "\x00", "%00", "\xff", "\xc3", "é", "ключ", "\u202e", "\t", "%", "%zz", "%2F", "%25", "/", "..", "./",
-	"{", "}", "{{order}}", "urn:uuid:{order}", "{ORDER}", "{order-nodash}", "{order}", "{deadletter}", "{undecodable}",
+	"{", "}", "{{order}}", "urn:uuid:{order}", "{ORDER}", "{order-nodash}", "{order}", "{deadletter}", "{undecodable}", "{cursor}",
 	`"`, `\`, "'; DROP TABLE orders; --", "-", "+", "0", "-1", "0-0", "1-", "-1-1", "18446744073709551616-0",
 	"1-18446744073709551616", "99999999999999999999", "1e400", "1.5", "0x10", "NaN", "null", "true", "[]", "{}",
 	"Bearer {token}", "bearer {token}", "Bearer  {token}", "Basic YWRtaW46YWRtaW4=",

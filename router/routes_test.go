@@ -30,9 +30,10 @@ import (
 
 // request is one HTTP request as the route tests generate it. Header holds
 // "Name: value" lines. Target is the path and query; {order}, {ORDER},
-// {order-nodash}, {deadletter}, {undecodable} and {token} stand for an
-// existing order's id (as is, upper case, without dashes), a fresh
-// replayable dead letter, an undecodable one and the admin token.
+// {order-nodash}, {deadletter}, {undecodable}, {cursor} and {token} stand
+// for an existing order's id (as is, upper case, without dashes), a fresh
+// replayable dead letter, an undecodable one, the next cursor of customer
+// c-1's first page of one order and the admin token.
 type request struct {
 	Method, Target, Header string
 	Body                   []byte
@@ -48,6 +49,11 @@ var routeSeeds = []request{
 	{"POST", "/orders", "Content-Type: application/json\nIdempotency-Key: k\xff", []byte(orderBody)},
 	{"POST", "/orders", "Content-Type: application/json; charset=utf-8\nIdempotency-Key: a\nIdempotency-Key: b", []byte(orderBody)},
 	{"POST", "/orders", "Content-Type: text/plain", []byte(`{}`)},
+	{"GET", "/orders", "", nil},
+	{"GET", "/orders?customer_id=c-1&limit=1&after={cursor}", "", nil},
+	{"GET", "/orders?status=confirmed&customer_id=c-1&limit=100", "", nil},
+	{"GET", "/orders?customer_id=%00&status=%ff&limit=1e400&after=AQAA", "", nil},
+	{"GET", "/orders?after={cursor}&after={cursor}&limit=-1", "", nil},
 	{"GET", "/orders/{order}", "", nil},
 	{"GET", "/orders/{{order}}", "", nil},
 	{"GET", "/orders/urn:uuid:{order}", "", nil},
@@ -114,6 +120,7 @@ type routeEnv struct {
 	rdb     *redis.Client
 	streams events.Streams
 	orderID string
+	cursor  string
 	undecod string
 	logs    *testenv.Buffer
 }
@@ -131,9 +138,17 @@ func newRouteEnv(t testing.TB) *routeEnv {
 			t.Fatal(err)
 		}
 	}
-	o, _, err := ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-1", Items: []events.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
-	if err != nil {
-		t.Fatal(err)
+	var o orders.Order
+	for range 2 {
+		var err error
+		o, _, err = ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-1", Items: []events.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := ord.List(ctx, orders.ListRequest{CustomerID: "c-1", Limit: 1})
+	if err != nil || page.Next == "" {
+		t.Fatalf("List() = next %q, %v", page.Next, err)
 	}
 	undecodable, err := rdb.XAdd(ctx, &redis.XAddArgs{
 		Stream: streams.Name(events.StreamDeadLetter), Values: map[string]any{"not": "a message"},
@@ -157,7 +172,7 @@ func newRouteEnv(t testing.TB) *routeEnv {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	return &routeEnv{url: srv.URL, client: client, rdb: rdb, streams: streams, orderID: o.ID, undecod: undecodable, logs: logs}
+	return &routeEnv{url: srv.URL, client: client, rdb: rdb, streams: streams, orderID: o.ID, cursor: page.Next, undecod: undecodable, logs: logs}
 }
 
 // deadLetter adds a replayable dead letter and returns its id.
@@ -232,7 +247,7 @@ func (e *routeEnv) build(t *testing.T, r request) *http.Request {
 	target := strings.NewReplacer(
 		"{order}", e.orderID, "{ORDER}", strings.ToUpper(e.orderID),
 		"{order-nodash}", strings.ReplaceAll(e.orderID, "-", ""),
-		"{undecodable}", e.undecod, "{token}", adminToken,
+		"{undecodable}", e.undecod, "{cursor}", e.cursor, "{token}", adminToken,
 	).Replace(r.Target)
 	if strings.Contains(target, "{deadletter}") {
 		target = strings.ReplaceAll(target, "{deadletter}", e.deadLetter(t))
