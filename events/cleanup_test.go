@@ -129,13 +129,13 @@ func TestTrimStream_keepsWhatAGroupHoldsUnacked(t *testing.T) {
 	defer rdb.Close()
 	ctx := context.Background()
 	key := streams.Name("trim-pending")
-	var ids []string
-	for range 4 {
-		id, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: map[string]any{"k": "v"}}).Result()
-		if err != nil {
+	// IDs of long ago: with retention 0, TrimStream keeps what was added in
+	// the current millisecond, which entries added just now can share.
+	ids := []string{"1-1", "1-2", "1-3", "1-4"}
+	for _, id := range ids {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: id, Values: map[string]any{"k": "v"}}).Err(); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, id)
 	}
 	if err := rdb.XGroupCreate(ctx, key, "g", "0").Err(); err != nil {
 		t.Fatal(err)

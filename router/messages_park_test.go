@@ -286,7 +286,10 @@ func TestMessages_plainErrorRetriedThenDeadLettered(t *testing.T) {
 	log, withLog := newJSONLog(t)
 	// 250 ms, 500 ms, 1 s, each ±20%: far enough apart that the jitter and
 	// the scheduling of a busy machine cannot reorder them.
-	w := startWorker(t, withLog, func(c *router.MessagesConfig) { c.MaxRetries, c.RetryInitial = maxRetries, 250*time.Millisecond })
+	// A database of its own: the trigger below takes locks on the stock
+	// table that the other tests' row locks would hold up, and their
+	// statements would queue behind.
+	w := startWorkerOn(t, testenv.OwnDB(t), withLog, func(c *router.MessagesConfig) { c.MaxRetries, c.RetryInitial = maxRetries, 250*time.Millisecond })
 	sku := testenv.Unique("SKU")
 	if _, err := w.inventory.Set(w.ctx, sku, 5); err != nil {
 		t.Fatal(err)

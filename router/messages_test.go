@@ -36,7 +36,14 @@ type worker struct {
 // the test's own; configure, when given, changes its configuration.
 func startWorker(t *testing.T, configure ...func(*router.MessagesConfig)) worker {
 	t.Helper()
-	db := testenv.DB(t)
+	return startWorkerOn(t, testenv.DB(t), configure...)
+}
+
+// startWorkerOn is startWorker on db: a database of the test's own
+// (testenv.OwnDB) for a test that changes the schema, whose locks would
+// otherwise queue the other tests' statements behind theirs.
+func startWorkerOn(t *testing.T, db *sql.DB, configure ...func(*router.MessagesConfig)) worker {
+	t.Helper()
 	logger := testenv.Logger(t)
 	w := worker{
 		t:         t,
