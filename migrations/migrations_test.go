@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -18,6 +19,28 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
+// emptyDatabase creates a database of the test's own without the schema,
+// dropped when the test ends.
+func emptyDatabase(t *testing.T, prefix string, maxConns int) *sql.DB {
+	t.Helper()
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.ReplaceAll(testenv.Unique(prefix), "-", "_")
+	u.Path = "/" + name
+	db, err := postgres.Open(context.Background(), u.String(), maxConns) // creates it
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := testenv.DB(t)
+	t.Cleanup(func() {
+		db.Close()
+		admin.Exec("DROP DATABASE IF EXISTS " + pq.QuoteIdentifier(name) + " WITH (FORCE)")
+	})
+	return db
+}
+
 // gooseLockID is the advisory lock goose's Postgres session locker takes.
 const gooseLockID = 4097083626
 
@@ -27,21 +50,7 @@ const gooseLockID = 4097083626
 func TestApply_waitsForTheMigrationLock(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	u, err := url.Parse(testenv.DatabaseURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := strings.ReplaceAll(testenv.Unique("test_migrate_lock"), "-", "_")
-	u.Path = "/" + name
-	db, err := postgres.Open(ctx, u.String(), 4) // creates the empty database
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := testenv.DB(t)
-	t.Cleanup(func() {
-		db.Close()
-		admin.Exec("DROP DATABASE IF EXISTS " + pq.QuoteIdentifier(name) + " WITH (FORCE)")
-	})
+	db := emptyDatabase(t, "test_migrate_lock", 4)
 
 	holder, err := db.Conn(ctx)
 	if err != nil {
@@ -63,8 +72,8 @@ func TestApply_waitsForTheMigrationLock(t *testing.T) {
 		default:
 		}
 		var n int
-		if err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = $1 AND query LIKE '%pg_try_advisory_lock%'`, name).Scan(&n); err != nil {
+		if err := db.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE '%pg_try_advisory_lock%'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n > 0 {

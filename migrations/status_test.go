@@ -4,15 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/lib/pq"
-
-	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/migrations"
-	"github.com/orderstream/orderstream/postgres"
 )
 
 // TestReadState_changesNothing: on a database without the schema, ReadState
@@ -22,21 +17,7 @@ import (
 func TestReadState_changesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	u, err := url.Parse(testenv.DatabaseURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := strings.ReplaceAll(testenv.Unique("test_state"), "-", "_")
-	u.Path = "/" + name
-	db, err := postgres.Open(ctx, u.String(), 2) // creates the empty database
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := testenv.DB(t)
-	t.Cleanup(func() {
-		db.Close()
-		admin.Exec("DROP DATABASE IF EXISTS " + pq.QuoteIdentifier(name) + " WITH (FORCE)")
-	})
+	db := emptyDatabase(t, "test_state", 2)
 
 	st, err := migrations.ReadState(ctx, db)
 	if err != nil || st.Versioned || st.Current != 0 || st.Target == 0 || len(st.Pending()) != len(st.Migrations) || len(st.Migrations) == 0 {
