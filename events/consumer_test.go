@@ -2,10 +2,14 @@ package events_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderstream/orderstream/internal/testenv"
 )
@@ -18,6 +22,8 @@ func TestSubscriber_closeFinishesMessagesInHand(t *testing.T) {
 	t.Parallel()
 	streams := testenv.Streams(t)
 	streams.Consumers = 2
+	log := &testenv.Buffer{}
+	streams.Logger = watermill.NewSlogLogger(slog.New(slog.NewTextHandler(log, nil)))
 	stream := streams.Name("graceful")
 	pub, err := streams.Publisher()
 	if err != nil {
@@ -70,5 +76,83 @@ func TestSubscriber_closeFinishesMessagesInHand(t *testing.T) {
 	}
 	if g := groups[0]; g.Pending != 0 || g.Consumers != 0 || g.EntriesRead != 2 {
 		t.Errorf("group after the stop: %d pending, %d consumers, %d entries read; want 0, 0, 2", g.Pending, g.Consumers, g.EntriesRead)
+	}
+	// Their acks ended their handling: the stop did not wait out its
+	// drain timeout for them.
+	if strings.Contains(log.String(), "still in hand") {
+		t.Errorf("the stop waited for its drain timeout:\n%s", log)
+	}
+}
+
+// TestSubscriber_claimsWhatAConsumerLeftUnacked: entries another consumer
+// of the group read and never acked are claimed once idle for ClaimIdle and
+// handed out, each once, with the entries no one has read.
+func TestSubscriber_claimsWhatAConsumerLeftUnacked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	streams := testenv.Streams(t)
+	streams.ClaimIdle = 200 * time.Millisecond
+	streams.Consumers = 4
+	stream := streams.Name("claim")
+	rdb := streams.Client()
+	defer rdb.Close()
+	pub, err := streams.Publisher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	want := map[string]bool{}
+	for range 3 {
+		msg := message.NewMessage(testenv.Unique("m"), []byte("{}"))
+		want[msg.UUID] = true
+		if err := pub.Publish("claim", msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A consumer that reads two entries and is gone.
+	if err := rdb.XGroupCreate(ctx, stream, "g", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	read, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "gone", Streams: []string{stream, ">"}, Count: 2}).Result()
+	if err != nil || len(read) != 1 || len(read[0].Messages) != 2 {
+		t.Fatalf("XREADGROUP = %v, %v; want two entries", read, err)
+	}
+
+	sub, err := streams.Subscriber("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	subCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msgs, err := sub.Subscribe(subCtx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	timeout := time.After(15 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case msg := <-msgs:
+			got[msg.UUID]++
+			msg.Ack()
+		case <-timeout:
+			t.Fatalf("handed out %v, want each of %v", got, want)
+		}
+	}
+	// Nothing more: a claimed entry is not handed out again.
+	select {
+	case msg := <-msgs:
+		t.Errorf("message %s handed out again", msg.UUID)
+	case <-time.After(3 * streams.ClaimIdle):
+	}
+	for uuid := range want {
+		if got[uuid] != 1 {
+			t.Errorf("message %s handed out %d times, want once", uuid, got[uuid])
+		}
+	}
+	pending, err := rdb.XPending(ctx, stream, "g").Result()
+	if err != nil || pending.Count != 0 {
+		t.Errorf("group pending %+v (%v), want nothing once all are acked", pending, err)
 	}
 }
