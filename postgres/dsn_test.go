@@ -16,3 +16,20 @@ func TestWithParams(t *testing.T) {
 		}
 	}
 }
+
+// onServer names the server of a postgres:// or postgresql:// URL, and
+// nothing for a URL without a host or a DSN in the key=value form.
+func TestOnServer(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"postgres://u:secret@db.example:5433/orderstream":  " on db.example:5433",
+		"postgresql://u@db.example/orderstream":            " on db.example",
+		"postgres:///orderstream?host=/var/run/postgresql": "",
+		"mysql://db.example/orderstream":                   "",
+		"host=db.example port=5433 dbname=orderstream":     "",
+		"postgres://db.example:5433/%zz":                   "",
+	} {
+		if got := onServer(dsn); got != want {
+			t.Errorf("onServer(%q) = %q, want %q", dsn, got, want)
+		}
+	}
+}
