@@ -40,7 +40,7 @@ type HTTPConfig struct {
 
 type api struct{ HTTPConfig }
 
-// NewHTTP returns the HTTP API. Every route is here.
+// NewHTTP returns the HTTP API. Every route is here, and in openapi.json.
 func NewHTTP(cfg HTTPConfig) http.Handler {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
@@ -67,6 +67,7 @@ func NewHTTP(cfg HTTPConfig) http.Handler {
 	e.GET("/healthz", a.healthz)
 	e.GET("/readyz", a.readyz)
 	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
+	e.GET("/openapi.json", serveOpenAPI)
 	return e
 }
 

@@ -254,22 +254,7 @@ func TestHTTP_errors(t *testing.T) {
 // problem details at once, and /readyz names what is missing.
 func TestHTTP_databaseAway(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
-	db, err := sql.Open("postgres", "postgres://postgres@"+addr+"/x?sslmode=disable&connect_timeout=2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	api := router.NewHTTP(router.HTTPConfig{
-		Orders: orders.NewService(db), Inventory: inventory.NewService(db), AdminToken: adminToken,
-		Checks:  map[string]func(context.Context) error{"postgres": db.PingContext},
-		Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 5 * time.Second,
-	})
+	api := databaseAwayAPI(t)
 	for _, c := range []call{
 		{method: "POST", path: "/orders", body: `{"customer_id":"c","items":[{"sku":"A","quantity":1}]}`},
 		{method: "GET", path: "/orders/01a2085e-97ee-76b5-b6c7-24fcde6bbcdb"},
@@ -284,4 +269,25 @@ func TestHTTP_databaseAway(t *testing.T) {
 			t.Errorf("/readyz does not name postgres: %s", rec.Body)
 		}
 	}
+}
+
+// databaseAwayAPI is the API on a database nothing listens for.
+func databaseAwayAPI(t *testing.T) http.Handler {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	db, err := sql.Open("postgres", "postgres://postgres@"+addr+"/x?sslmode=disable&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return router.NewHTTP(router.HTTPConfig{
+		Orders: orders.NewService(db), Inventory: inventory.NewService(db), AdminToken: adminToken,
+		Checks:  map[string]func(context.Context) error{"postgres": db.PingContext},
+		Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 5 * time.Second,
+	})
 }

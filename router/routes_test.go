@@ -86,8 +86,9 @@ var routeSeeds = []request{
 
 // TestHTTP_everyRoute sends the seed requests and random mutations of them
 // to the real server on the real database and Redis: none may answer a
-// 5xx, and every error must be problem details. The seed is fixed, so a
-// failure repeats; `make fuzz` explores further (FuzzHTTP).
+// 5xx, every error must be problem details, and every answer must be one
+// the OpenAPI document describes. The seed is fixed, so a failure
+// repeats; `make fuzz` explores further (FuzzHTTP).
 func TestHTTP_everyRoute(t *testing.T) {
 	t.Parallel()
 	env := newRouteEnv(t)
@@ -123,6 +124,7 @@ type routeEnv struct {
 	cursor  string
 	undecod string
 	logs    *testenv.Buffer
+	api     *contract
 }
 
 func newRouteEnv(t testing.TB) *routeEnv {
@@ -172,7 +174,7 @@ func newRouteEnv(t testing.TB) *routeEnv {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	return &routeEnv{url: srv.URL, client: client, rdb: rdb, streams: streams, orderID: o.ID, cursor: page.Next, undecod: undecodable, logs: logs}
+	return &routeEnv{url: srv.URL, client: client, rdb: rdb, streams: streams, orderID: o.ID, cursor: page.Next, undecod: undecodable, logs: logs, api: newContract(t)}
 }
 
 // deadLetter adds a replayable dead letter and returns its id.
@@ -190,7 +192,8 @@ func (e *routeEnv) deadLetter(t *testing.T) string {
 }
 
 // check sends r, when HTTP can carry it, and fails t on a 5xx, on an
-// error that is not problem details, or on an unusable X-Request-ID.
+// error that is not problem details, on an unusable X-Request-ID, or on an
+// answer the OpenAPI document does not describe.
 func (e *routeEnv) check(t *testing.T, r request) {
 	t.Helper()
 	req := e.build(t, r)
@@ -216,6 +219,9 @@ func (e *routeEnv) check(t *testing.T, r request) {
 	}
 	if id := resp.Header.Get("X-Request-ID"); id == "" || len(id) > 128 || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		fail(fmt.Sprintf("X-Request-ID %q", id))
+	}
+	if errs := e.api.responseErrors(req, resp, body); len(errs) > 0 {
+		fail("an answer the OpenAPI document does not describe:\n" + strings.Join(errs, "\n"))
 	}
 	if resp.StatusCode < 400 {
 		return
