@@ -189,12 +189,13 @@ func TestInbox_failures(t *testing.T) {
 		t.Parallel()
 		ctx, end := context.WithCancel(context.Background())
 		defer end()
+		var stmtErr error
 		h := postgres.Inbox(db, nil)(func(msg *message.Message) ([]*message.Message, error) {
 			end() // as a timeout would, in the middle of the attempt
 			tx, _ := postgres.TxFrom(msg.Context())
 			for { // until database/sql has rolled the transaction back
-				if _, err := tx.ExecContext(context.Background(), `SELECT 1`); err != nil {
-					return nil, err
+				if _, stmtErr = tx.ExecContext(context.Background(), `SELECT 1`); stmtErr != nil {
+					return nil, stmtErr // sql.ErrTxDone: not the context's error
 				}
 				time.Sleep(time.Millisecond)
 			}
@@ -202,8 +203,11 @@ func TestInbox_failures(t *testing.T) {
 		msg := message.NewMessage(testenv.Unique("uuid"), nil)
 		msg.SetContext(ctx)
 		_, err := h(msg)
-		if !errors.Is(err, context.Canceled) || !errors.Is(err, sql.ErrTxDone) {
-			t.Errorf("handler = %v, want both sql.ErrTxDone and context.Canceled", err)
+		if errors.Is(stmtErr, context.Canceled) {
+			t.Fatalf("the statement failed with the context's error itself (%v): nothing to join", stmtErr)
+		}
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, stmtErr) {
+			t.Errorf("handler = %v, want both the statement's error (%v) and context.Canceled", err, stmtErr)
 		}
 	})
 }
