@@ -70,4 +70,6 @@ var writersHorizon = fmt.Sprintf(`
 				WHERE w.locktype = 'advisory' AND w.virtualtransaction = t.virtualtransaction
 				  AND w.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 				  AND w.classid = %d AND w.objid = %d AND w.objsubid = 1))`,
-	uint64(postgres.LockOutboxWriters)>>32, uint64(postgres.LockOutboxWriters)&0xffffffff)
+	lockOutboxWritersClassID, lockOutboxWritersObjID)
+
+var lockOutboxWritersClassID, lockOutboxWritersObjID = postgres.LockOutboxWritersID()

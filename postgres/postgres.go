@@ -263,6 +263,7 @@ func OldestTransactionAge(ctx context.Context, db *sql.DB) (time.Duration, error
 // is one of orderstream's, ended by its statement and idle timeouts. 0
 // when there is none.
 func OldestOutboxWriterAge(ctx context.Context, db *sql.DB) (time.Duration, error) {
+	classid, objid := LockOutboxWritersID()
 	var seconds float64
 	err := db.QueryRowContext(ctx, `
 		SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(a.xact_start)), 0)::float8
@@ -272,7 +273,7 @@ func OldestOutboxWriterAge(ctx context.Context, db *sql.DB) (time.Duration, erro
 		  AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 		  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		  AND l.classid = $1 AND l.objid = $2`,
-		uint64(LockOutboxWriters)>>32, uint64(LockOutboxWriters)&0xffffffff).Scan(&seconds)
+		classid, objid).Scan(&seconds)
 	if err != nil {
 		return 0, fmt.Errorf("read oldest outbox writer: %w", err)
 	}

@@ -66,6 +66,13 @@ func InTx(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.
 // exclusively, so it never makes anyone wait.
 const LockOutboxWriters int64 = 0x6f7374_0003
 
+// LockOutboxWritersID is LockOutboxWriters as pg_locks shows an advisory
+// lock taken with one bigint key: classid the high 32 bits, objid the low
+// ones, objsubid 1.
+func LockOutboxWritersID() (classid, objid uint32) {
+	return uint32(uint64(LockOutboxWriters) >> 32), uint32(uint64(LockOutboxWriters) & 0xffffffff)
+}
+
 // writerLockQuery has no parameters: one round trip (the simple protocol).
 var writerLockQuery = fmt.Sprintf(`SELECT pg_advisory_xact_lock_shared(%d)`, LockOutboxWriters)
 
