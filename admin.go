@@ -17,6 +17,7 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/migrations"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/router"
 )
 
 // operate runs the one-off operator commands. Each opens only what it
@@ -174,17 +175,12 @@ func roundAge(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// deadLetterJSON is one dead letter in `deadletters list --json`.
+// deadLetterJSON is one dead letter in `deadletters list --json`: what the
+// live page lists, with the whole message.
 type deadLetterJSON struct {
-	ID        string            `json:"id"`
-	At        time.Time         `json:"at"`
-	Stream    string            `json:"stream"`
-	Handler   string            `json:"handler"`
-	UUID      string            `json:"uuid"`
-	EventType string            `json:"event_type"`
-	Reason    string            `json:"reason"`
-	Metadata  map[string]string `json:"metadata"`
-	Payload   string            `json:"payload"` // as text; bytes that are not UTF-8 become U+FFFD
+	router.DeadLetter
+	Metadata map[string]string `json:"metadata"`
+	Payload  string            `json:"payload"` // as text; bytes that are not UTF-8 become U+FFFD
 }
 
 func (a *app) listDeadLetters(ctx context.Context, stdout io.Writer, asJSON bool) error {
@@ -203,9 +199,7 @@ func (a *app) listDeadLetters(ctx context.Context, stdout io.Writer, asJSON bool
 				md[k] = v
 			}
 			doc.DeadLetters = append(doc.DeadLetters, deadLetterJSON{
-				ID: d.ID, At: d.At, Stream: d.Stream, Handler: d.Handler, UUID: d.Message.UUID,
-				EventType: d.Message.Metadata.Get(events.MetadataEventType), Reason: d.Reason,
-				Metadata: md, Payload: string(d.Message.Payload),
+				DeadLetter: router.DeadLetterOf(d), Metadata: md, Payload: string(d.Message.Payload),
 			})
 		}
 		return writeJSON(stdout, doc)

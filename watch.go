@@ -90,10 +90,7 @@ func (a *app) collect(ctx context.Context) error {
 		return err
 	}
 	for _, d := range letters {
-		snap.DeadLetters = append(snap.DeadLetters, router.DeadLetter{
-			ID: d.ID, At: d.At, Stream: d.Stream, Handler: d.Handler, UUID: d.Message.UUID,
-			EventType: d.Message.Metadata.Get(events.MetadataEventType), Reason: d.Reason,
-		})
+		snap.DeadLetters = append(snap.DeadLetters, router.DeadLetterOf(d))
 	}
 	a.live.Publish(snap)
 	return nil

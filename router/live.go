@@ -42,6 +42,14 @@ type DeadLetter struct {
 	Reason    string    `json:"reason"`
 }
 
+// DeadLetterOf is d as the page lists it.
+func DeadLetterOf(d events.DeadLetter) DeadLetter {
+	return DeadLetter{
+		ID: d.ID, At: d.At, Stream: d.Stream, Handler: d.Handler, UUID: d.Message.UUID,
+		EventType: d.Message.Metadata.Get(events.MetadataEventType), Reason: d.Reason,
+	}
+}
+
 // maxWatchers bounds the open event streams.
 const maxWatchers = 100
 
