@@ -27,7 +27,8 @@ import (
 // never ran) when nothing is. Only `migrate` and the servers create and
 // migrate.
 func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logger, redisOpts *redis.Options, stdout io.Writer) error {
-	a := &app{cfg: cfg, logger: logger, streams: newStreams(cfg, redisOpts, logger)}
+	a := &app{cfg: cfg, logger: logger}
+	a.streams = newStreams(cfg, redisOpts, logger, router.ConsumedStreams(a.handlers()))
 	cmd := inv.cmd.name
 	switch cmd {
 	case "outbox status", "migrate status", "outbox realign":

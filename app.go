@@ -111,7 +111,8 @@ func (a *app) forward(ctx context.Context) error {
 	return f.Run(ctx)
 }
 
-func (a *app) handleMessages(ctx context.Context) error {
+// handleMessages runs the message router with handlers until ctx is done.
+func (a *app) handleMessages(ctx context.Context, handlers []router.Handler) error {
 	// The handlers get a pool of their own, whose lock waits and statements
 	// the server bounds too: a stock row held elsewhere fails an attempt in
 	// DB_LOCK_TIMEOUT. The rest of the process must not have those limits
@@ -126,8 +127,7 @@ func (a *app) handleMessages(ctx context.Context) error {
 	m, err := router.NewMessages(router.MessagesConfig{
 		DB:             db,
 		Streams:        a.streams,
-		Orders:         a.orders,
-		Inventory:      a.inventory,
+		Handlers:       handlers,
 		Logger:         a.logger,
 		Metrics:        a.metrics,
 		Tracer:         a.tracer,

@@ -37,7 +37,7 @@ func (a *app) cleanOnce(ctx context.Context) {
 	report("outbox", n, err)
 	n, err = postgres.CleanInbox(ctx, a.db, a.cfg.InboxRetention)
 	report("inbox", n, err)
-	for _, stream := range events.ConsumedStreams() {
+	for _, stream := range a.streams.Consumed {
 		n, err = events.TrimStream(ctx, a.rdb, a.streams.Name(stream), a.cfg.StreamRetention)
 		report("stream "+stream, n, err)
 	}

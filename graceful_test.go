@@ -314,10 +314,15 @@ func (g *graceful) terminate(p *process, restart bool) func() {
 	}
 }
 
-var groups = map[string]string{
-	events.StreamOrdersPlaced: "inventory",
-	events.StreamReservations: "orders",
-}
+// groups is the consumer group of each stream, as the handlers register
+// them.
+var groups = func() map[string]string {
+	m := map[string]string{}
+	for _, h := range (&app{}).handlers() {
+		m[h.Stream] = h.Group
+	}
+	return m
+}()
 
 // checkStopped checks that p exited with status 0 and that no consumer of
 // its remains in the groups, and remembers p for the final checks.

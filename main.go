@@ -114,13 +114,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger:    logger,
 		db:        db,
 		rdb:       rdb,
-		streams:   newStreams(cfg, redisOpts, logger),
 		metrics:   m,
 		tracer:    tracer,
 		live:      router.NewLive(),
 		orders:    orders.NewService(db, orders.WithSettled(func(d time.Duration) { m.OrderSettle.Observe(d.Seconds()) })),
 		inventory: inventory.NewService(db),
 	}
+	a.streams = newStreams(cfg, redisOpts, logger, router.ConsumedStreams(a.handlers()))
 	events.WarnIfNotDurable(ctx, rdb, logger) // the forwarder's acks rely on Redis keeping what it acknowledged
 	g, ctx := errgroup.WithContext(ctx)
 	// Everything starts to stop at once, when ctx is done, and has
@@ -152,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		g.Go(func() error { a.cleanUp(ctx); return nil })
 	}
 	if cmd == "all" || cmd == "worker" {
-		g.Go(commits(func() error { return a.handleMessages(ctx) }))
+		g.Go(commits(func() error { return a.handleMessages(ctx, a.handlers()) }))
 	}
 	if (cmd == "forwarder" || cmd == "worker") && cfg.MetricsAddr != "" {
 		g.Go(func() error { return a.serveMetrics(ctx) })
@@ -168,11 +168,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return err
 }
 
-// newStreams describes the Redis streams as cfg configures them.
-func newStreams(cfg config, redisOpts *redis.Options, logger *slog.Logger) events.Streams {
+// newStreams describes the Redis streams as cfg configures them, consumed
+// those that the handlers read.
+func newStreams(cfg config, redisOpts *redis.Options, logger *slog.Logger, consumed []string) events.Streams {
 	return events.Streams{
 		Redis:      redisOpts,
 		Prefix:     cfg.StreamPrefix,
+		Consumed:   consumed,
 		ClaimIdle:  cfg.StreamClaimIdle,
 		NackResend: cfg.HandlerTimeout / 10,
 		Consumers:  cfg.WorkerConcurrency,

@@ -18,11 +18,11 @@ import (
 	"github.com/orderstream/orderstream/events"
 )
 
-// eventTypes is every event type of the package; TestAsyncAPI_eventTypes
+// eventTypes is every event type of the contract; TestAsyncAPI_eventTypes
 // keeps the list complete.
-var eventTypes = []events.Event{events.OrderPlaced{}, events.StockReserved{}, events.StockRejected{}}
+var eventTypes = events.Contract()
 
-// TestAsyncAPI_eventTypes: eventTypes holds every type of the package
+// TestAsyncAPI_eventTypes: events.Contract holds every type of the package
 // with an EventType method, found in its source.
 func TestAsyncAPI_eventTypes(t *testing.T) {
 	t.Parallel()
@@ -76,7 +76,11 @@ func TestAsyncAPI_describesEveryEvent(t *testing.T) {
 	for key, ch := range doc.get("channels").(map[string]any) {
 		channels[ch.(map[string]any)["address"].(string)] = key
 	}
-	for _, stream := range append(events.ConsumedStreams(), events.StreamDeadLetter) {
+	streams := []string{events.StreamDeadLetter}
+	for _, e := range eventTypes {
+		streams = append(streams, e.Stream())
+	}
+	for _, stream := range streams {
 		if channels[stream] == "" {
 			t.Errorf("no channel has the address %q", stream)
 		}

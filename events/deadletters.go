@@ -106,7 +106,7 @@ var ErrNotReplayable = errors.New("dead letter cannot be replayed")
 // A crash between the two leaves it to be replayed again, which the inbox
 // makes harmless: the UUID is the deduplication key.
 func (s Streams) Replay(ctx context.Context, rdb redis.UniversalClient, d DeadLetter) error {
-	if d.Message.Metadata.Get(MetadataUndecodable) != "" || !slices.Contains(ConsumedStreams(), d.Stream) {
+	if d.Message.Metadata.Get(MetadataUndecodable) != "" || !slices.Contains(s.Consumed, d.Stream) {
 		return fmt.Errorf("%w: %s (from %q): %s", ErrNotReplayable, d.ID, d.Stream, d.Reason)
 	}
 	msg := d.Message.Copy()

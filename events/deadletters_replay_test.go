@@ -23,6 +23,7 @@ func TestStreams_replay(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	streams := testenv.Streams(t)
+	streams.Consumed = []string{events.StreamOrdersPlaced}
 	rdb := streams.Client()
 	defer rdb.Close()
 	deadLetter := func(from, reason string, meta message.Metadata) (id, uuid string) {

@@ -17,10 +17,6 @@ const (
 	StreamDeadLetter   = "deadletter"
 )
 
-// ConsumedStreams are the streams that consumer groups read, and so that the
-// forwarder trims once every group has acknowledged their entries.
-func ConsumedStreams() []string { return []string{StreamOrdersPlaced, StreamReservations} }
-
 // Metadata keys every message carries.
 const (
 	MetadataEventType     = "event_type"
@@ -44,6 +40,9 @@ type Event interface {
 	Stream() string
 	EventType() string
 }
+
+// Contract is every event type of the contract, as its zero value.
+func Contract() []Event { return []Event{OrderPlaced{}, StockReserved{}, StockRejected{}} }
 
 // MaxSKULen is the longest a SKU can be.
 const MaxSKULen = 64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,7 +70,7 @@ type StreamStatus struct {
 // Status describes the consumed streams and the dead-letter stream.
 func (s Streams) Status(ctx context.Context, rdb redis.UniversalClient) ([]StreamStatus, error) {
 	var out []StreamStatus
-	for _, stream := range append(ConsumedStreams(), StreamDeadLetter) {
+	for _, stream := range append(slices.Clip(s.Consumed), StreamDeadLetter) {
 		key := s.Name(stream)
 		st := StreamStatus{Stream: stream}
 		n, err := rdb.XLen(ctx, key).Result()

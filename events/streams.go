@@ -23,6 +23,11 @@ type Streams struct {
 	// Prefix is put before every stream name, so that several environments
 	// (or tests) can share one Redis.
 	Prefix string
+	// Consumed are the streams that consumer groups read, as the handler
+	// registrations name them: the ones trimmed once every group has
+	// acknowledged their entries, reported by Status, and to which a dead
+	// letter can be replayed.
+	Consumed []string
 	// ClaimIdle is how long an entry stays pending with a consumer that
 	// neither acks nor nacks it before another consumer claims it. It must
 	// outlast the longest a handler can take, retries included.

@@ -17,23 +17,21 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/orderstream/orderstream/events"
-	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/metrics"
-	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/parked"
 	"github.com/orderstream/orderstream/postgres"
 )
 
 // MessagesConfig is what the message router needs.
 type MessagesConfig struct {
-	DB        *sql.DB
-	Streams   events.Streams
-	Orders    *orders.Service
-	Inventory *inventory.Service
-	Logger    *slog.Logger
-	Metrics   *metrics.Metrics
-	Tracer    trace.TracerProvider // nil: no tracing
+	DB      *sql.DB
+	Streams events.Streams
+	// Handlers are the registrations of the message handlers.
+	Handlers []Handler
+	Logger   *slog.Logger
+	Metrics  *metrics.Metrics
+	Tracer   trace.TracerProvider // nil: no tracing
 	// HandlerTimeout bounds one attempt of a handler.
 	HandlerTimeout time.Duration
 	// MaxRetries is how often a failing handler is retried, with
@@ -85,10 +83,13 @@ type Messages struct {
 	logger      *slog.Logger
 }
 
-// NewMessages registers every message handler. Each handler reads its stream
-// as its own consumer group, so each sees every event once.
+// NewMessages registers the handlers of cfg, each reading its stream as a
+// consumer of its group.
 func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	cfg = cfg.withDefaults()
+	if err := check(cfg.Handlers); err != nil {
+		return nil, err
+	}
 	wlog := logging.Watermill(cfg.Logger)
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wlog)
 	if err != nil {
@@ -146,37 +147,27 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	measure.AddPrometheusRouterMetrics(r)
 
 	m := &Messages{router: r, deadLetter: deadLetter, parked: store, parkedRedis: cfg.Streams.Client(), logger: cfg.Logger}
-	add := func(name, stream, group string, h message.NoPublishHandlerFunc) {
-		if err == nil {
-			err = m.add(cfg.Streams, name, stream, group, h)
-			// Shown from the start, at 0.
-			cfg.Metrics.InboxDuplicates.WithLabelValues(name)
-			cfg.Metrics.MessagesParked.WithLabelValues(name)
-			cfg.Metrics.MessagesParkedOverdue.WithLabelValues(name)
+	for _, h := range cfg.Handlers {
+		if err := m.add(cfg.Streams, h); err != nil {
+			return nil, errors.Join(err, deadLetter.Close(), m.parkedRedis.Close())
 		}
-	}
-
-	// One line per handler: name (the inbox key), stream, consumer group,
-	// and the service methods that handle the stream's event types.
-	add("inventory.reserve_stock", events.StreamOrdersPlaced, "inventory",
-		handle(on(cfg.Inventory.OnOrderPlaced)))
-	add("orders.settle", events.StreamReservations, "orders",
-		handle(on(cfg.Orders.OnStockReserved), on(cfg.Orders.OnStockRejected)))
-
-	if err != nil {
-		return nil, errors.Join(err, deadLetter.Close(), m.parkedRedis.Close())
+		// Shown from the start, at 0.
+		cfg.Metrics.InboxDuplicates.WithLabelValues(h.Name)
+		cfg.Metrics.MessagesParked.WithLabelValues(h.Name)
+		cfg.Metrics.MessagesParkedOverdue.WithLabelValues(h.Name)
 	}
 	return m, nil
 }
 
-func (m *Messages) add(streams events.Streams, name, stream, group string, h message.NoPublishHandlerFunc) error {
-	sub, err := streams.Subscriber(group)
+// add subscribes h, as a consumer of its group.
+func (m *Messages) add(streams events.Streams, h Handler) error {
+	sub, err := streams.Subscriber(h.Group)
 	if err != nil {
 		return err
 	}
-	m.router.AddConsumerHandler(name, streams.Name(stream), sub, h)
-	if !slices.Contains(m.streams, streams.Name(stream)) {
-		m.streams = append(m.streams, streams.Name(stream))
+	m.router.AddConsumerHandler(h.Name, streams.Name(h.Stream), sub, h.handle)
+	if !slices.Contains(m.streams, streams.Name(h.Stream)) {
+		m.streams = append(m.streams, streams.Name(h.Stream))
 	}
 	return nil
 }
@@ -208,41 +199,4 @@ func (m *Messages) Running() chan struct{} { return m.router.Running() }
 // backoff until it is handled, so an outage never leaves an order pending.
 func deadLetterable(err error) bool {
 	return !postgres.IsTransient(err) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
-}
-
-// eventHandler handles one event type of a stream.
-type eventHandler struct {
-	eventType string
-	handle    func(ctx context.Context, msg *message.Message) error
-}
-
-// on adapts a service method that takes an event of type E.
-func on[E events.Event](fn func(context.Context, E) error) eventHandler {
-	var zero E
-	return eventHandler{
-		eventType: zero.EventType(),
-		handle: func(ctx context.Context, msg *message.Message) error {
-			e, err := events.Decode[E](msg)
-			if err != nil {
-				return err
-			}
-			return fn(ctx, e)
-		},
-	}
-}
-
-// handle routes a message to the handler of its event_type.
-func handle(handlers ...eventHandler) message.NoPublishHandlerFunc {
-	return func(msg *message.Message) error {
-		if reason := msg.Metadata.Get(events.MetadataUndecodable); reason != "" {
-			return fmt.Errorf("%w: %s", events.ErrMalformed, reason)
-		}
-		eventType := msg.Metadata.Get(events.MetadataEventType)
-		for _, h := range handlers {
-			if h.eventType == eventType {
-				return h.handle(msg.Context(), msg)
-			}
-		}
-		return fmt.Errorf("%w: unknown event_type %q", events.ErrMalformed, eventType)
-	}
 }

@@ -32,6 +32,17 @@ type worker struct {
 	metrics   *metrics.Metrics
 }
 
+// flowHandlers registers the order flow's handlers, as the composition
+// root does.
+func flowHandlers(o *orders.Service, inv *inventory.Service) []router.Handler {
+	return []router.Handler{
+		{Name: "inventory.reserve_stock", Stream: events.StreamOrdersPlaced, Group: "inventory",
+			On: []router.EventHandler{router.On(inv.OnOrderPlaced)}},
+		{Name: "orders.settle", Stream: events.StreamReservations, Group: "orders",
+			On: []router.EventHandler{router.On(o.OnStockReserved), router.On(o.OnStockRejected)}},
+	}
+}
+
 // startWorker runs the message router on the test database and streams of
 // the test's own; configure, when given, changes its configuration.
 func startWorker(t *testing.T, configure ...func(*router.MessagesConfig)) worker {
@@ -64,7 +75,7 @@ func startWorkerOn(t *testing.T, db *sql.DB, configure ...func(*router.MessagesC
 	w.pub = pub
 
 	cfg := router.MessagesConfig{
-		DB: db, Streams: w.streams, Orders: w.orders, Inventory: w.inventory, Logger: logger, Metrics: w.metrics,
+		DB: db, Streams: w.streams, Handlers: flowHandlers(w.orders, w.inventory), Logger: logger, Metrics: w.metrics,
 		HandlerTimeout: 5 * time.Second, MaxRetries: 2,
 	}
 	for _, c := range configure {
@@ -208,7 +219,7 @@ func TestMessages_reserveStock(t *testing.T) {
 			message.NewMessage(uuid.NewString(), []byte(`{"order_id":"x","items":[]}`)),
 		}
 		bad[0].Metadata.Set(events.MetadataEventType, "OrderPlaced")
-		bad[1].Metadata.Set(events.MetadataEventType, "OrderCancelled")
+		bad[1].Metadata.Set(events.MetadataEventType, "OrderShipped") // no such event
 		bad[2].Metadata.Set(events.MetadataEventType, "OrderPlaced")
 		for _, msg := range bad {
 			w.publish(events.StreamOrdersPlaced, msg)

@@ -132,9 +132,10 @@ func newRouteEnv(t testing.TB) *routeEnv {
 	ctx := context.Background()
 	db := testenv.DB(t)
 	streams := testenv.Streams(t)
+	inv, ord := inventory.NewService(db), orders.NewService(db)
+	streams.Consumed = router.ConsumedStreams(flowHandlers(ord, inv))
 	rdb := streams.Client()
 	t.Cleanup(func() { rdb.Close() })
-	inv, ord := inventory.NewService(db), orders.NewService(db)
 	for _, sku := range []string{"SKU-1", "SKU-2"} {
 		if _, err := inv.Set(ctx, sku, 1_000_000); err != nil {
 			t.Fatal(err)

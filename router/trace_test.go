@@ -39,7 +39,7 @@ func TestTracing(t *testing.T) {
 		t.Fatal(err)
 	}
 	workers, err := router.NewMessages(router.MessagesConfig{
-		DB: db, Streams: streams, Orders: ordersSvc, Inventory: inventorySvc, Logger: logger,
+		DB: db, Streams: streams, Handlers: flowHandlers(ordersSvc, inventorySvc), Logger: logger,
 		Metrics: m, Tracer: tp, HandlerTimeout: 5 * time.Second, MaxRetries: 1,
 	})
 	if err != nil {
