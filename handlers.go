@@ -18,8 +18,9 @@ import (
 func (a *app) handlers() []router.Handler {
 	return []router.Handler{
 		{Name: "inventory.reserve_stock", Stream: events.StreamOrdersPlaced, Group: "inventory",
-			On: []router.EventHandler{router.On(a.inventory.OnOrderPlaced)}},
+			On: []router.EventHandler{router.On(a.inventory.OnOrderPlaced), router.On(a.inventory.OnOrderCancelled)}},
 		{Name: "orders.settle", Stream: events.StreamReservations, Group: "orders",
-			On: []router.EventHandler{router.On(a.orders.OnStockReserved), router.On(a.orders.OnStockRejected)}},
+			On: []router.EventHandler{router.On(a.orders.OnStockReserved), router.On(a.orders.OnStockRejected),
+				router.On(a.orders.OnStockReleased)}},
 	}
 }

@@ -42,7 +42,9 @@ type Event interface {
 }
 
 // Contract is every event type of the contract, as its zero value.
-func Contract() []Event { return []Event{OrderPlaced{}, StockReserved{}, StockRejected{}} }
+func Contract() []Event {
+	return []Event{OrderPlaced{}, OrderCancelled{}, StockReserved{}, StockRejected{}, StockReleased{}}
+}
 
 // MaxSKULen is the longest a SKU can be.
 const MaxSKULen = 64
@@ -71,6 +73,18 @@ type OrderPlaced struct {
 func (OrderPlaced) Stream() string    { return StreamOrdersPlaced }
 func (OrderPlaced) EventType() string { return "OrderPlaced" }
 
+// OrderCancelled announces that an order is to hold nothing: it was
+// committed with status cancelling. It travels on the stream of
+// OrderPlaced, but may be handled before it.
+type OrderCancelled struct {
+	OrderID     string    `json:"order_id"`
+	Reason      string    `json:"reason,omitempty"`
+	CancelledAt time.Time `json:"cancelled_at"`
+}
+
+func (OrderCancelled) Stream() string    { return StreamOrdersPlaced }
+func (OrderCancelled) EventType() string { return "OrderCancelled" }
+
 // StockReserved says that every item of the order is reserved.
 type StockReserved struct {
 	OrderID string `json:"order_id"`
@@ -90,3 +104,15 @@ type StockRejected struct {
 
 func (StockRejected) Stream() string    { return StreamReservations }
 func (StockRejected) EventType() string { return "StockRejected" }
+
+// StockReleased says that a cancelled order holds nothing any more: Items
+// are what its reservation gave back, none when it held nothing (it was
+// rejected, or its cancellation was handled before its placement, which
+// then reserves nothing).
+type StockReleased struct {
+	OrderID string `json:"order_id"`
+	Items   []Item `json:"items"`
+}
+
+func (StockReleased) Stream() string    { return StreamReservations }
+func (StockReleased) EventType() string { return "StockReleased" }

@@ -14,7 +14,8 @@ import (
 
 // OnOrderPlaced reserves every item of the order or none, and announces the
 // outcome (StockReserved or StockRejected) through the outbox in the same
-// transaction.
+// transaction. An order whose cancellation was handled first reserves
+// nothing and announces nothing: its StockReleased is out already.
 func (s *Service) OnOrderPlaced(ctx context.Context, e events.OrderPlaced) error {
 	if err := checkItems(e.Items); err != nil {
 		return err
@@ -25,7 +26,12 @@ func (s *Service) OnOrderPlaced(ctx context.Context, e events.OrderPlaced) error
 		skus[i], quantities[i] = it.SKU, int64(it.Quantity)
 	}
 	var reason string
+	var cancelled bool
 	err := postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if cancelled, err = lockOrder(ctx, tx, e.OrderID); err != nil || cancelled {
+			return err
+		}
 		available, err := lockStock(ctx, tx, skus)
 		if err != nil {
 			return err
@@ -53,9 +59,12 @@ func (s *Service) OnOrderPlaced(ctx context.Context, e events.OrderPlaced) error
 	if err != nil {
 		return err
 	}
-	if reason == "" {
+	switch {
+	case cancelled:
+		logging.Note(ctx, "order_id", e.OrderID, "outcome", "cancelled_before")
+	case reason == "":
 		logging.Note(ctx, "order_id", e.OrderID, "outcome", "reserved")
-	} else {
+	default:
 		logging.Note(ctx, "order_id", e.OrderID, "outcome", "rejected", "reason", reason)
 	}
 	return nil

@@ -25,6 +25,7 @@ type Metrics struct {
 	HTTPRequests    *prometheus.CounterVec   // method, route, code
 	HTTPDuration    *prometheus.HistogramVec // method, route
 	OrdersPlaced    prometheus.Counter
+	OrdersCancelled prometheus.Counter
 	OrderSettle     prometheus.Histogram
 	InboxDuplicates *prometheus.CounterVec // handler
 	// Messages that failed for a passing reason and were parked to be
@@ -86,6 +87,10 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "orders_placed_total",
 			Help: "Orders placed (replays of an idempotent request not counted).",
 		}),
+		OrdersCancelled: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "orders_cancelled_total",
+			Help: "Orders cancelled (a cancel of an order cancelling or cancelled already not counted).",
+		}),
 		OrderSettle: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "order_settle_seconds",
 			Help:    "Time from an order's commit to its confirmation or rejection, by the database clock.",
@@ -122,7 +127,7 @@ func New() *Metrics {
 		m.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.HTTPRequests, m.HTTPDuration, m.OrdersPlaced, m.OrderSettle, m.InboxDuplicates,
+		m.HTTPRequests, m.HTTPDuration, m.OrdersPlaced, m.OrdersCancelled, m.OrderSettle, m.InboxDuplicates,
 		m.MessagesParked, m.MessagesParkedOverdue,
 	)
 	return m

@@ -101,7 +101,7 @@ func (s *Service) List(ctx context.Context, req ListRequest) (Page, error) {
 		// or the next, never on both or neither.
 		where = append(where, "(created_at, id) < ("+arg(after.createdAt)+", "+arg(after.id.String())+")")
 	}
-	query := `SELECT id, customer_id, status, reason, created_at, updated_at FROM orders`
+	query := `SELECT id, customer_id, status, reason, created_at, updated_at, cancelled_at FROM orders`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -118,10 +118,11 @@ func (s *Service) List(ctx context.Context, req ListRequest) (Page, error) {
 	for rows.Next() {
 		var o Order
 		var reason sql.NullString
-		if err := rows.Scan(&o.ID, &o.CustomerID, &o.Status, &reason, &o.CreatedAt, &o.UpdatedAt); err != nil {
+		var cancelledAt sql.NullTime
+		if err := rows.Scan(&o.ID, &o.CustomerID, &o.Status, &reason, &o.CreatedAt, &o.UpdatedAt, &cancelledAt); err != nil {
 			return Page{}, fmt.Errorf("list orders: %w", err)
 		}
-		o.Reason = reason.String
+		o.Reason, o.CancelledAt = reason.String, cancelledAt.Time
 		page.Orders = append(page.Orders, o)
 	}
 	if err := rows.Err(); err != nil {

@@ -18,11 +18,16 @@ const (
 	StatusPending   = "pending"
 	StatusConfirmed = "confirmed"
 	StatusRejected  = "rejected"
+	// StatusCancelling: cancelled by its customer, its OrderCancelled on its
+	// way to the inventory, which may still hold stock for it.
+	StatusCancelling = "cancelling"
+	// StatusCancelled: cancelled, and holding nothing.
+	StatusCancelled = "cancelled"
 )
 
 // statuses are all the statuses an order can have, the ones a listing may
 // be filtered by. A new status goes here (and in the orders table's CHECK).
-var statuses = []string{StatusPending, StatusConfirmed, StatusRejected}
+var statuses = []string{StatusPending, StatusConfirmed, StatusRejected, StatusCancelling, StatusCancelled}
 
 // Limits of a valid order.
 const (
@@ -49,6 +54,8 @@ type Order struct {
 	Reason     string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	// CancelledAt is when it became cancelled; zero until then.
+	CancelledAt time.Time
 }
 
 // PlaceRequest is what a client sends to place an order.

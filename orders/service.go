@@ -19,7 +19,7 @@ import (
 	"github.com/orderstream/orderstream/validate"
 )
 
-// Service places, reads and settles orders.
+// Service places, reads, settles and cancels orders.
 type Service struct {
 	db      *sql.DB
 	settled func(time.Duration)
@@ -162,17 +162,18 @@ func (s *Service) Get(ctx context.Context, id string) (Order, error) {
 	}
 	o := Order{ID: id}
 	var reason sql.NullString
+	var cancelledAt sql.NullTime
 	err := s.db.QueryRowContext(ctx, `
-		SELECT customer_id, status, reason, created_at, updated_at
+		SELECT customer_id, status, reason, created_at, updated_at, cancelled_at
 		FROM orders WHERE id = $1`, id,
-	).Scan(&o.CustomerID, &o.Status, &reason, &o.CreatedAt, &o.UpdatedAt)
+	).Scan(&o.CustomerID, &o.Status, &reason, &o.CreatedAt, &o.UpdatedAt, &cancelledAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Order{}, ErrNotFound
 	}
 	if err != nil {
 		return Order{}, fmt.Errorf("get order: %w", err)
 	}
-	o.Reason = reason.String
+	o.Reason, o.CancelledAt = reason.String, cancelledAt.Time
 
 	rows, err := s.db.QueryContext(ctx,
 		`SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY position`, id)

@@ -20,6 +20,38 @@ const maxBodyBytes = 64 << 10
 // maxBodyBytes, no unknown fields, sent as application/json (in UTF-8, the
 // only charset JSON has) with one Content-Type header.
 func decodeJSON(c echo.Context, v any) error {
+	if err := checkContentType(c); err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if p := decodeBody(body, v); p != nil {
+		return p
+	}
+	return nil
+}
+
+// decodeOptionalJSON is decodeJSON for a body that may be left out: an
+// empty one leaves v as it is, whatever its Content-Type.
+func decodeOptionalJSON(c echo.Context, v any) error {
+	body, err := readBody(c)
+	if err != nil || len(body) == 0 {
+		return err
+	}
+	if err := checkContentType(c); err != nil {
+		return err
+	}
+	if p := decodeBody(body, v); p != nil {
+		return p
+	}
+	return nil
+}
+
+// checkContentType accepts one Content-Type header, application/json in
+// UTF-8.
+func checkContentType(c echo.Context) error {
 	contentType, err := headerValue(c, echo.HeaderContentType)
 	if err != nil {
 		return err
@@ -31,14 +63,16 @@ func decodeJSON(c echo.Context, v any) error {
 	if charset, ok := params["charset"]; ok && !strings.EqualFold(charset, "utf-8") {
 		return newProblem(http.StatusUnsupportedMediaType, "send the body as application/json in UTF-8, not %q", charset)
 	}
+	return nil
+}
+
+// readBody reads the request body, of at most maxBodyBytes.
+func readBody(c echo.Context) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBodyBytes))
 	if err != nil {
-		return jsonProblem(err)
+		return nil, jsonProblem(err)
 	}
-	if p := decodeBody(body, v); p != nil {
-		return p
-	}
-	return nil
+	return body, nil
 }
 
 // decodeBody decodes body into v, or says what is wrong with it.

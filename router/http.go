@@ -57,6 +57,7 @@ func NewHTTP(cfg HTTPConfig) http.Handler {
 	e.POST("/orders", a.placeOrder)
 	e.GET("/orders", a.listOrders)
 	e.GET("/orders/:id", a.getOrder)
+	e.POST("/orders/:id/cancel", a.cancelOrder)
 	e.PUT("/inventory/:sku", a.setStock, a.requireAdmin)
 	e.GET("/inventory/:sku", a.getStock)
 	e.POST("/deadletters/:id/replay", a.replayDeadLetter, a.requireAdmin)
@@ -80,17 +81,23 @@ type orderJSON struct {
 	Reason     string        `json:"reason,omitempty"`
 	CreatedAt  string        `json:"created_at"`
 	UpdatedAt  string        `json:"updated_at"`
+	// CancelledAt is set once the order is cancelled.
+	CancelledAt string `json:"cancelled_at,omitempty"`
 }
 
 // timeFormat is RFC 3339 with microseconds, the database clock's precision.
 const timeFormat = "2006-01-02T15:04:05.000000Z07:00"
 
 func toOrderJSON(o orders.Order) orderJSON {
-	return orderJSON{
+	j := orderJSON{
 		ID: o.ID, CustomerID: o.CustomerID, Items: o.Items, Status: o.Status, Reason: o.Reason,
 		CreatedAt: o.CreatedAt.UTC().Format(timeFormat),
 		UpdatedAt: o.UpdatedAt.UTC().Format(timeFormat),
 	}
+	if !o.CancelledAt.IsZero() {
+		j.CancelledAt = o.CancelledAt.UTC().Format(timeFormat)
+	}
+	return j
 }
 
 func (a *api) placeOrder(c echo.Context) error {
@@ -112,6 +119,31 @@ func (a *api) placeOrder(c echo.Context) error {
 	a.Metrics.OrdersPlaced.Inc()
 	c.Response().Header().Set(echo.HeaderLocation, "/orders/"+o.ID)
 	return c.JSON(http.StatusCreated, toOrderJSON(o))
+}
+
+// cancelOrder answers 202 when it cancelled the order (the inventory is
+// yet to give back what it holds), 200 when the order was cancelling or
+// cancelled already, or the request replays an earlier one.
+func (a *api) cancelOrder(c echo.Context) error {
+	key, err := idempotencyKey(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeOptionalJSON(c, &req); err != nil {
+		return err
+	}
+	o, cancelled, err := a.Orders.Cancel(c.Request().Context(), c.Param("id"), req.Reason, key)
+	if err != nil {
+		return err
+	}
+	if cancelled {
+		a.Metrics.OrdersCancelled.Inc()
+		return c.JSON(http.StatusAccepted, toOrderJSON(o))
+	}
+	return c.JSON(http.StatusOK, toOrderJSON(o))
 }
 
 func (a *api) getOrder(c echo.Context) error {

@@ -37,9 +37,9 @@ type worker struct {
 func flowHandlers(o *orders.Service, inv *inventory.Service) []router.Handler {
 	return []router.Handler{
 		{Name: "inventory.reserve_stock", Stream: events.StreamOrdersPlaced, Group: "inventory",
-			On: []router.EventHandler{router.On(inv.OnOrderPlaced)}},
+			On: []router.EventHandler{router.On(inv.OnOrderPlaced), router.On(inv.OnOrderCancelled)}},
 		{Name: "orders.settle", Stream: events.StreamReservations, Group: "orders",
-			On: []router.EventHandler{router.On(o.OnStockReserved), router.On(o.OnStockRejected)}},
+			On: []router.EventHandler{router.On(o.OnStockReserved), router.On(o.OnStockRejected), router.On(o.OnStockReleased)}},
 	}
 }
 

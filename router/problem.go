@@ -58,7 +58,9 @@ func toProblem(err error) (p *problem, expected bool) {
 		return newProblem(http.StatusConflict, "%v", err), true
 	case errors.Is(err, orders.ErrIdempotencyConflict):
 		return newProblem(http.StatusConflict,
-			"this Idempotency-Key was used with another request body; use a new key for a new order"), true
+			"this Idempotency-Key was used with another request; use a new key for a new request"), true
+	case errors.Is(err, orders.ErrNotCancellable):
+		return newProblem(http.StatusConflict, "the order was rejected: it holds nothing and cannot be cancelled"), true
 	case errors.As(err, &herr):
 		return newProblem(herr.Code, "%v", herr.Message), true
 	case errors.Is(err, events.ErrStreamsUnavailable):

@@ -1,0 +1,120 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/logging"
+	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/validate"
+)
+
+// OnOrderCancelled gives back what the order holds: its reservations are
+// removed and their units go from reserved back to available, in the
+// transaction that records the release and announces it (StockReleased,
+// with the items given back; none when the order held nothing). Should
+// the order's OrderPlaced come after, it finds the release and reserves
+// nothing. A release is done once: another OrderCancelled of the same
+// order changes nothing and announces nothing.
+func (s *Service) OnOrderCancelled(ctx context.Context, e events.OrderCancelled) error {
+	var released []events.Item
+	var again bool
+	err := postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if again, err = lockOrder(ctx, tx, e.OrderID); err != nil || again {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO stock_releases (order_id) VALUES ($1)`, e.OrderID); err != nil {
+			return fmt.Errorf("record release: %w", err)
+		}
+		if released, err = release(ctx, tx, e.OrderID); err != nil {
+			return err
+		}
+		return events.Publish(ctx, tx, events.StockReleased{OrderID: e.OrderID, Items: released})
+	})
+	if err != nil {
+		return err
+	}
+	if again {
+		logging.Note(ctx, "order_id", e.OrderID, "outcome", "already_released")
+	} else {
+		logging.Note(ctx, "order_id", e.OrderID, "outcome", "released", "items", len(released))
+	}
+	return nil
+}
+
+// release removes the reservations of the order and gives their units back,
+// and returns them (none when it holds nothing).
+func release(ctx context.Context, tx *sql.Tx, orderID string) ([]events.Item, error) {
+	rows, err := tx.QueryContext(ctx,
+		`SELECT sku, quantity FROM reservations WHERE order_id = $1 ORDER BY sku`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("read reservation: %w", err)
+	}
+	defer rows.Close()
+	items := []events.Item{}
+	for rows.Next() {
+		var it events.Item
+		if err := rows.Scan(&it.SKU, &it.Quantity); err != nil {
+			return nil, fmt.Errorf("read reservation: %w", err)
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read reservation: %w", err)
+	}
+	if len(items) == 0 {
+		return items, nil
+	}
+	skus := make([]string, len(items))
+	for i, it := range items {
+		skus[i] = it.SKU
+	}
+	// The stock rows in SKU order, as a reservation takes them, so that the
+	// two cannot deadlock.
+	if _, err := lockStock(ctx, tx, skus); err != nil {
+		return nil, err
+	}
+	_, err = tx.ExecContext(ctx, `
+		WITH r AS (
+			DELETE FROM reservations WHERE order_id = $1 RETURNING sku, quantity)
+		UPDATE stock
+		SET available = stock.available + r.quantity,
+		    reserved = stock.reserved - r.quantity,
+		    updated_at = now()
+		FROM r WHERE stock.sku = r.sku`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("release stock: %w", err)
+	}
+	return items, nil
+}
+
+// orderLock is the class of the advisory locks that make the placement and
+// the cancellation of one order take turns in the inventory (the order's
+// lock is this class and a hash of its id; a collision only makes two
+// orders wait for each other).
+const orderLock = 0x6f73_7404
+
+// lockOrder takes the order's lock for the rest of tx, before any stock
+// row, and reports whether the order's cancellation was handled already.
+// Without it, a cancellation that finds no reservation yet could commit
+// while the order's reservation is being made, and that reservation
+// would outlive it.
+func lockOrder(ctx context.Context, tx *sql.Tx, orderID string) (cancelled bool, err error) {
+	if _, ok := validate.UUID(orderID); !ok {
+		return false, fmt.Errorf("%w: order id %q", events.ErrMalformed, orderID)
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))`, orderLock, orderID); err != nil {
+		return false, fmt.Errorf("lock order: %w", err)
+	}
+	// A statement after the lock: it sees what the transaction that held
+	// the lock committed.
+	err = tx.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM stock_releases WHERE order_id = $1)`, orderID).Scan(&cancelled)
+	if err != nil {
+		return false, fmt.Errorf("read release: %w", err)
+	}
+	return cancelled, nil
+}

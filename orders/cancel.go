@@ -1,0 +1,130 @@
+package orders
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/logging"
+	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/validate"
+)
+
+// MaxCancelReasonLen is the longest a cancellation's reason can be, in
+// characters.
+const MaxCancelReasonLen = 200
+
+// ErrNotCancellable means the order was rejected: it holds nothing and
+// stays rejected.
+var ErrNotCancellable = errors.New("a rejected order cannot be cancelled")
+
+// Cancel moves a pending or confirmed order to cancelling, in the
+// transaction that writes its OrderCancelled event; the inventory gives back
+// what it holds, and OnStockReleased makes it cancelled. It returns the
+// order and whether this call cancelled it: an order cancelling or
+// cancelled already is returned as it is, a rejected one is
+// ErrNotCancellable, an unknown one ErrNotFound.
+//
+// With a non-empty idempotencyKey, the key is recorded with the request
+// (this order, this reason): the same key again returns the order, the same
+// key with another request is ErrIdempotencyConflict.
+func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string) (o Order, cancelled bool, err error) {
+	id, ok := validate.UUID(id)
+	if !ok {
+		return Order{}, false, ErrNotFound
+	}
+	if n := utf8.RuneCountInString(reason); n > MaxCancelReasonLen || !utf8.ValidString(reason) {
+		var errs validate.Errors
+		errs.Add("reason", "must be at most %d characters", MaxCancelReasonLen)
+		return Order{}, false, errs.Err()
+	}
+	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+		// The order's row first: a settlement or another cancel of it waits
+		// until this one commits.
+		var status string
+		err := tx.QueryRowContext(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, id).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock order: %w", err)
+		}
+		if idempotencyKey != "" {
+			if replay, err := claimKey(ctx, tx, idempotencyKey, cancelHash(id, reason), id); err != nil || replay != "" {
+				return err // a replay writes nothing
+			}
+		}
+		switch status {
+		case StatusRejected:
+			return ErrNotCancellable
+		case StatusCancelling, StatusCancelled:
+			return nil
+		}
+		var at sql.NullTime
+		err = tx.QueryRowContext(ctx, `
+			UPDATE orders SET status = 'cancelling', updated_at = clock_timestamp()
+			WHERE id = $1 RETURNING updated_at`, id).Scan(&at)
+		if err != nil {
+			return fmt.Errorf("cancel order: %w", err)
+		}
+		cancelled = true
+		// The event commits with the status or not at all.
+		return events.Publish(ctx, tx, events.OrderCancelled{OrderID: id, Reason: reason, CancelledAt: at.Time})
+	})
+	if err != nil {
+		return Order{}, false, fmt.Errorf("cancel order %s: %w", id, err)
+	}
+	if cancelled {
+		logging.Note(ctx, "order_id", id, "outcome", "cancelling")
+	} else {
+		logging.Note(ctx, "order_id", id, "outcome", "unchanged")
+	}
+	o, err = s.Get(ctx, id)
+	return o, cancelled, err
+}
+
+// cancelHash identifies a cancel request for its Idempotency-Key, apart
+// from any request that places an order.
+func cancelHash(id, reason string) []byte {
+	h := sha256.Sum256([]byte("cancel\x00" + id + "\x00" + reason))
+	return h[:]
+}
+
+// OnStockReleased makes the cancelling order cancelled: the inventory holds
+// nothing for it any more. An order cancelled already stays as it is.
+func (s *Service) OnStockReleased(ctx context.Context, e events.StockReleased) error {
+	id, ok := validate.UUID(e.OrderID)
+	if !ok {
+		return fmt.Errorf("%w: order id %q", events.ErrMalformed, e.OrderID)
+	}
+	return postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+		var status string
+		var changed bool
+		err := tx.QueryRowContext(ctx, `
+			WITH upd AS (
+				UPDATE orders
+				SET status = 'cancelled', cancelled_at = clock_timestamp(), updated_at = clock_timestamp()
+				WHERE id = $1 AND status = 'cancelling'
+				RETURNING status)
+			SELECT status, true FROM upd
+			UNION ALL
+			SELECT status, false FROM orders WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM upd)`,
+			id).Scan(&status, &changed)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: release of order %s: %w", events.ErrMalformed, id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("mark order %s cancelled: %w", id, err)
+		}
+		if !changed {
+			logging.Note(ctx, "order_id", id, "outcome", "already_"+status)
+			return nil
+		}
+		logging.Note(ctx, "order_id", id, "outcome", StatusCancelled)
+		return nil
+	})
+}
