@@ -124,6 +124,7 @@ func (c client) waitHealthy() {
 
 type order struct {
 	ID, Status, Reason string
+	CancelledAt        string `json:"cancelled_at"`
 }
 
 func (c client) place(body string) order {
@@ -138,15 +139,27 @@ func (c client) place(body string) order {
 // settled polls the order until it leaves pending.
 func (c client) settled(id string) order {
 	c.t.Helper()
+	return c.poll(id, "settled", func(o order) bool { return o.Status != "pending" })
+}
+
+// cancelled polls the order until it is cancelled.
+func (c client) cancelled(id string) order {
+	c.t.Helper()
+	return c.poll(id, "cancelled", func(o order) bool { return o.Status == "cancelled" })
+}
+
+// poll gets the order until done says it is what the test waits for.
+func (c client) poll(id, what string, done func(order) bool) order {
+	c.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var o order
 		c.do("GET", "/orders/"+id, "", &o)
-		if o.Status != "pending" {
+		if done(o) {
 			return o
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("order %s still pending", id)
+			c.t.Fatalf("order %s is %s, want it %s", id, o.Status, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -181,6 +194,31 @@ func flow(t *testing.T, c client) {
 	c.do("GET", "/inventory/"+sku, "", &st)
 	if st.Available != 1 || st.Reserved != 2 {
 		t.Errorf("stock = %+v, want 1 available and 2 reserved", st)
+	}
+
+	// Cancelled once confirmed, and while pending: each ends cancelled,
+	// and the stock is all available again.
+	pending := c.place(item(sku, 1))
+	for _, o := range []order{a, pending} {
+		var got order
+		if code := c.do("POST", "/orders/"+o.ID+"/cancel", `{"reason":"changed my mind"}`, &got); code != http.StatusAccepted || got.Status != "cancelling" {
+			t.Errorf("POST /orders/%s/cancel = %d %+v, want 202 cancelling", o.ID, code, got)
+		}
+	}
+	for _, o := range []order{a, pending} {
+		if got := c.cancelled(o.ID); got.CancelledAt == "" {
+			t.Errorf("cancelled order %+v has no cancelled_at", got)
+		}
+		if code := c.do("POST", "/orders/"+o.ID+"/cancel", "", nil); code != http.StatusOK {
+			t.Errorf("POST /orders/%s/cancel again = %d, want 200", o.ID, code)
+		}
+	}
+	c.do("GET", "/inventory/"+sku, "", &st)
+	if st.Available != 3 || st.Reserved != 0 {
+		t.Errorf("stock after the cancellations = %+v, want 3 available and none reserved", st)
+	}
+	if code := c.do("POST", "/orders/"+b.ID+"/cancel", "", nil); code != http.StatusConflict {
+		t.Errorf("POST /orders/{rejected}/cancel = %d, want 409", code)
 	}
 }
 

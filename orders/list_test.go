@@ -241,7 +241,7 @@ func TestService_List(t *testing.T) {
 		}{
 			{orders.ListRequest{Limit: 0}, []string{"limit"}},
 			{orders.ListRequest{Limit: orders.MaxListLimit + 1}, []string{"limit"}},
-			{orders.ListRequest{Limit: 1, Status: "cancelled"}, []string{"status"}},
+			{orders.ListRequest{Limit: 1, Status: "shipped"}, []string{"status"}},
 			{orders.ListRequest{Limit: 1, Status: "Pending"}, []string{"status"}},
 			{orders.ListRequest{Limit: 1, CustomerID: strings.Repeat("é", orders.MaxCustomerIDLen+1)}, []string{"customer_id"}},
 			{orders.ListRequest{Limit: 1, CustomerID: "a\x00b"}, []string{"customer_id"}},

@@ -287,3 +287,64 @@ func TestMessages_settle(t *testing.T) {
 		t.Errorf("order %s is %s (%s), want rejected for unknown_sku", o.ID, o.Status, o.Reason)
 	}
 }
+
+// TestMessages_cancel: an OrderCancelled delivered three times releases
+// once and announces it once, whether it arrives after its OrderPlaced or
+// before it; a StockReleased delivered three times makes the order
+// cancelled once.
+func TestMessages_cancel(t *testing.T) {
+	t.Parallel()
+	w := startWorker(t)
+	sku := testenv.Unique("SKU")
+	if _, err := w.inventory.Set(w.ctx, sku, 5); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(stream string, e events.Event) {
+		t.Helper()
+		msg, err := events.NewMessage(w.ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			w.publish(stream, msg.Copy()) // same UUID each time
+		}
+	}
+	o, _, err := w.orders.Place(w.ctx, orders.PlaceRequest{CustomerID: "c", Items: []events.Item{{SKU: sku, Quantity: 2}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	overtaken := uuid.NewString() // its cancel comes first
+	publish(events.StreamOrdersPlaced, events.OrderPlaced{OrderID: o.ID, Items: o.Items})
+	publish(events.StreamOrdersPlaced, events.OrderCancelled{OrderID: o.ID})
+	publish(events.StreamOrdersPlaced, events.OrderCancelled{OrderID: overtaken})
+	publish(events.StreamOrdersPlaced, events.OrderPlaced{OrderID: overtaken, Items: []events.Item{{SKU: sku, Quantity: 1}}})
+	w.drained(events.StreamOrdersPlaced, "inventory")
+
+	if st, _ := w.inventory.Get(w.ctx, sku); st.Available != 5 || st.Reserved != 0 {
+		t.Errorf("stock = %+v, want all 5 available again", st)
+	}
+	released := func(id string) int {
+		n := 0
+		for _, e := range testenv.OutboxEvents(t, w.db, "order_id", id) {
+			if e.Metadata[events.MetadataEventType] == "StockReleased" {
+				n++
+			}
+		}
+		return n
+	}
+	if a, b := released(o.ID), released(overtaken); a != 1 || b != 1 {
+		t.Errorf("StockReleased events: %d and %d, want one each", a, b)
+	}
+
+	if _, _, err := w.orders.Cancel(w.ctx, o.ID, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	publish(events.StreamReservations, events.StockReleased{OrderID: o.ID, Items: o.Items})
+	w.drained(events.StreamReservations, "orders")
+	if got, _ := w.orders.Get(w.ctx, o.ID); got.Status != orders.StatusCancelled {
+		t.Errorf("order is %s, want cancelled", got.Status)
+	}
+	if n := w.deadLetters(); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+}

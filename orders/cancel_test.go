@@ -1,0 +1,229 @@
+package orders_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/validate"
+)
+
+// placed places an order, moved to status by the inventory's answer
+// ("" leaves it pending).
+func placed(t *testing.T, s *orders.Service, ctx context.Context, status string) orders.Order {
+	t.Helper()
+	o, _, err := s.Place(ctx, request("c-cancel"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch status {
+	case orders.StatusConfirmed:
+		err = s.OnStockReserved(ctx, events.StockReserved{OrderID: o.ID, Items: o.Items})
+	case orders.StatusRejected:
+		err = s.OnStockRejected(ctx, events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonInsufficientStock})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// cancelEvents returns the OrderCancelled events the outbox holds for id.
+func cancelEvents(t *testing.T, id string) []events.OrderCancelled {
+	t.Helper()
+	var out []events.OrderCancelled
+	for _, e := range testenv.OutboxEvents(t, testenv.DB(t), "order_id", id) {
+		if e.Metadata[events.MetadataEventType] == "OrderCancelled" {
+			var c events.OrderCancelled
+			testenv.DecodePayload(t, e, &c)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestService_Cancel(t *testing.T) {
+	t.Parallel()
+
+	for _, status := range []string{"", orders.StatusConfirmed} {
+		name := "a_" + status + "_order"
+		if status == "" {
+			name = "a_pending_order"
+		}
+		t.Run(name+"_becomes_cancelling_with_its_event", func(t *testing.T) {
+			t.Parallel()
+			s, ctx := newService(t)
+			o := placed(t, s, ctx, status)
+			got, cancelled, err := s.Cancel(ctx, o.ID, "changed my mind", "")
+			if err != nil || !cancelled || got.Status != orders.StatusCancelling || !got.CancelledAt.IsZero() {
+				t.Fatalf("Cancel() = %+v, %v, %v; want it cancelling", got, cancelled, err)
+			}
+			evs := cancelEvents(t, o.ID)
+			if len(evs) != 1 || evs[0].Reason != "changed my mind" || evs[0].CancelledAt.IsZero() {
+				t.Fatalf("OrderCancelled events = %+v, want one with the reason and time", evs)
+			}
+
+			// The inventory's answer makes it cancelled, once.
+			for range 2 {
+				if err := s.OnStockReleased(ctx, events.StockReleased{OrderID: o.ID}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, _ = s.Get(ctx, o.ID)
+			if got.Status != orders.StatusCancelled || got.CancelledAt.IsZero() {
+				t.Errorf("after StockReleased: %+v, want cancelled with cancelled_at", got)
+			}
+			// Cancelled already: unchanged, no second event.
+			again, cancelled, err := s.Cancel(ctx, o.ID, "", "")
+			if err != nil || cancelled || again.Status != orders.StatusCancelled || !again.CancelledAt.Equal(got.CancelledAt) {
+				t.Errorf("Cancel() again = %+v, %v, %v; want the cancelled order unchanged", again, cancelled, err)
+			}
+			if n := len(cancelEvents(t, o.ID)); n != 1 {
+				t.Errorf("%d OrderCancelled events, want 1", n)
+			}
+		})
+	}
+
+	t.Run("a_cancelling_order_is_left_as_it_is", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newService(t)
+		o := placed(t, s, ctx, "")
+		if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
+			t.Fatal(err)
+		}
+		got, cancelled, err := s.Cancel(ctx, o.ID, "other", "")
+		if err != nil || cancelled || got.Status != orders.StatusCancelling {
+			t.Errorf("Cancel() of a cancelling order = %+v, %v, %v; want it unchanged", got, cancelled, err)
+		}
+		if n := len(cancelEvents(t, o.ID)); n != 1 {
+			t.Errorf("%d OrderCancelled events, want 1", n)
+		}
+	})
+
+	t.Run("a_rejected_order_cannot_be_cancelled", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newService(t)
+		o := placed(t, s, ctx, orders.StatusRejected)
+		if _, _, err := s.Cancel(ctx, o.ID, "", ""); !errors.Is(err, orders.ErrNotCancellable) {
+			t.Errorf("Cancel() of a rejected order = %v, want ErrNotCancellable", err)
+		}
+		if got, _ := s.Get(ctx, o.ID); got.Status != orders.StatusRejected || len(cancelEvents(t, o.ID)) != 0 {
+			t.Errorf("after the refused cancel: %s, want rejected and no OrderCancelled", got.Status)
+		}
+	})
+
+	t.Run("an_unknown_order_is_not_found", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newService(t)
+		for _, id := range []string{uuid.NewString(), "not-a-uuid", ""} {
+			if _, _, err := s.Cancel(ctx, id, "", ""); !errors.Is(err, orders.ErrNotFound) {
+				t.Errorf("Cancel(%q) = %v, want ErrNotFound", id, err)
+			}
+		}
+	})
+
+	t.Run("refuses_a_reason_too_long", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newService(t)
+		o := placed(t, s, ctx, "")
+		var errs validate.Errors
+		if _, _, err := s.Cancel(ctx, o.ID, strings.Repeat("é", orders.MaxCancelReasonLen+1), ""); !errors.As(err, &errs) {
+			t.Errorf("Cancel() = %v, want validate.Errors", err)
+		}
+		if _, _, err := s.Cancel(ctx, o.ID, strings.Repeat("é", orders.MaxCancelReasonLen), ""); err != nil {
+			t.Errorf("Cancel() with a reason of the longest length = %v", err)
+		}
+	})
+
+	t.Run("a_settlement_after_the_cancel_changes_nothing", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newService(t)
+		for _, answer := range []string{orders.StatusConfirmed, orders.StatusRejected} {
+			o := placed(t, s, ctx, "")
+			if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if answer == orders.StatusConfirmed {
+				err = s.OnStockReserved(ctx, events.StockReserved{OrderID: o.ID, Items: o.Items})
+			} else {
+				err = s.OnStockRejected(ctx, events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonUnknownSKU})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := s.Get(ctx, o.ID); got.Status != orders.StatusCancelling {
+				t.Errorf("a %s answer after the cancel made it %s, want it still cancelling", answer, got.Status)
+			}
+		}
+	})
+
+	t.Run("an_idempotency_key_replays_and_refuses_another_request", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newService(t)
+		o, other := placed(t, s, ctx, ""), placed(t, s, ctx, "")
+		key := testenv.Unique("cancel-key")
+		if _, cancelled, err := s.Cancel(ctx, o.ID, "r", key); err != nil || !cancelled {
+			t.Fatalf("Cancel() = %v, %v", cancelled, err)
+		}
+		if got, cancelled, err := s.Cancel(ctx, o.ID, "r", key); err != nil || cancelled || got.ID != o.ID {
+			t.Errorf("replay = %+v, %v, %v; want the order, not cancelled again", got, cancelled, err)
+		}
+		for _, c := range []struct{ id, reason string }{{o.ID, "another reason"}, {other.ID, "r"}} {
+			if _, _, err := s.Cancel(ctx, c.id, c.reason, key); !errors.Is(err, orders.ErrIdempotencyConflict) {
+				t.Errorf("Cancel(%s, %q) with the key = %v, want ErrIdempotencyConflict", c.id, c.reason, err)
+			}
+		}
+		if _, _, err := s.Place(ctx, request("c-1"), key); !errors.Is(err, orders.ErrIdempotencyConflict) {
+			t.Errorf("Place() with a cancel's key = %v, want ErrIdempotencyConflict", err)
+		}
+		if got, _ := s.Get(ctx, other.ID); got.Status != orders.StatusPending {
+			t.Errorf("the other order is %s, want pending", got.Status)
+		}
+	})
+
+	t.Run("concurrent_cancels_write_one_event", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newService(t)
+		o := placed(t, s, ctx, "")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		cancelledBy := 0
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, cancelled, err := s.Cancel(ctx, o.ID, "", "")
+				if err != nil {
+					t.Error(err)
+				}
+				if cancelled {
+					mu.Lock()
+					cancelledBy++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if n := len(cancelEvents(t, o.ID)); cancelledBy != 1 || n != 1 {
+			t.Errorf("%d calls cancelled, %d OrderCancelled events; want 1 and 1", cancelledBy, n)
+		}
+	})
+}
+
+func TestService_OnStockReleased_refusesWhatNamesNoOrder(t *testing.T) {
+	t.Parallel()
+	s, ctx := newService(t)
+	for _, id := range []string{"not-a-uuid", uuid.NewString()} {
+		if err := s.OnStockReleased(ctx, events.StockReleased{OrderID: id}); !errors.Is(err, events.ErrMalformed) {
+			t.Errorf("OnStockReleased(%q) = %v, want ErrMalformed", id, err)
+		}
+	}
+}
