@@ -38,6 +38,8 @@ type orderView struct {
 	Status string `json:"status"`
 	Reason string `json:"reason"`
 	Items  []item `json:"items"`
+	// CancelledAt is set once the order is cancelled.
+	CancelledAt string `json:"cancelled_at"`
 }
 
 // stockView is the answer of /inventory/{sku}.
@@ -84,7 +86,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, header http.Hea
 		return resp.StatusCode, fmt.Errorf("read answer: %w", err)
 	}
 	switch code := resp.StatusCode; {
-	case code == http.StatusOK || code == http.StatusCreated:
+	case code == http.StatusOK || code == http.StatusCreated || code == http.StatusAccepted:
 		if out != nil {
 			if err := json.Unmarshal(raw, out); err != nil {
 				return code, fmt.Errorf("%w: decode %d answer of %s %s: %v", errPermanent, code, method, path, err)

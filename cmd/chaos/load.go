@@ -27,11 +27,13 @@ type load struct {
 	replays  atomic.Int64
 	mu       sync.Mutex
 	ids      []string // order id per plan index; "" when never accepted
+	cancels  []int    // the answer to the cancel per plan index; 0 when not cancelled
 	problems []string
 }
 
 func newLoad(client *apiClient, p plan, timeout time.Duration, logger *slog.Logger) *load {
-	return &load{client: client, plan: p, timeout: timeout, logger: logger, ids: make([]string, len(p.orders))}
+	return &load{client: client, plan: p, timeout: timeout, logger: logger,
+		ids: make([]string, len(p.orders)), cancels: make([]int, len(p.orders))}
 }
 
 // progress is the share of the orders of the run under way that are
@@ -91,6 +93,12 @@ func (l *load) run(ctx context.Context, idx indices, clients int, rate float64, 
 
 func (l *load) place(ctx context.Context, i int, rng *rand.Rand) {
 	defer l.done.Add(1)
+	var cancelID string // the accepted order, to cancel once l.mu is let go
+	defer func() {
+		if cancelID != "" {
+			l.cancel(ctx, i, cancelID, rng)
+		}
+	}()
 	spec := l.plan.orders[i]
 	header := http.Header{"Idempotency-Key": {spec.Key}}
 	var got orderView
@@ -127,6 +135,45 @@ func (l *load) place(ctx context.Context, i int, rng *rand.Rand) {
 	}
 	if err == nil {
 		l.ids[i] = got.ID
+		if spec.cancel {
+			cancelID = got.ID
+		}
+	}
+}
+
+// cancelKeySuffix makes the Idempotency-Key of an order's cancel from the
+// order's.
+const cancelKeySuffix = "-cancel"
+
+// cancel cancels the order at i, with an Idempotency-Key of its own, retried
+// like a placement. The api answers 202 (cancelling), or 200 for a retry
+// whose first attempt cancelled it, or 409 when the order was rejected
+// first.
+func (l *load) cancel(ctx context.Context, i int, id string, rng *rand.Rand) {
+	header := http.Header{"Idempotency-Key": {l.plan.orders[i].Key + cancelKeySuffix}}
+	var got orderView
+	var code int
+	failed, err := retry(ctx, l.timeout, rng.Float64, func(ctx context.Context) error {
+		var err error
+		code, err = l.client.do(ctx, http.MethodPost, "/orders/"+id+"/cancel", header, nil, &got)
+		if code == http.StatusConflict {
+			return nil
+		}
+		return err
+	})
+	l.retries.Add(int64(failed))
+	if ctx.Err() != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case err != nil:
+		l.problems = append(l.problems, fmt.Sprintf("cancel of order %s not accepted: %v", id, err))
+	case code != http.StatusConflict && got.Status != "cancelling" && got.Status != "cancelled":
+		l.problems = append(l.problems, fmt.Sprintf("cancel of order %s: %d answer with status %q", id, code, got.Status))
+	default:
+		l.cancels[i] = code
 	}
 }
 

@@ -12,6 +12,9 @@ const (
 	// Every unknownEvery-th order names a SKU without stock, which must be
 	// rejected with unknown_sku.
 	unknownEvery = 50
+	// Every cancelEvery-th order is cancelled as soon as the api accepts
+	// it, racing its own OrderPlaced through the pipeline.
+	cancelEvery = 8
 )
 
 // item is one line of an order, as the API takes it.
@@ -27,6 +30,7 @@ type orderSpec struct {
 	CustomerID string `json:"customer_id"`
 	Items      []item `json:"items"`
 	unknownSKU bool
+	cancel     bool   // cancelled once accepted
 	scenario   string // the scenario that places it
 }
 
@@ -99,6 +103,7 @@ func (p *plan) addRandomOrders(rng *rand.Rand, n int) indices {
 			o.Items[rng.IntN(len(o.Items))].SKU = fmt.Sprintf("CHAOS-UNKNOWN-%d", rng.IntN(3))
 			o.unknownSKU = true
 		}
+		o.cancel = i%cancelEvery == cancelEvery/2+1
 		for _, it := range o.Items {
 			if !o.unknownSKU {
 				demand[it.SKU] += it.Quantity

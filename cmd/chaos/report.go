@@ -16,6 +16,7 @@ type report struct {
 	seed                         uint64
 	orders, accepted             int
 	confirmed, rejected, pending int
+	cancelled, overtaken         int    // overtaken: cancels handled before their placement
 	faults                       string // the count of each kind of fault, as faults.String
 	scenarios                    []scenarioResult
 	checks                       int // violations of the checks over every order
@@ -52,10 +53,10 @@ func (r *report) print(w io.Writer) {
 		scen = append(scen, fmt.Sprintf("%s:%s(%s)", s.name, verdict(s.violations), s.took.Round(time.Second)))
 	}
 	scen = append(scen, "checks:"+verdict(r.checks))
-	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d pending=%d %s scenarios=%s "+
+	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d cancelled=%d cancels_first=%d pending=%d %s scenarios=%s "+
 		"retries=%d replays=%d process_starts=%d self_exits=%d redeliveries=%d deadletters=%d "+
 		"proxies_replaced=%d settled_after_faults=%s settle_bound=%s settle_wait=%s duration=%s seed=%d\n",
-		verdict(len(r.violations)), r.orders, r.confirmed, r.rejected, r.pending, r.faults, strings.Join(scen, ","),
+		verdict(len(r.violations)), r.orders, r.confirmed, r.rejected, r.cancelled, r.overtaken, r.pending, r.faults, strings.Join(scen, ","),
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
 		r.proxiesReplaced, settled(r.settle.took), settled(r.settle.bound),
 		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.seed)

@@ -115,8 +115,9 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	if err != nil {
 		return err
 	}
-	t := checkDatabase(s, h.plan, h.load.ids, h.found)
-	rep.confirmed, rep.rejected, rep.pending = t.confirmed, t.rejected, t.pending
+	t := checkDatabase(s, h.plan, h.load.ids, h.load.cancels, h.found)
+	rep.confirmed, rep.rejected, rep.cancelled, rep.pending = t.confirmed, t.rejected, t.cancelled, t.pending
+	rep.overtaken = t.overtaken
 	checkAPI(ctx, h.client, s, h.plan, h.load.ids, opts.apiSample, rand.New(rand.NewPCG(opts.seed, 3)), h.found)
 	// A server that went away without the harness asking makes the run
 	// say nothing about the application.

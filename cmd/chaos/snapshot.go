@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/lib/pq"
 )
@@ -20,12 +21,13 @@ type dbStock struct{ available, reserved int }
 // snapshot is everything the checks read from the database, read in one
 // repeatable-read transaction so that the tables agree with each other.
 type snapshot struct {
-	keys         map[string]string   // Idempotency-Key → order id
+	keys         map[string]string   // Idempotency-Key → order id, of the placements
+	cancelKeys   map[string]string   // Idempotency-Key → order id, of the cancels
 	orders       map[string]*dbOrder // by order id
 	stock        map[string]dbStock  // by SKU
 	reservations map[string][]item   // by order id
 	inbox        map[string]int      // rows per handler
-	outboxRows   int
+	outbox       map[string]int      // events per event type
 }
 
 func readSnapshot(ctx context.Context, db *sql.DB) (*snapshot, error) {
@@ -36,10 +38,12 @@ func readSnapshot(ctx context.Context, db *sql.DB) (*snapshot, error) {
 	defer tx.Rollback() //nolint:errcheck // read-only
 	s := &snapshot{
 		keys:         map[string]string{},
+		cancelKeys:   map[string]string{},
 		orders:       map[string]*dbOrder{},
 		stock:        map[string]dbStock{},
 		reservations: map[string][]item{},
 		inbox:        map[string]int{},
+		outbox:       map[string]int{},
 	}
 	reads := []struct {
 		what  string
@@ -49,7 +53,11 @@ func readSnapshot(ctx context.Context, db *sql.DB) (*snapshot, error) {
 		{"idempotency keys", `SELECT key, order_id::text FROM idempotency_keys`, func(scan func(...any) error) error {
 			var k, id string
 			err := scan(&k, &id)
-			s.keys[k] = id
+			if strings.HasSuffix(k, cancelKeySuffix) {
+				s.cancelKeys[k] = id
+			} else {
+				s.keys[k] = id
+			}
 			return err
 		}},
 		{"orders", `SELECT id::text, status, coalesce(reason, '') FROM orders`, func(scan func(...any) error) error {
@@ -93,9 +101,15 @@ func readSnapshot(ctx context.Context, db *sql.DB) (*snapshot, error) {
 			s.inbox[h] = n
 			return err
 		}},
-		{"outbox", `SELECT count(*) FROM watermill_outbox`, func(scan func(...any) error) error {
-			return scan(&s.outboxRows)
-		}},
+		// The forwarder's envelope holds each event's own metadata.
+		{"outbox", `SELECT coalesce(payload::jsonb->'metadata'->>'event_type', ''), count(*) FROM watermill_outbox GROUP BY 1`,
+			func(scan func(...any) error) error {
+				var typ string
+				var n int
+				err := scan(&typ, &n)
+				s.outbox[typ] = n
+				return err
+			}},
 	}
 	for _, r := range reads {
 		if err := queryRows(ctx, tx, r.query, r.row); err != nil {
@@ -120,10 +134,10 @@ func queryRows(ctx context.Context, tx *sql.Tx, query string, row func(scan func
 }
 
 // countPending is how many of the orders ids (nil: of all orders) are
-// still pending.
+// still pending or cancelling: not settled.
 func countPending(ctx context.Context, db *sql.DB, ids []string) (int, error) {
 	var n int
-	q, args := `SELECT count(*) FROM orders WHERE status = 'pending'`, []any{}
+	q, args := `SELECT count(*) FROM orders WHERE status IN ('pending', 'cancelling')`, []any{}
 	if ids != nil {
 		q, args = q+` AND id::text = ANY($1)`, []any{pq.Array(ids)}
 	}

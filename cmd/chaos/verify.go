@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 )
@@ -70,32 +71,58 @@ func (f *findings) lines() []string {
 }
 
 // tally counts the orders by outcome.
-type tally struct{ confirmed, rejected, pending int }
+type tally struct {
+	confirmed, rejected, cancelled, pending int
+	overtaken                               int // cancellations the inventory handled before the placement
+}
 
 // checkDatabase checks the snapshot against what the harness sent and what
-// the api answered (ids: the order id per plan index, "" if never accepted).
-func checkDatabase(s *snapshot, p plan, ids []string, f *findings) tally {
-	checkKeys(s, p, ids, f)
-	t := checkStatuses(s, p, ids, f)
+// the api answered (ids: the order id per plan index, "" if never accepted;
+// cancels: the cancel's answer per plan index, 0 if not cancelled).
+func checkDatabase(s *snapshot, p plan, ids []string, cancels []int, f *findings) tally {
+	checkKeys(s, p, ids, cancels, f)
+	t := checkStatuses(s, p, ids, cancels, f)
 	checkStock(s, p, f)
 	checkReservations(s, f)
-	// One OrderPlaced per order, and one StockReserved or StockRejected per
-	// order: each handler's inbox holds exactly one row per order, and the
-	// outbox two events per order, however often anything was delivered.
-	for _, h := range []string{"inventory.reserve_stock", "orders.settle"} {
-		if s.inbox[h] != len(s.orders) {
-			f.add("inbox", "inbox of %s holds %d messages for %d orders", h, s.inbox[h], len(s.orders))
+	t.overtaken = checkEvents(s, t, f)
+	return t
+}
+
+// checkEvents: one OrderPlaced per order and one OrderCancelled per
+// cancelled order; one StockReserved or StockRejected per order whose
+// placement the inventory handled before its cancellation, and one
+// StockReleased per cancelled order; each handler's inbox holds one row per
+// event it handled, however often anything was delivered.
+// It returns how many placements the inventory handled after their
+// cancellation.
+func checkEvents(s *snapshot, t tally, f *findings) (overtaken int) {
+	orders := len(s.orders)
+	want := map[string]int{"OrderPlaced": orders, "OrderCancelled": t.cancelled, "StockReleased": t.cancelled}
+	for typ, n := range want {
+		if s.outbox[typ] != n {
+			f.add("outbox", "outbox holds %d %s events, want %d", s.outbox[typ], typ, n)
 		}
 	}
-	if s.outboxRows != 2*len(s.orders) {
-		f.add("outbox", "outbox holds %d events for %d orders, want %d", s.outboxRows, len(s.orders), 2*len(s.orders))
+	// A placement handled after its cancellation announces nothing.
+	decided := s.outbox["StockReserved"] + s.outbox["StockRejected"]
+	if overtaken = orders - decided; overtaken < 0 || overtaken > t.cancelled {
+		f.add("outbox", "outbox holds %d StockReserved and StockRejected events for %d orders, %d of them cancelled",
+			decided, orders, t.cancelled)
 	}
-	return t
+	if n := s.inbox["inventory.reserve_stock"]; n != orders+t.cancelled {
+		f.add("inbox", "inbox of inventory.reserve_stock holds %d messages for %d OrderPlaced and %d OrderCancelled",
+			n, orders, t.cancelled)
+	}
+	if n := s.inbox["orders.settle"]; n != decided+t.cancelled {
+		f.add("inbox", "inbox of orders.settle holds %d messages for %d StockReserved/StockRejected and %d StockReleased",
+			n, decided, t.cancelled)
+	}
+	return overtaken
 }
 
 // checkKeys: every accepted key names exactly the order the api answered,
 // with the items sent, and every order belongs to exactly one key.
-func checkKeys(s *snapshot, p plan, ids []string, f *findings) {
+func checkKeys(s *snapshot, p plan, ids []string, cancels []int, f *findings) {
 	accepted := 0
 	planned := make(map[string]bool, len(p.orders))
 	refs := make(map[string]int, len(s.orders))
@@ -127,6 +154,15 @@ func checkKeys(s *snapshot, p plan, ids []string, f *findings) {
 			f.add("items", "order %s (key %s) holds %s, sent %s", id, spec.Key, itemsString(o.items), itemsString(spec.Items))
 		}
 	}
+	for i, spec := range p.orders {
+		id, stored := s.cancelKeys[spec.Key+cancelKeySuffix]
+		switch accepted := cancels[i] != 0 && cancels[i] != http.StatusConflict; {
+		case accepted && id != ids[i]:
+			f.add("cancel key", "the cancel of order %s (key %s) was accepted; its key names %q", ids[i], spec.Key, id)
+		case !accepted && stored:
+			f.add("cancel key", "the cancel of order %s (key %s) was not accepted, yet its key is stored", ids[i], spec.Key)
+		}
+	}
 	for k := range s.keys {
 		if !planned[k] {
 			f.add("stray key", "the database holds idempotency key %q that the harness never sent", k)
@@ -142,19 +178,23 @@ func checkKeys(s *snapshot, p plan, ids []string, f *findings) {
 	}
 }
 
-// checkStatuses: nothing pending, rejected exactly when a reason is set,
-// unknown_sku exactly for the orders naming a SKU without stock, and an
-// insufficient_stock rejection only where stock really ran short.
-func checkStatuses(s *snapshot, p plan, ids []string, f *findings) tally {
+// checkStatuses: nothing pending or cancelling, rejected exactly when a
+// reason is set, cancelled exactly the orders the harness cancelled (but
+// for those rejected first), unknown_sku exactly for the orders naming a
+// SKU without stock, and an insufficient_stock rejection only where stock
+// really ran short.
+func checkStatuses(s *snapshot, p plan, ids []string, cancels []int, f *findings) tally {
 	var t tally
 	for _, o := range s.orders {
 		switch o.status {
-		case "pending":
+		case "pending", "cancelling":
 			t.pending++
 		case "confirmed":
 			t.confirmed++
 		case "rejected":
 			t.rejected++
+		case "cancelled":
+			t.cancelled++
 		default:
 			f.add("status", "an order has status %q", o.status)
 		}
@@ -163,22 +203,39 @@ func checkStatuses(s *snapshot, p plan, ids []string, f *findings) tally {
 		}
 	}
 	if t.pending > 0 {
-		f.add("pending", "%d orders are still pending", t.pending)
+		f.add("pending", "%d orders are still pending or cancelling", t.pending)
+	}
+	// The most a cancellation can have given back of each SKU.
+	releasable := map[string]int{}
+	for i, spec := range p.orders {
+		if cancels[i] != 0 {
+			for _, it := range spec.Items {
+				releasable[it.SKU] += it.Quantity
+			}
+		}
 	}
 	for i, spec := range p.orders {
 		o, ok := s.orders[ids[i]]
-		if !ok || o.status == "pending" {
+		if !ok || o.status == "pending" || o.status == "cancelling" {
 			continue
 		}
-		if spec.unknownSKU != (o.reason == "unknown_sku") {
+		switch cancelled := o.status == "cancelled"; {
+		case cancels[i] == 0 && cancelled:
+			f.add("cancel", "order %s is cancelled, which the harness never asked", ids[i])
+		case cancels[i] == http.StatusConflict && o.status != "rejected":
+			f.add("cancel", "order %s: its cancel was refused as of a rejected order, yet it is %s", ids[i], o.status)
+		case cancels[i] != 0 && cancels[i] != http.StatusConflict && !cancelled:
+			f.add("cancel", "order %s: cancelled (%d), yet it is %s", ids[i], cancels[i], o.status)
+		}
+		if !spec.unknownSKU && o.reason == "unknown_sku" || spec.unknownSKU && o.status != "cancelled" && o.reason != "unknown_sku" {
 			f.add("unknown sku", "order %s (%s) is %s %s", ids[i], itemsString(spec.Items), o.status, o.reason)
 		}
-		// No stock is added during the run and none is released, so
-		// available only falls: a SKU short when the order was decided is
-		// still short now.
+		// No stock is added during the run; only cancellations give some
+		// back. A SKU short when the order was decided is still short now,
+		// but for what cancellations may have given back since.
 		if o.reason == "insufficient_stock" && !slices.ContainsFunc(spec.Items, func(it item) bool {
 			st, ok := s.stock[it.SKU]
-			return ok && st.available < it.Quantity
+			return ok && st.available-releasable[it.SKU] < it.Quantity
 		}) {
 			f.add("wrong rejection", "order %s (%s) was rejected for insufficient_stock, yet every SKU still has enough", ids[i], itemsString(spec.Items))
 		}

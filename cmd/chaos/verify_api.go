@@ -32,6 +32,8 @@ func checkAPI(ctx context.Context, c *apiClient, s *snapshot, p plan, ids []stri
 			f.add("api order", "GET /orders/%s shows items %s, sent %s", id, itemsString(got.Items), itemsString(spec.Items))
 		case ok && (got.Status != o.status || got.Reason != o.reason):
 			f.add("api order", "GET /orders/%s shows %s %q, the database %s %q", id, got.Status, got.Reason, o.status, o.reason)
+		case (got.Status == "cancelled") != (got.CancelledAt != ""):
+			f.add("api order", "GET /orders/%s shows %s with cancelled_at %q", id, got.Status, got.CancelledAt)
 		}
 	}
 	for _, sku := range p.skus {
