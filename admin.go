@@ -16,7 +16,9 @@ import (
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/migrations"
+	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -94,11 +96,11 @@ type outboxStatusJSON struct {
 		OffsetAcked      int64   `json:"offset_acked"` // within that transaction
 		Misalignment     *string `json:"misalignment"` // null unless the outbox was copied from another cluster
 	} `json:"outbox"`
-	Streams []events.StreamStatus `json:"streams"`
+	Streams []redisstreams.StreamStatus `json:"streams"`
 }
 
 func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) error {
-	outbox, err := events.Outbox(ctx, a.db)
+	outbox, err := outbox.Outbox(ctx, a.db)
 	if err != nil {
 		return err
 	}
@@ -120,7 +122,7 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) e
 		doc.Streams = streams
 		for i := range doc.Streams {
 			if doc.Streams[i].Groups == nil {
-				doc.Streams[i].Groups = []events.GroupStatus{}
+				doc.Streams[i].Groups = []redisstreams.GroupStatus{}
 			}
 		}
 		return writeJSON(stdout, doc)
@@ -150,9 +152,9 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) e
 }
 
 // realignOutbox makes an outbox copied from another cluster readable by the
-// forwarder again (events.RealignOutbox).
+// forwarder again (outbox.RealignOutbox).
 func (a *app) realignOutbox(ctx context.Context, stdout io.Writer) error {
-	r, err := events.RealignOutbox(ctx, a.db)
+	r, err := outbox.RealignOutbox(ctx, a.db)
 	if err != nil {
 		return err
 	}

@@ -13,12 +13,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/parked"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -28,7 +29,7 @@ type app struct {
 	logger    *slog.Logger
 	db        *sql.DB
 	rdb       *redis.Client
-	streams   events.Streams
+	streams   redisstreams.Config
 	metrics   *metrics.Metrics
 	tracer    trace.TracerProvider
 	live      *router.Live
@@ -97,7 +98,7 @@ func (a *app) serve(ctx context.Context, addr string, h http.Handler, onShutdown
 }
 
 func (a *app) forward(ctx context.Context) error {
-	f, err := events.NewForwarder(a.db, a.streams, events.ForwarderConfig{
+	f, err := outbox.NewForwarder(a.db, a.streams, outbox.ForwarderConfig{
 		DatabaseURL:  a.cfg.DatabaseURL,
 		PollInterval: a.cfg.OutboxPollInterval,
 		BatchSize:    a.cfg.OutboxBatchSize,

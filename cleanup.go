@@ -4,8 +4,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // cleanUp keeps the outbox, the inbox and the streams from growing without
@@ -33,12 +34,12 @@ func (a *app) cleanOnce(ctx context.Context) {
 			a.logger.InfoContext(ctx, "cleaned up", "what", what, "deleted", n)
 		}
 	}
-	n, err := events.CleanOutbox(ctx, a.db, a.cfg.OutboxRetention)
+	n, err := outbox.CleanOutbox(ctx, a.db, a.cfg.OutboxRetention)
 	report("outbox", n, err)
 	n, err = postgres.CleanInbox(ctx, a.db, a.cfg.InboxRetention)
 	report("inbox", n, err)
 	for _, stream := range a.streams.Consumed {
-		n, err = events.TrimStream(ctx, a.rdb, a.streams.Name(stream), a.cfg.StreamRetention)
+		n, err = redisstreams.TrimStream(ctx, a.rdb, a.streams.Name(stream), a.cfg.StreamRetention)
 		report("stream "+stream, n, err)
 	}
 }

@@ -23,14 +23,15 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/buildinfo"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/migrations"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -121,7 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		inventory: inventory.NewService(db),
 	}
 	a.streams = newStreams(cfg, redisOpts, logger, router.ConsumedStreams(a.handlers()))
-	events.WarnIfNotDurable(ctx, rdb, logger) // the forwarder's acks rely on Redis keeping what it acknowledged
+	redisstreams.WarnIfNotDurable(ctx, rdb, logger) // the forwarder's acks rely on Redis keeping what it acknowledged
 	g, ctx := errgroup.WithContext(ctx)
 	// Everything starts to stop at once, when ctx is done, and has
 	// SHUTDOWN_TIMEOUT to finish what it started: the HTTP requests in
@@ -134,12 +135,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		committing.Add(1)
 		return func() error { defer committing.Done(); return part() }
 	}
-	var notifier *events.CommitNotifier
+	var notifier *outbox.CommitNotifier
 	if cmd == "all" || cmd == "api" || cmd == "worker" {
 		// Orders and handlers publish events: wake the forwarders once
 		// they commit.
-		notifier = events.NewCommitNotifier(db, a.streams.Logger)
-		ctx = events.WithCommitNotifier(ctx, notifier)
+		notifier = outbox.NewCommitNotifier(db, a.streams.Logger)
+		ctx = outbox.WithCommitNotifier(ctx, notifier)
 	}
 	if cmd == "all" || cmd == "api" {
 		g.Go(commits(func() error { return a.serveHTTP(ctx) }))
@@ -170,8 +171,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // newStreams describes the Redis streams as cfg configures them, consumed
 // those that the handlers read.
-func newStreams(cfg config, redisOpts *redis.Options, logger *slog.Logger, consumed []string) events.Streams {
-	return events.Streams{
+func newStreams(cfg config, redisOpts *redis.Options, logger *slog.Logger, consumed []string) redisstreams.Config {
+	return redisstreams.Config{
 		Redis:      redisOpts,
 		Prefix:     cfg.StreamPrefix,
 		Consumed:   consumed,

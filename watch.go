@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/parked"
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/router"
@@ -39,7 +40,7 @@ func (a *app) watch(ctx context.Context) {
 func (a *app) collect(ctx context.Context) error {
 	m := a.metrics
 	snap := router.Snapshot{At: time.Now().UTC()}
-	outbox, err := events.Outbox(ctx, a.db)
+	outbox, err := outbox.Outbox(ctx, a.db)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,8 @@
 // Package events is the contract between the services: the event types, the
-// streams they travel on, the message metadata, the outbox write and the
-// forwarder that moves the outbox onto Redis Streams. It imports no other
-// package of orderstream.
+// streams they travel on, the message metadata and the outbox write
+// (Publish). It imports no other package of orderstream: the forwarder that
+// moves the outbox onto Redis Streams is package outbox, the Redis Streams
+// plumbing package redisstreams.
 package events
 
 import (
@@ -22,6 +23,10 @@ const (
 	MetadataEventType     = "event_type"
 	MetadataCorrelationID = "correlation_id" // as watermill's middleware.CorrelationIDMetadataKey
 )
+
+// MetadataUndecodable is set on a message built from a stream entry that
+// could not be read; its value says why. Such a message is dead-lettered.
+const MetadataUndecodable = "undecodable"
 
 // Reasons an order is rejected.
 const (

@@ -11,11 +11,35 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/orderstream/orderstream/postgres"
 )
 
 var errNotAWriter = errors.New("the transaction is not the one the context carries (postgres.InTx)")
+
+// Writer is what Publish needs of the transaction it writes in, as the
+// context carries it (WithWriter): postgres.InTx and the inbox put there
+// each transaction they begin, which holds the outbox writers' lock.
+type Writer interface {
+	Tx() *sql.Tx
+	// AfterCommit arranges for fn to run once the transaction has
+	// committed.
+	AfterCommit(fn func())
+}
+
+type writerKey struct{}
+
+// WithWriter returns ctx carrying w, the transaction Publish may write in.
+func WithWriter(ctx context.Context, w Writer) context.Context {
+	return context.WithValue(ctx, writerKey{}, w)
+}
+
+type commitHookKey struct{}
+
+// OnCommit returns ctx whose Publish calls arrange for fn to run once their
+// transaction has committed: the forwarders' wake-up
+// (outbox.WithCommitNotifier).
+func OnCommit(ctx context.Context, fn func()) context.Context {
+	return context.WithValue(ctx, commitHookKey{}, fn)
+}
 
 // OutboxTopic is the watermill-sql topic every event is written to: the
 // table watermill_outbox, read by the forwarder.
@@ -25,19 +49,19 @@ const OutboxTopic = "outbox"
 // (postgres.InTx, or the inbox of a message handler). The event becomes
 // visible to the forwarder only if tx commits, and then it is certain to be
 // forwarded: the business change and its announcement cannot disagree.
-// When ctx carries a CommitNotifier, the forwarders are woken once tx
-// commits.
+// When ctx carries a commit hook (OnCommit), it runs once tx commits.
 //
 // Any other transaction is refused: the forwarder waits only for the
 // transactions that postgres began, which hold the outbox writers' lock
-// (see writersHorizon), and would pass over the rows of another that
-// commits late.
+// (see the outbox package's writersHorizon), and would pass over the rows of
+// another that commits late.
 //
 // A watermill-sql publisher bound to one transaction is cheap (no I/O), so
 // each call makes its own; the forwarder publisher wraps the event in an
 // envelope that names its destination stream.
 func Publish(ctx context.Context, tx *sql.Tx, e Event) (err error) {
-	if own, ok := postgres.TxFrom(ctx); !ok || own != tx {
+	w, ok := ctx.Value(writerKey{}).(Writer)
+	if !ok || w.Tx() != tx {
 		return fmt.Errorf("write %s to outbox: %w", e.EventType(), errNotAWriter)
 	}
 	ctx, span := startSpan(ctx, "outbox publish "+e.EventType(), trace.SpanKindProducer)
@@ -60,6 +84,8 @@ func Publish(ctx context.Context, tx *sql.Tx, e Event) (err error) {
 	if err := out.Publish(e.Stream(), msg); err != nil {
 		return fmt.Errorf("write %s to outbox: %w", e.EventType(), err)
 	}
-	notifyAfterCommit(ctx)
+	if fn, ok := ctx.Value(commitHookKey{}).(func()); ok {
+		w.AfterCommit(fn)
+	}
 	return nil
 }

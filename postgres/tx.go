@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/orderstream/orderstream/events"
 )
 
 // txState is the transaction a context carries, and what is to run once it
@@ -29,7 +31,7 @@ func TxFrom(ctx context.Context) (*sql.Tx, bool) {
 // transaction in ctx, fn runs at once.
 func AfterCommit(ctx context.Context, fn func()) {
 	if s, ok := ctx.Value(txKey{}).(*txState); ok {
-		s.afterCommit = append(s.afterCommit, fn)
+		s.AfterCommit(fn)
 		return
 	}
 	fn()
@@ -88,8 +90,13 @@ func begin(ctx context.Context, db *sql.DB) (context.Context, *txState, error) {
 		return ctx, nil, fmt.Errorf("begin transaction: take outbox writers' lock: %w", err)
 	}
 	s := &txState{tx: tx}
-	return context.WithValue(ctx, txKey{}, s), s, nil
+	return events.WithWriter(context.WithValue(ctx, txKey{}, s), s), s, nil
 }
+
+// Tx and AfterCommit make a txState the events.Writer of its context.
+func (s *txState) Tx() *sql.Tx { return s.tx }
+
+func (s *txState) AfterCommit(fn func()) { s.afterCommit = append(s.afterCommit, fn) }
 
 // commit commits, then runs what was arranged with AfterCommit.
 func (s *txState) commit() error {

@@ -17,6 +17,7 @@ import (
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -208,7 +209,7 @@ func TestHTTP_redisAway(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
 			defer rdb.Close()
-			streams := events.Streams{Prefix: "test:away:"}
+			streams := redisstreams.Config{Prefix: "test:away:"}
 			api := router.NewHTTP(router.HTTPConfig{
 				Orders: orders.NewService(db), Inventory: inventory.NewService(db), AdminToken: adminToken,
 				Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 10 * time.Second,

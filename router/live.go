@@ -12,17 +12,18 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // Snapshot is what the live page shows, collected on a timer by one reader
 // however many pages watch.
 type Snapshot struct {
-	At          time.Time             `json:"at"`
-	Orders      []orders.Summary      `json:"orders"`
-	Stock       []inventory.Stock     `json:"stock"`
-	Outbox      OutboxFigures         `json:"outbox"`
-	Streams     []events.StreamStatus `json:"streams"`
-	DeadLetters []DeadLetter          `json:"dead_letters"`
+	At          time.Time                   `json:"at"`
+	Orders      []orders.Summary            `json:"orders"`
+	Stock       []inventory.Stock           `json:"stock"`
+	Outbox      OutboxFigures               `json:"outbox"`
+	Streams     []redisstreams.StreamStatus `json:"streams"`
+	DeadLetters []DeadLetter                `json:"dead_letters"`
 }
 
 // OutboxFigures are the outbox backlog.
@@ -43,7 +44,7 @@ type DeadLetter struct {
 }
 
 // DeadLetterOf is d as the page lists it.
-func DeadLetterOf(d events.DeadLetter) DeadLetter {
+func DeadLetterOf(d redisstreams.DeadLetter) DeadLetter {
 	return DeadLetter{
 		ID: d.ID, At: d.At, Stream: d.Stream, Handler: d.Handler, UUID: d.Message.UUID,
 		EventType: d.Message.Metadata.Get(events.MetadataEventType), Reason: d.Reason,

@@ -21,12 +21,13 @@ import (
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/parked"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // MessagesConfig is what the message router needs.
 type MessagesConfig struct {
 	DB      *sql.DB
-	Streams events.Streams
+	Streams redisstreams.Config
 	// Handlers are the registrations of the message handlers.
 	Handlers []Handler
 	Logger   *slog.Logger
@@ -160,7 +161,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 }
 
 // add subscribes h, as a consumer of its group.
-func (m *Messages) add(streams events.Streams, h Handler) error {
+func (m *Messages) add(streams redisstreams.Config, h Handler) error {
 	sub, err := streams.Subscriber(h.Group)
 	if err != nil {
 		return err

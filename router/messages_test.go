@@ -17,13 +17,14 @@ import (
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
 )
 
 type worker struct {
 	t         *testing.T
 	ctx       context.Context
-	streams   events.Streams
+	streams   redisstreams.Config
 	rdb       *redis.Client
 	db        *sql.DB
 	pub       message.Publisher
@@ -57,10 +58,14 @@ func startWorkerOn(t *testing.T, db *sql.DB, configure ...func(*router.MessagesC
 	t.Helper()
 	logger := testenv.Logger(t)
 	w := worker{
-		t:         t,
-		ctx:       context.Background(),
-		db:        db,
-		streams:   func() events.Streams { s := testenv.Streams(t); s.Logger = watermill.NewSlogLogger(logger); return s }(),
+		t:   t,
+		ctx: context.Background(),
+		db:  db,
+		streams: func() redisstreams.Config {
+			s := testenv.Streams(t)
+			s.Logger = watermill.NewSlogLogger(logger)
+			return s
+		}(),
 		orders:    orders.NewService(db),
 		inventory: inventory.NewService(db),
 		metrics:   metrics.New(),

@@ -11,10 +11,10 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/validate"
 )
 
@@ -52,9 +52,9 @@ func toProblem(err error) (p *problem, expected bool) {
 		return newProblem(http.StatusNotFound, "no order has this id"), true
 	case errors.Is(err, inventory.ErrNotFound):
 		return newProblem(http.StatusNotFound, "no stock is recorded for this SKU"), true
-	case errors.Is(err, events.ErrNoDeadLetter):
+	case errors.Is(err, redisstreams.ErrNoDeadLetter):
 		return newProblem(http.StatusNotFound, "no dead letter has this id"), true
-	case errors.Is(err, events.ErrNotReplayable):
+	case errors.Is(err, redisstreams.ErrNotReplayable):
 		return newProblem(http.StatusConflict, "%v", err), true
 	case errors.Is(err, orders.ErrIdempotencyConflict):
 		return newProblem(http.StatusConflict,
@@ -63,7 +63,7 @@ func toProblem(err error) (p *problem, expected bool) {
 		return newProblem(http.StatusConflict, "the order was rejected: it holds nothing and cannot be cancelled"), true
 	case errors.As(err, &herr):
 		return newProblem(herr.Code, "%v", herr.Message), true
-	case errors.Is(err, events.ErrStreamsUnavailable):
+	case errors.Is(err, redisstreams.ErrStreamsUnavailable):
 		return newProblem(http.StatusServiceUnavailable, "Redis is unavailable; retry later"), false
 	case postgres.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
 		return newProblem(http.StatusServiceUnavailable, "the database is unavailable; retry later"), false

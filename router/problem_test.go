@@ -7,7 +7,7 @@ import (
 
 	"github.com/lib/pq"
 
-	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // TestToProblem_backstops: what the validations missed still answers as
@@ -22,7 +22,7 @@ func TestToProblem_backstops(t *testing.T) {
 		{fmt.Errorf("get order: %w", &pq.Error{Code: "22P02"}), 400},    // not a uuid
 		{&pq.Error{Code: "22012"}, 500},                                 // division by zero: ours
 		{&pq.Error{Code: "42601"}, 500},                                 // a syntax error: ours
-		{fmt.Errorf("replay: %w", events.ErrStreamsUnavailable), 503},
+		{fmt.Errorf("replay: %w", redisstreams.ErrStreamsUnavailable), 503},
 		{errors.New("boom"), 500},
 	} {
 		p, expected := toProblem(tt.err)

@@ -25,6 +25,7 @@ import (
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -119,7 +120,7 @@ type routeEnv struct {
 	url     string
 	client  *http.Client
 	rdb     *redis.Client
-	streams events.Streams
+	streams redisstreams.Config
 	orderID string
 	cursor  string
 	undecod string

@@ -10,11 +10,11 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -34,7 +34,7 @@ func TestTracing(t *testing.T) {
 		Orders: ordersSvc, Inventory: inventorySvc, AdminToken: adminToken,
 		Metrics: m, Tracer: tp, Logger: logger, RequestTimeout: 5 * time.Second,
 	})
-	fwd, err := events.NewForwarder(db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100, Tracer: tp})
+	fwd, err := outbox.NewForwarder(db, streams, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100, Tracer: tp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/outbox"
 )
 
 // DecodePayload reads the payload of the event e into v.
-func DecodePayload(t testing.TB, e events.Envelope, v any) {
+func DecodePayload(t testing.TB, e outbox.Envelope, v any) {
 	t.Helper()
 	if err := json.Unmarshal(e.Payload, v); err != nil {
 		t.Fatalf("decode outbox event %s: %v", e.UUID, err)
@@ -18,20 +18,20 @@ func DecodePayload(t testing.TB, e events.Envelope, v any) {
 
 // OutboxEvents returns the outbox's events whose payload has the string
 // field equal to value, in the order they were written.
-func OutboxEvents(t testing.TB, db *sql.DB, field, value string) []events.Envelope {
+func OutboxEvents(t testing.TB, db *sql.DB, field, value string) []outbox.Envelope {
 	t.Helper()
 	rows, err := db.Query(`SELECT payload FROM watermill_outbox ORDER BY transaction_id, "offset"`)
 	if err != nil {
 		t.Fatalf("read outbox: %v", err)
 	}
 	defer rows.Close()
-	var out []events.Envelope
+	var out []outbox.Envelope
 	for rows.Next() {
 		var raw []byte
 		if err := rows.Scan(&raw); err != nil {
 			t.Fatalf("read outbox: %v", err)
 		}
-		var e events.Envelope
+		var e outbox.Envelope
 		if err := json.Unmarshal(raw, &e); err != nil {
 			t.Fatalf("outbox row is not an envelope: %v: %s", err, raw)
 		}

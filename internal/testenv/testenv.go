@@ -28,10 +28,10 @@ import (
 	"github.com/lib/pq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/migrations"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // Server URLs, from TEST_DATABASE_URL and TEST_REDIS_URL when set.
@@ -205,12 +205,12 @@ func StreamPrefix(t testing.TB) string {
 	return prefix
 }
 
-// Streams returns events.Streams on the test Redis under a fresh prefix.
-func Streams(t testing.TB) events.Streams {
+// Streams returns redisstreams.Config on the test Redis under a fresh prefix.
+func Streams(t testing.TB) redisstreams.Config {
 	t.Helper()
 	prefix := StreamPrefix(t)
 	opts, _ := redis.ParseURL(RedisURL(t))
-	return events.Streams{
+	return redisstreams.Config{
 		Redis:      opts,
 		Prefix:     prefix,
 		ClaimIdle:  time.Minute,

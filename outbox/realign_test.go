@@ -1,4 +1,4 @@
-package events_test
+package outbox_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/migrations"
+	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -43,7 +44,7 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 	rdb := streams.Client()
 	defer rdb.Close()
 	key := streams.Name(events.StreamOrdersPlaced)
-	cfg := events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}
+	cfg := outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}
 
 	// In the old cluster: three events forwarded, two not yet.
 	for i := range 3 {
@@ -73,27 +74,27 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 	for i := range 2 {
 		publish(t, target, ctx, events.OrderPlaced{OrderID: fmt.Sprintf("local-%d", i)})
 	}
-	var m *events.Misalignment
-	if err := events.CheckOutboxAlignment(ctx, target); !errors.As(err, &m) || m.Position < m.Next {
+	var m *outbox.Misalignment
+	if err := outbox.CheckOutboxAlignment(ctx, target); !errors.As(err, &m) || m.Position < m.Next {
 		t.Fatalf("CheckOutboxAlignment() = %v, want the forwarder's position ahead", err)
 	}
-	f, err := events.NewForwarder(target, streams, cfg)
+	f, err := outbox.NewForwarder(target, streams, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A forwarder that does start runs until the deadline and returns nil.
 	runCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := f.Run(runCtx); !errors.Is(err, events.ErrOutboxMisaligned) || !strings.Contains(err.Error(), "orderstream outbox realign") {
+	if err := f.Run(runCtx); !errors.Is(err, outbox.ErrOutboxMisaligned) || !strings.Contains(err.Error(), "orderstream outbox realign") {
 		t.Fatalf("forwarder Run() = %v, want a refusal naming orderstream outbox realign", err)
 	}
-	if n, err := events.CleanOutbox(ctx, target, 0); !errors.Is(err, events.ErrOutboxMisaligned) || n != 0 {
+	if n, err := outbox.CleanOutbox(ctx, target, 0); !errors.Is(err, outbox.ErrOutboxMisaligned) || n != 0 {
 		t.Errorf("CleanOutbox() = %d, %v; want a refusal", n, err)
 	}
 	if n := outboxRows(t, target); n != 7 {
 		t.Errorf("%d outbox rows after the clean-up, want all 7 kept", n)
 	}
-	if st, err := events.Outbox(ctx, target); err != nil || st.Misalignment == nil {
+	if st, err := outbox.Outbox(ctx, target); err != nil || st.Misalignment == nil {
 		t.Errorf("Outbox() = %+v, %v; want the misalignment reported", st, err)
 	}
 
@@ -102,7 +103,7 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 	endInFlight := openTx(t, ctx, target, func(ctx context.Context, tx *sql.Tx) error {
 		return events.Publish(ctx, tx, events.OrderPlaced{OrderID: "in-flight"})
 	})
-	r, err := events.RealignOutbox(ctx, target)
+	r, err := outbox.RealignOutbox(ctx, target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,10 +111,10 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 		t.Errorf("RealignOutbox() = %+v, want 3 passed, 2 pending, 2 local", r)
 	}
 	endInFlight(true)
-	if err := events.CheckOutboxAlignment(ctx, target); err != nil {
+	if err := outbox.CheckOutboxAlignment(ctx, target); err != nil {
 		t.Fatalf("after realigning: %v", err)
 	}
-	if r, err := events.RealignOutbox(ctx, target); err != nil || r.Misalignment != nil {
+	if r, err := outbox.RealignOutbox(ctx, target); err != nil || r.Misalignment != nil {
 		t.Errorf("RealignOutbox() again = %+v, %v; want nothing to do", r, err)
 	}
 
@@ -133,7 +134,7 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 	if strings.Join(got, " ") != want {
 		t.Errorf("stream holds\n%s\nwant each event once, in this order\n%s", strings.Join(got, " "), want)
 	}
-	if n, err := events.CleanOutbox(ctx, target, 0); err != nil || n < 5 {
+	if n, err := outbox.CleanOutbox(ctx, target, 0); err != nil || n < 5 {
 		t.Errorf("CleanOutbox() = %d, %v; want at least the 5 restored rows deleted", n, err)
 	}
 }
@@ -148,20 +149,20 @@ func TestRealignOutbox_changesNothingWhenAligned(t *testing.T) {
 	rdb := streams.Client()
 	defer rdb.Close()
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "o"})
-	stop := startForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10})
+	stop := startForwarder(t, db, streams, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10})
 	entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)
 	waitPending(t, db, 0)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	before, err := events.Outbox(ctx, db)
+	before, err := outbox.Outbox(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := events.RealignOutbox(ctx, db); err != nil || r.Misalignment != nil {
+	if r, err := outbox.RealignOutbox(ctx, db); err != nil || r.Misalignment != nil {
 		t.Errorf("RealignOutbox() = %+v, %v; want nothing done", r, err)
 	}
-	after, err := events.Outbox(ctx, db)
+	after, err := outbox.Outbox(ctx, db)
 	if err != nil || after != before {
 		t.Errorf("outbox status %+v, then %+v (%v); want it unchanged", before, after, err)
 	}
@@ -187,14 +188,14 @@ func TestRealignOutbox_rowsAheadOfAPositionBehind(t *testing.T) {
 		VALUES ('forwarder', 0, '0')`); err != nil {
 		t.Fatal(err)
 	}
-	var m *events.Misalignment
-	if err := events.CheckOutboxAlignment(ctx, db); !errors.As(err, &m) || m.Newest < m.Next || m.Position > m.Next {
+	var m *outbox.Misalignment
+	if err := outbox.CheckOutboxAlignment(ctx, db); !errors.As(err, &m) || m.Newest < m.Next || m.Position > m.Next {
 		t.Fatalf("CheckOutboxAlignment() = %v, want rows ahead", err)
 	}
-	if r, err := events.RealignOutbox(ctx, db); err != nil || r.Pending != 1 || r.Local != 1 {
+	if r, err := outbox.RealignOutbox(ctx, db); err != nil || r.Pending != 1 || r.Local != 1 {
 		t.Fatalf("RealignOutbox() = %+v, %v; want 1 pending, 1 local", r, err)
 	}
-	defer startForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10})()
+	defer startForwarder(t, db, streams, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10})()
 	entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 2)
 	waitPending(t, db, 0)
 }
@@ -222,7 +223,7 @@ func waitPending(t *testing.T, db *sql.DB, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		st, err := events.Outbox(context.Background(), db)
+		st, err := outbox.Outbox(context.Background(), db)
 		if err == nil && st.Pending == n {
 			return
 		}

@@ -1,4 +1,4 @@
-package events
+package redisstreams
 
 import (
 	"errors"
@@ -6,16 +6,18 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/orderstream/orderstream/events"
 )
 
 // FuzzDecodeMessage feeds arbitrary stream entries to the consumer's
 // decoding: the unmarshaller always yields a message (never an error, which
 // would stop the consume loop), and decoding it as an event either succeeds
-// or says ErrMalformed.
+// or says events.ErrMalformed.
 func FuzzDecodeMessage(f *testing.F) {
 	good, _ := redisstream.DefaultMarshallerUnmarshaller{}.Marshal("", func() *message.Message {
 		m := message.NewMessage("b7a1c6b0-6d58-4c11-9a3c-5f4f2f0f8b11", []byte(`{"order_id":"o","items":[{"sku":"A","quantity":1}]}`))
-		m.Metadata.Set(MetadataEventType, "OrderPlaced")
+		m.Metadata.Set(events.MetadataEventType, "OrderPlaced")
 		return m
 	}())
 	f.Add(good[redisstream.UUIDHeaderKey].(string), string(good["payload"].([]byte)), string(good["metadata"].([]byte)), true)
@@ -30,8 +32,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil || msg == nil {
 			t.Fatalf("Unmarshal(%v) = %v, %v", values, msg, err)
 		}
-		if _, err := Decode[OrderPlaced](msg); err != nil && !errors.Is(err, ErrMalformed) {
-			t.Fatalf("Decode() = %v, want nil or ErrMalformed", err)
+		if _, err := events.Decode[events.OrderPlaced](msg); err != nil && !errors.Is(err, events.ErrMalformed) {
+			t.Fatalf("Decode() = %v, want nil or events.ErrMalformed", err)
 		}
 	})
 }

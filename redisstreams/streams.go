@@ -1,4 +1,4 @@
-package events
+package redisstreams
 
 import (
 	"encoding/json"
@@ -11,14 +11,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/orderstream/orderstream/events"
 )
 
-// MetadataUndecodable is set on a message built from a stream entry that
-// could not be read; its value says why. Such a message is dead-lettered.
-const MetadataUndecodable = "undecodable"
-
-// Streams makes Watermill publishers and subscribers for the Redis streams.
-type Streams struct {
+// Config makes Watermill publishers and subscribers for the Redis streams.
+type Config struct {
 	Redis *redis.Options
 	// Prefix is put before every stream name, so that several environments
 	// (or tests) can share one Redis.
@@ -46,14 +44,14 @@ type Streams struct {
 }
 
 // Name is the Redis key of stream.
-func (s Streams) Name(stream string) string { return s.Prefix + stream }
+func (s Config) Name(stream string) string { return s.Prefix + stream }
 
 // Client returns a new Redis client. watermill-redisstream closes the client
 // of a publisher or subscriber with it, so each gets its own.
-func (s Streams) Client() *redis.Client { return redis.NewClient(s.Redis) }
+func (s Config) Client() *redis.Client { return redis.NewClient(s.Redis) }
 
 // Publisher publishes to the streams named by topic, prefix added.
-func (s Streams) Publisher() (message.Publisher, error) {
+func (s Config) Publisher() (message.Publisher, error) {
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: s.Client()}, s.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("create stream publisher: %w", err)
@@ -64,7 +62,7 @@ func (s Streams) Publisher() (message.Publisher, error) {
 // Subscriber reads streams as one consumer of the consumer group group,
 // with s.Consumers entries in hand at once. Subscribe to s.Name(stream).
 // Its Close is graceful: see groupSubscriber.
-func (s Streams) Subscriber(group string) (message.Subscriber, error) {
+func (s Config) Subscriber(group string) (message.Subscriber, error) {
 	host, _ := os.Hostname()
 	n := max(s.Consumers, 1)
 	opts := *s.Redis
@@ -96,13 +94,13 @@ func (s Streams) Subscriber(group string) (message.Subscriber, error) {
 // cleanly before the stop's time is out.
 func DrainTimeout(stop time.Duration) time.Duration {
 	if stop <= 0 {
-		stop = defaultStopTimeout
+		stop = DefaultStopTimeout
 	}
 	return stop - stop/10
 }
 
-// defaultStopTimeout is the stop's time when none is set.
-const defaultStopTimeout = 30 * time.Second
+// DefaultStopTimeout is the time of a stop when none is set (SHUTDOWN_TIMEOUT's default).
+const DefaultStopTimeout = 30 * time.Second
 
 type prefixedPublisher struct {
 	message.Publisher
@@ -114,7 +112,7 @@ func (p prefixedPublisher) Publish(topic string, msgs ...*message.Message) error
 }
 
 // tolerantUnmarshaller turns a stream entry that cannot be read into a
-// message marked MetadataUndecodable instead of failing: watermill-redisstream
+// message marked events.MetadataUndecodable instead of failing: watermill-redisstream
 // stops its consume loop on an unmarshal error, so one bad entry would stop
 // the consumer for good.
 type tolerantUnmarshaller struct {
@@ -135,6 +133,6 @@ func (u tolerantUnmarshaller) Unmarshal(values map[string]any) (*message.Message
 	}
 	raw, _ := json.Marshal(values)
 	msg = message.NewMessage(uuid, raw)
-	msg.Metadata.Set(MetadataUndecodable, err.Error())
+	msg.Metadata.Set(events.MetadataUndecodable, err.Error())
 	return msg, nil
 }

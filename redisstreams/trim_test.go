@@ -1,4 +1,4 @@
-package events_test
+package redisstreams_test
 
 import (
 	"context"
@@ -7,47 +7,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/redisstreams"
 )
-
-func TestCleanOutbox(t *testing.T) {
-	t.Parallel()
-	db := testenv.OwnDB(t)
-	ctx := context.Background()
-	for _, id := range []string{"a", "b", "c"} {
-		publish(t, db, ctx, events.OrderPlaced{OrderID: id})
-	}
-	count := func() (n int) {
-		if err := db.QueryRow(`SELECT count(*) FROM watermill_outbox`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	clean := func(retention time.Duration) int64 {
-		n, err := events.CleanOutbox(ctx, db, retention)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-
-	if n := clean(0); n != 0 {
-		t.Errorf("deleted %d rows before any consumer group read the outbox, want 0", n)
-	}
-	// The forwarder has passed the first two rows' transactions: it is at
-	// the third's.
-	if _, err := db.Exec(`INSERT INTO watermill_offsets_outbox (consumer_group, offset_acked, last_processed_transaction_id)
-		SELECT 'forwarder', "offset", transaction_id FROM watermill_outbox ORDER BY transaction_id DESC LIMIT 1`); err != nil {
-		t.Fatal(err)
-	}
-	if n := clean(time.Hour); n != 0 {
-		t.Errorf("deleted %d rows younger than the retention, want 0", n)
-	}
-	if n := clean(0); n != 2 || count() != 1 {
-		t.Errorf("deleted %d rows, %d left; want 2 deleted and the one not passed left", n, count())
-	}
-}
 
 func TestTrimStream(t *testing.T) {
 	t.Parallel()
@@ -58,7 +20,7 @@ func TestTrimStream(t *testing.T) {
 	key := streams.Name("trim")
 	length := func() int64 { return rdb.XLen(ctx, key).Val() }
 	trim := func(retention time.Duration) int64 {
-		n, err := events.TrimStream(ctx, rdb, key, retention)
+		n, err := redisstreams.TrimStream(ctx, rdb, key, retention)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,36 +49,6 @@ func TestTrimStream(t *testing.T) {
 	}
 	if n := trim(0); n != 2 || length() != 3 {
 		t.Errorf("trimmed %d, %d left; want the 2 entries every group acked trimmed", n, length())
-	}
-}
-
-// TestCleanOutbox_keepsWhatASlowerGroupHasNotPassed: with two consumer
-// groups, the rows behind the faster one but not behind the slower one
-// stay.
-func TestCleanOutbox_keepsWhatASlowerGroupHasNotPassed(t *testing.T) {
-	t.Parallel()
-	db := testenv.OwnDB(t)
-	ctx := context.Background()
-	for _, id := range []string{"a", "b", "c"} {
-		publish(t, db, ctx, events.OrderPlaced{OrderID: id})
-	}
-	// fast is at the third row's transaction, slow at the second's.
-	if _, err := db.Exec(`INSERT INTO watermill_offsets_outbox (consumer_group, offset_acked, last_processed_transaction_id)
-		SELECT g, "offset", transaction_id FROM (
-			SELECT "offset", transaction_id, row_number() OVER (ORDER BY transaction_id) AS n FROM watermill_outbox) r
-		JOIN (VALUES ('slow', 2), ('fast', 3)) AS v(g, at) ON r.n = v.at`); err != nil {
-		t.Fatal(err)
-	}
-	n, err := events.CleanOutbox(ctx, db, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left int
-	if err := db.QueryRow(`SELECT count(*) FROM watermill_outbox`).Scan(&left); err != nil {
-		t.Fatal(err)
-	}
-	if n != 1 || left != 2 {
-		t.Errorf("deleted %d rows, %d left; want only the row both groups passed deleted", n, left)
 	}
 }
 
@@ -149,7 +81,7 @@ func TestTrimStream_keepsWhatAGroupHoldsUnacked(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	n, err := events.TrimStream(ctx, rdb, key, 0)
+	n, err := redisstreams.TrimStream(ctx, rdb, key, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +89,7 @@ func TestTrimStream_keepsWhatAGroupHoldsUnacked(t *testing.T) {
 	if n != 1 || len(left) != 3 || left[0].ID != ids[1] {
 		t.Errorf("trimmed %d, left %v; want only the entry before the unacked one trimmed", n, left)
 	}
-	if n, err := events.TrimStream(ctx, rdb, streams.Name("no-such-stream"), 0); err != nil || n != 0 {
+	if n, err := redisstreams.TrimStream(ctx, rdb, streams.Name("no-such-stream"), 0); err != nil || n != 0 {
 		t.Errorf("TrimStream(missing stream) = %d, %v, want 0, nil", n, err)
 	}
 }
@@ -181,7 +113,7 @@ func TestTrimStream_comparesEntriesOfOneMillisecondBySequence(t *testing.T) {
 	// (handed up to 1-2), so the lower position is met second.
 	rdb.XGroupCreate(ctx, key, "a", "1-3")
 	rdb.XGroupCreate(ctx, key, "b", "1-2")
-	n, err := events.TrimStream(ctx, rdb, key, 0)
+	n, err := redisstreams.TrimStream(ctx, rdb, key, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

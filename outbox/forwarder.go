@@ -1,4 +1,4 @@
-package events
+package outbox
 
 import (
 	"context"
@@ -16,7 +16,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // ForwarderConfig tunes how the forwarder reads the outbox.
@@ -36,7 +38,7 @@ type ForwarderConfig struct {
 	Tracer trace.TracerProvider
 	// StopTimeout is how long a graceful stop may take (SHUTDOWN_TIMEOUT;
 	// 30 s when zero): the batch in hand is finished within most of it
-	// (DrainTimeout), then abandoned.
+	// (redisstreams.DrainTimeout), then abandoned.
 	StopTimeout time.Duration
 }
 
@@ -55,7 +57,7 @@ type Forwarder struct {
 // NewForwarder reads the outbox as the consumer group "forwarder".
 // Forwarders running at once take turns: each poll locks the group's offsets
 // row, so a second one is a hot standby.
-func NewForwarder(db *sql.DB, streams Streams, cfg ForwarderConfig) (*Forwarder, error) {
+func NewForwarder(db *sql.DB, streams redisstreams.Config, cfg ForwarderConfig) (*Forwarder, error) {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
@@ -65,7 +67,7 @@ func NewForwarder(db *sql.DB, streams Streams, cfg ForwarderConfig) (*Forwarder,
 		backoff = &outboxWaker{wake: f.wake, done: f.done, fallback: cfg.PollInterval, errors: backoff}
 	}
 	if cfg.StopTimeout <= 0 {
-		cfg.StopTimeout = defaultStopTimeout
+		cfg.StopTimeout = redisstreams.DefaultStopTimeout
 	}
 	gate := newBatchGate(backoff)
 	outbox, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
@@ -78,7 +80,7 @@ func NewForwarder(db *sql.DB, streams Streams, cfg ForwarderConfig) (*Forwarder,
 		return nil, fmt.Errorf("create outbox subscriber: %w", err)
 	}
 	// A stop finishes the batch in hand: see finishingOutbox.
-	sub := &finishingOutbox{sub: outbox, gate: gate, drain: DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout}
+	sub := &finishingOutbox{sub: outbox, gate: gate, drain: redisstreams.DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout}
 	out, err := streams.Publisher()
 	if err != nil {
 		return nil, errors.Join(err, sub.Close())
@@ -99,7 +101,7 @@ func NewForwarder(db *sql.DB, streams Streams, cfg ForwarderConfig) (*Forwarder,
 	}
 	fwd, err := forwarder.NewForwarder(sub, out, streams.Logger, forwarder.Config{
 		Router:         r,
-		ForwarderTopic: OutboxTopic,
+		ForwarderTopic: events.OutboxTopic,
 		HandlerName:    forwarderHandler,
 		Middlewares:    []message.HandlerMiddleware{inspectEnvelope(out, cfg.Tracer)},
 		// What cannot be unwrapped fails, to be dead-lettered by

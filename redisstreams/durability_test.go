@@ -1,4 +1,4 @@
-package events_test
+package redisstreams_test
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // privateRedis starts a redis-server of the test's own on a free loopback
@@ -84,7 +84,7 @@ func TestWarnIfNotDurable(t *testing.T) {
 			rdb := privateRedis(t, tc.args...)
 			var logs bytes.Buffer
 			logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			events.WarnIfNotDurable(context.Background(), rdb, logger)
+			redisstreams.WarnIfNotDurable(context.Background(), rdb, logger)
 			got := logs.String()
 			warned := strings.Contains(got, "level=WARN")
 			switch {

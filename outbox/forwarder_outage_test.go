@@ -1,4 +1,4 @@
-package events_test
+package outbox_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/netfault"
 	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/outbox"
 )
 
 // TestForwarder_waitsForTheDatabaseAtStart: a forwarder started while its
@@ -42,7 +43,7 @@ func TestForwarder_waitsForTheDatabaseAtStart(t *testing.T) {
 	}
 	defer db.Close()
 	streams := testenv.Streams(t)
-	f, err := events.NewForwarder(db, streams, events.ForwarderConfig{PollInterval: 100 * time.Millisecond, BatchSize: 10})
+	f, err := outbox.NewForwarder(db, streams, outbox.ForwarderConfig{PollInterval: 100 * time.Millisecond, BatchSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package events_test
+package redisstreams_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // TestStreams_replay: dead letters are listed, oldest first or the newest
@@ -64,14 +65,14 @@ func TestStreams_replay(t *testing.T) {
 	}
 
 	for _, id := range []string{undecodable, unconsumed} {
-		if err := streams.ReplayID(ctx, rdb, id); !errors.Is(err, events.ErrNotReplayable) {
+		if err := streams.ReplayID(ctx, rdb, id); !errors.Is(err, redisstreams.ErrNotReplayable) {
 			t.Errorf("ReplayID(%s) = %v, want ErrNotReplayable", id, err)
 		}
 	}
 	if err := streams.ReplayID(ctx, rdb, good); err != nil {
 		t.Fatalf("ReplayID(%s) = %v", good, err)
 	}
-	if err := streams.ReplayID(ctx, rdb, good); !errors.Is(err, events.ErrNoDeadLetter) {
+	if err := streams.ReplayID(ctx, rdb, good); !errors.Is(err, redisstreams.ErrNoDeadLetter) {
 		t.Errorf("ReplayID(%s) again = %v, want ErrNoDeadLetter", good, err)
 	}
 	left, err := streams.DeadLetters(ctx, rdb)

@@ -1,4 +1,4 @@
-package events
+package outbox
 
 import (
 	"encoding/json"
@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/orderstream/orderstream/events"
 )
 
 // Envelope is an outbox row's payload as watermill's forwarder writes it:
@@ -67,14 +69,14 @@ func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider) message.Han
 			}
 		}
 	}
-	tracer := tp.Tracer(TracerName)
+	tracer := tp.Tracer(events.TracerName)
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			var env Envelope
 			if err := (envelopeMarshaler{}).Unmarshal(msg.Payload, &env); err != nil {
 				return nil, deadLetterRow(pub, msg, err)
 			}
-			ctx := ExtractTrace(msg.Context(), env.Metadata)
+			ctx := events.ExtractTrace(msg.Context(), env.Metadata)
 			ctx, span := tracer.Start(ctx, "forward "+env.DestinationTopic,
 				trace.WithSpanKind(trace.SpanKindConsumer),
 				trace.WithAttributes(
@@ -85,7 +87,7 @@ func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider) message.Han
 				if env.Metadata == nil {
 					env.Metadata = map[string]string{}
 				}
-				InjectTrace(ctx, env.Metadata)
+				events.InjectTrace(ctx, env.Metadata)
 				if payload, err := json.Marshal(env); err == nil {
 					msg.Payload = payload
 				}
@@ -101,9 +103,9 @@ func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider) message.Han
 
 func deadLetterRow(pub message.Publisher, msg *message.Message, cause error) error {
 	msg.Metadata.Set(middleware.ReasonForPoisonedKey, cause.Error())
-	msg.Metadata.Set(middleware.PoisonedTopicKey, OutboxTopic)
+	msg.Metadata.Set(middleware.PoisonedTopicKey, events.OutboxTopic)
 	msg.Metadata.Set(middleware.PoisonedHandlerKey, forwarderHandler)
-	if err := pub.Publish(StreamDeadLetter, msg); err != nil {
+	if err := pub.Publish(events.StreamDeadLetter, msg); err != nil {
 		return fmt.Errorf("dead-letter outbox row %s: %w", msg.UUID, err)
 	}
 	return nil

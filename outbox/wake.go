@@ -1,4 +1,4 @@
-package events
+package outbox
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/lib/pq"
 
-	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/events"
 )
 
 // notifyChannel is where a CommitNotifier notifies the forwarders.
@@ -77,20 +77,10 @@ func (n *CommitNotifier) Run(ctx context.Context) {
 	}
 }
 
-type notifierKey struct{}
-
-// WithCommitNotifier returns a context whose Publish calls wake the
+// WithCommitNotifier returns a context whose events.Publish calls wake the
 // forwarders through n once their transactions commit.
 func WithCommitNotifier(ctx context.Context, n *CommitNotifier) context.Context {
-	return context.WithValue(ctx, notifierKey{}, n)
-}
-
-// notifyAfterCommit arranges for the notifier ctx carries, if any, to be
-// told once the transaction ctx carries commits.
-func notifyAfterCommit(ctx context.Context) {
-	if n, ok := ctx.Value(notifierKey{}).(*CommitNotifier); ok {
-		postgres.AfterCommit(ctx, n.Committed)
-	}
+	return events.OnCommit(ctx, n.Committed)
 }
 
 // outboxWaker is the forwarder subscriber's BackoffManager. watermill-sql

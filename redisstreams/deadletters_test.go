@@ -1,4 +1,4 @@
-package events
+package redisstreams
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/orderstream/orderstream/events"
 )
 
 func TestStreams_ReplayID(t *testing.T) {
@@ -21,7 +23,7 @@ func TestStreams_ReplayID(t *testing.T) {
 	l.Close() // nothing listens there now
 	away := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
 	defer away.Close()
-	s := Streams{Prefix: "test:replay:"}
+	s := Config{Prefix: "test:replay:"}
 
 	t.Run("refuses_what_is_not_an_entry_id_without_asking_redis", func(t *testing.T) {
 		for _, id := range []string{"", "abc", "-", "+", "1", "1-", "-1", "-1-1", "+1-1", "1-1-1", " 1-1", "1-a",
@@ -46,7 +48,7 @@ func TestTolerantUnmarshaller_uuid(t *testing.T) {
 	entry := func() map[string]any { return map[string]any{"payload": "x", "metadata": "\xde\xad"} }
 	first, _ := u.Unmarshal(entry())
 	again, _ := u.Unmarshal(entry())
-	if first.UUID != again.UUID || first.Metadata.Get(MetadataUndecodable) == "" {
+	if first.UUID != again.UUID || first.Metadata.Get(events.MetadataUndecodable) == "" {
 		t.Errorf("redelivery: UUID %s then %s (metadata %v), want the same, undecodable", first.UUID, again.UUID, first.Metadata)
 	}
 	for _, other := range []map[string]any{

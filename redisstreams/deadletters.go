@@ -1,4 +1,4 @@
-package events
+package redisstreams
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/orderstream/orderstream/events"
 )
 
 // DeadLetter is a message that could not be handled, as the dead-letter
@@ -38,8 +40,8 @@ var poisonKeys = []string{
 }
 
 // DeadLetters returns the dead letters, oldest first.
-func (s Streams) DeadLetters(ctx context.Context, rdb redis.UniversalClient) ([]DeadLetter, error) {
-	entries, err := rdb.XRange(ctx, s.Name(StreamDeadLetter), "-", "+").Result()
+func (s Config) DeadLetters(ctx context.Context, rdb redis.UniversalClient) ([]DeadLetter, error) {
+	entries, err := rdb.XRange(ctx, s.Name(events.StreamDeadLetter), "-", "+").Result()
 	if err != nil {
 		return nil, fmt.Errorf("read dead letters: %w", redisError(err))
 	}
@@ -47,15 +49,15 @@ func (s Streams) DeadLetters(ctx context.Context, rdb redis.UniversalClient) ([]
 }
 
 // LatestDeadLetters returns the n newest dead letters, newest first.
-func (s Streams) LatestDeadLetters(ctx context.Context, rdb redis.UniversalClient, n int64) ([]DeadLetter, error) {
-	entries, err := rdb.XRevRangeN(ctx, s.Name(StreamDeadLetter), "+", "-", n).Result()
+func (s Config) LatestDeadLetters(ctx context.Context, rdb redis.UniversalClient, n int64) ([]DeadLetter, error) {
+	entries, err := rdb.XRevRangeN(ctx, s.Name(events.StreamDeadLetter), "+", "-", n).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read dead letters: %w", redisError(err))
 	}
 	return s.toDeadLetters(entries), nil
 }
 
-func (s Streams) toDeadLetters(entries []redis.XMessage) []DeadLetter {
+func (s Config) toDeadLetters(entries []redis.XMessage) []DeadLetter {
 	out := make([]DeadLetter, 0, len(entries))
 	for _, e := range entries {
 		msg, _ := tolerantUnmarshaller{}.Unmarshal(e.Values)
@@ -81,13 +83,13 @@ var ErrNoDeadLetter = errors.New("no such dead letter")
 // An id that is not a stream entry ID, "ms-seq", is ErrNoDeadLetter: XRANGE
 // would refuse it, or read a range ("-", "+", a bare millisecond) instead
 // of one entry.
-func (s Streams) ReplayID(ctx context.Context, rdb redis.UniversalClient, id string) error {
+func (s Config) ReplayID(ctx context.Context, rdb redis.UniversalClient, id string) error {
 	entry, err := parseID(id)
 	if _, seq, _ := strings.Cut(id, "-"); err != nil || seq == "" {
 		return fmt.Errorf("%w: %q is not a stream entry id (ms-seq)", ErrNoDeadLetter, id)
 	}
 	id = entry.String()
-	entries, err := rdb.XRangeN(ctx, s.Name(StreamDeadLetter), id, id, 1).Result()
+	entries, err := rdb.XRangeN(ctx, s.Name(events.StreamDeadLetter), id, id, 1).Result()
 	if err != nil {
 		return fmt.Errorf("read dead letter %s: %w", id, redisError(err))
 	}
@@ -105,8 +107,8 @@ var ErrNotReplayable = errors.New("dead letter cannot be replayed")
 // original UUID and metadata, then deletes it from the dead-letter stream.
 // A crash between the two leaves it to be replayed again, which the inbox
 // makes harmless: the UUID is the deduplication key.
-func (s Streams) Replay(ctx context.Context, rdb redis.UniversalClient, d DeadLetter) error {
-	if d.Message.Metadata.Get(MetadataUndecodable) != "" || !slices.Contains(s.Consumed, d.Stream) {
+func (s Config) Replay(ctx context.Context, rdb redis.UniversalClient, d DeadLetter) error {
+	if d.Message.Metadata.Get(events.MetadataUndecodable) != "" || !slices.Contains(s.Consumed, d.Stream) {
 		return fmt.Errorf("%w: %s (from %q): %s", ErrNotReplayable, d.ID, d.Stream, d.Reason)
 	}
 	msg := d.Message.Copy()
@@ -120,7 +122,7 @@ func (s Streams) Replay(ctx context.Context, rdb redis.UniversalClient, d DeadLe
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.Name(d.Stream), Values: values}).Err(); err != nil {
 		return fmt.Errorf("replay %s: %w", d.ID, redisError(err))
 	}
-	if err := rdb.XDel(ctx, s.Name(StreamDeadLetter), d.ID).Err(); err != nil {
+	if err := rdb.XDel(ctx, s.Name(events.StreamDeadLetter), d.ID).Err(); err != nil {
 		return fmt.Errorf("replay %s: delete dead letter: %w", d.ID, redisError(err))
 	}
 	return nil

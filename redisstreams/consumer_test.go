@@ -1,4 +1,4 @@
-package events_test
+package redisstreams_test
 
 import (
 	"context"

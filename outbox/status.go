@@ -1,14 +1,10 @@
-package events
+package outbox
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // OutboxStatus is what the forwarder has not moved yet.
@@ -50,44 +46,4 @@ func Outbox(ctx context.Context, db *sql.DB) (OutboxStatus, error) {
 		return OutboxStatus{}, err
 	}
 	return st, nil
-}
-
-// GroupStatus is where one consumer group is in a stream.
-type GroupStatus struct {
-	Name          string `json:"name"`
-	Lag           int64  `json:"lag"`     // entries not yet handed to the group
-	Pending       int64  `json:"pending"` // handed to a consumer, not yet acknowledged
-	LastDelivered string `json:"last_delivered"`
-}
-
-// StreamStatus describes one stream and its consumer groups.
-type StreamStatus struct {
-	Stream string        `json:"stream"`
-	Length int64         `json:"length"`
-	Groups []GroupStatus `json:"groups"`
-}
-
-// Status describes the consumed streams and the dead-letter stream.
-func (s Streams) Status(ctx context.Context, rdb redis.UniversalClient) ([]StreamStatus, error) {
-	var out []StreamStatus
-	for _, stream := range append(slices.Clip(s.Consumed), StreamDeadLetter) {
-		key := s.Name(stream)
-		st := StreamStatus{Stream: stream}
-		n, err := rdb.XLen(ctx, key).Result()
-		if err != nil {
-			return nil, fmt.Errorf("read stream %s: %w", key, err)
-		}
-		st.Length = n
-		if stream != StreamDeadLetter {
-			groups, err := rdb.XInfoGroups(ctx, key).Result()
-			if err != nil && !strings.Contains(err.Error(), "no such key") {
-				return nil, fmt.Errorf("read groups of %s: %w", key, err)
-			}
-			for _, g := range groups {
-				st.Groups = append(st.Groups, GroupStatus{Name: g.Name, Lag: g.Lag, Pending: g.Pending, LastDelivered: g.LastDeliveredID})
-			}
-		}
-		out = append(out, st)
-	}
-	return out, nil
 }

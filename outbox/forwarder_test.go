@@ -1,4 +1,4 @@
-package events_test
+package outbox_test
 
 import (
 	"context"
@@ -15,7 +15,9 @@ import (
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -99,7 +101,7 @@ func entries(t *testing.T, rdb *redis.Client, key string, n int) []*message.Mess
 }
 
 // runForwarder runs a forwarder until the test ends.
-func runForwarder(t *testing.T, db *sql.DB, streams events.Streams, cfg events.ForwarderConfig) {
+func runForwarder(t *testing.T, db *sql.DB, streams redisstreams.Config, cfg outbox.ForwarderConfig) {
 	t.Helper()
 	stop := startForwarder(t, db, streams, cfg)
 	t.Cleanup(func() {
@@ -110,9 +112,9 @@ func runForwarder(t *testing.T, db *sql.DB, streams events.Streams, cfg events.F
 }
 
 // startForwarder runs a forwarder until the returned stop is called.
-func startForwarder(t *testing.T, db *sql.DB, streams events.Streams, cfg events.ForwarderConfig) (stop func() error) {
+func startForwarder(t *testing.T, db *sql.DB, streams redisstreams.Config, cfg outbox.ForwarderConfig) (stop func() error) {
 	t.Helper()
-	f, err := events.NewForwarder(db, streams, cfg)
+	f, err := outbox.NewForwarder(db, streams, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +172,7 @@ func TestForwarder(t *testing.T) {
 		t.Fatalf("outbox events: %v (%v)", uuids, err)
 	}
 
-	runForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
+	runForwarder(t, db, streams, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
 
 	placed := entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)
 	reserved := entries(t, rdb, streams.Name(events.StreamReservations), 1)
@@ -197,7 +199,7 @@ func TestForwarder(t *testing.T) {
 // has subscribed is a stop, not an error.
 func TestForwarder_stopsWhileStarting(t *testing.T) {
 	t.Parallel()
-	f, err := events.NewForwarder(testenv.OwnDB(t), testenv.Streams(t), events.ForwarderConfig{PollInterval: time.Second, BatchSize: 10})
+	f, err := outbox.NewForwarder(testenv.OwnDB(t), testenv.Streams(t), outbox.ForwarderConfig{PollInterval: time.Second, BatchSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,14 +224,14 @@ func TestForwarder_wakesOnCommit(t *testing.T) {
 	streams := testenv.Streams(t)
 	rdb := streams.Client()
 	defer rdb.Close()
-	runForwarder(t, db, streams, events.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
+	runForwarder(t, db, streams, outbox.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
 	time.Sleep(200 * time.Millisecond) // past the first, empty poll: now it waits
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n := events.NewCommitNotifier(db, watermill.NopLogger{})
+	n := outbox.NewCommitNotifier(db, watermill.NopLogger{})
 	go n.Run(ctx)
-	ctx = events.WithCommitNotifier(ctx, n)
+	ctx = outbox.WithCommitNotifier(ctx, n)
 	for i := range 3 {
 		publish(t, db, ctx, events.OrderPlaced{OrderID: fmt.Sprintf("wake-%d", i)})
 		entries(t, rdb, streams.Name(events.StreamOrdersPlaced), i+1)

@@ -1,4 +1,4 @@
-package events_test
+package outbox_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -38,7 +39,7 @@ func TestForwarder_forwardsATransactionThatStartedFirstAndCommitsLast(t *testing
 	})
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "committed-first"})
 
-	runForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
+	runForwarder(t, db, streams, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
 	// "before" on the stream: the forwarder has read the outbox since
 	// committed-first committed, and moved what it may.
 	entries(t, rdb, key, 1)
@@ -64,7 +65,7 @@ func TestForwarder_doesNotWaitForTransactionsThatCannotWriteTheOutbox(t *testing
 	if _, err := db.Exec(`INSERT INTO inbox (handler, message_uuid) VALUES ('locked', 'row')`); err != nil {
 		t.Fatal(err)
 	}
-	runForwarder(t, db, streams, events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
+	runForwarder(t, db, streams, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
 
 	for i, tc := range []struct {
 		name string
@@ -168,7 +169,7 @@ func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
 	if err := lockOffsets(lock1); err != nil {
 		t.Fatal(err)
 	}
-	runForwarder(t, db, streams, events.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
+	runForwarder(t, db, streams, outbox.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
 	waitPollBlockedBy(t, db, pid1)
 	waitListening(t, db)
 	lock2, pid2 := session(t, db)
@@ -209,7 +210,7 @@ func TestForwarder_keepsTheOutboxUUIDAndMetadata(t *testing.T) {
 			rdb := streams.Client()
 			defer rdb.Close()
 			ctx := events.WithCorrelationID(context.Background(), "corr-"+tc.name)
-			cfg := events.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10}
+			cfg := outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10}
 			if tc.tracer != nil {
 				var span trace.Span
 				ctx, span = tc.tracer.Tracer("test").Start(ctx, "place order")
