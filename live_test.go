@@ -34,8 +34,10 @@ func chromium(t *testing.T) string {
 }
 
 // TestLivePage drives the live page in a headless Chromium: it sets stock
-// and places an order through the page's forms, and sees the order turn
-// confirmed in the list that Server-Sent Events keep current.
+// and places an order through the page's forms, sees the order turn
+// confirmed in the list that Server-Sent Events keep current, then cancels
+// it with its Cancel button and sees it turn cancelled, its button gone and
+// its units available again.
 func TestLivePage(t *testing.T) {
 	t.Parallel()
 	browser := chromium(t)
@@ -87,6 +89,17 @@ func TestLivePage(t *testing.T) {
 	}
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(css(`td.status.confirmed[data-order-id="`+id+`"]`))); err != nil {
 		t.Fatalf("order %s did not show as confirmed: %v", id, err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`button[aria-label="Cancel order `+id+`"]`)),
+		chromedp.WaitVisible(`//p[@id="message" and contains(., "`+id+` is cancell")]`),
+		chromedp.WaitVisible(css(`td.status.cancelled[data-order-id="`+id+`"]`)),
+		chromedp.WaitNotPresent(css(`button[aria-label="Cancel order `+id+`"]`)),
+		chromedp.WaitVisible(`//tbody[@id="stock"]/tr[td[1]="`+sku+`" and td[2]="5" and td[3]="0"]`),
+	)
+	if err != nil {
+		message, _ := chromedp.Run(ctx, chromedp.Text(css(`#message`)))
+		t.Fatalf("cancelling order %s from the page: %v (the page says %q)", id, err, message)
 	}
 	screenshot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {

@@ -3,6 +3,7 @@ package router_test
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,8 +14,10 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/pb33f/libopenapi"
 
+	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/metrics"
+	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -108,6 +111,8 @@ func TestOpenAPI_describesRealAnswers(t *testing.T) {
 	const asJSON = "Content-Type: application/json"
 	const auth = "Authorization: Bearer {token}"
 	sku := testenv.Unique("SKU")
+	cancel := cancelTargets(t)
+	cancelKey := testenv.Unique("openapi-cancel")
 	tests := []exchange{
 		{"places_an_order", "", request{"POST", "/orders", jsonKey(key) + "\nX-Request-ID: openapi-1", []byte(order)}, 201, allowed},
 		{"replays_an_order", "", request{"POST", "/orders", jsonKey(key), []byte(order)}, 200, allowed},
@@ -136,6 +141,29 @@ func TestOpenAPI_describesRealAnswers(t *testing.T) {
 		{"knows_no_unknown_order", "", request{"GET", "/orders/01a2085e-97ee-76b5-b6c7-24fcde6bbcdb", "", nil}, 404, allowed},
 		{"knows_no_order_by_another_id_form", "", request{"GET", "/orders/{order-nodash}", "", nil}, 404, allowed},
 		{"refuses_an_order_read_while_the_database_is_away", "away", request{"GET", "/orders/01a2085e-97ee-76b5-b6c7-24fcde6bbcdb", "", nil}, 503, allowed},
+
+		{"cancels_an_order", "", request{"POST", cancel.pending, jsonKey(cancelKey), []byte(`{"reason":"ordered twice"}`)}, 202, allowed},
+		{"replays_a_cancel", "", request{"POST", cancel.pending, jsonKey(cancelKey), []byte(`{"reason":"ordered twice"}`)}, 200, allowed},
+		{"refuses_a_cancel_key_reused_with_another_reason", "", request{"POST", cancel.pending, jsonKey(cancelKey), []byte(`{"reason":"other"}`)}, 409, unchecked},
+		{"refuses_a_placing_key_for_a_cancel", "", request{"POST", cancel.pending, jsonKey(key), nil}, 409, unchecked},
+		{"answers_a_cancelling_order_as_it_is", "", request{"POST", cancel.pending, "", nil}, 200, allowed},
+		{"takes_an_empty_body_as_none_whatever_its_type", "", request{"POST", cancel.pending, "Content-Type: text/plain", nil}, 200, unchecked}, // the document cannot say "an empty body, whatever its type"
+		{"cancels_a_confirmed_order_without_a_reason", "", request{"POST", cancel.confirmed, asJSON, []byte(`{}`)}, 202, allowed},
+		{"answers_a_cancelled_order_as_it_is", "", request{"POST", cancel.cancelled, asJSON, []byte(`{"reason":"again"}`)}, 200, allowed},
+		{"reads_a_cancelled_order", "", request{"GET", strings.TrimSuffix(cancel.cancelled, "/cancel"), "", nil}, 200, allowed},
+		{"lists_cancelled_orders", "", request{"GET", "/orders?status=cancelled&limit=100", "", nil}, 200, allowed},
+		{"lists_cancelling_orders", "", request{"GET", "/orders?status=cancelling&limit=100", "", nil}, 200, allowed},
+		{"refuses_to_cancel_a_rejected_order", "", request{"POST", cancel.rejected, "", nil}, 409, allowed},
+		{"knows_no_unknown_order_to_cancel", "", request{"POST", "/orders/01a2085e-97ee-76b5-b6c7-24fcde6bbcdb/cancel", "", nil}, 404, allowed},
+		{"knows_no_order_to_cancel_by_another_id_form", "", request{"POST", "/orders/{order-nodash}/cancel", "", nil}, 404, allowed},
+		{"refuses_a_long_reason", "", request{"POST", cancel.pending, asJSON, []byte(`{"reason":"` + strings.Repeat("é", 201) + `"}`)}, 422, refused},
+		{"refuses_a_reason_that_is_no_string", "", request{"POST", cancel.pending, asJSON, []byte(`{"reason":5}`)}, 422, refused},
+		{"refuses_an_unknown_cancel_field", "", request{"POST", cancel.pending, asJSON, []byte(`{"why":"x"}`)}, 422, refused},
+		{"refuses_a_cancel_as_text", "", request{"POST", cancel.pending, "Content-Type: text/plain", []byte(`{}`)}, 415, refused},
+		{"refuses_a_cancel_in_broken_json", "", request{"POST", cancel.pending, asJSON, []byte(`{"reason"`)}, 400, refused},
+		{"refuses_an_oversized_cancel", "", request{"POST", cancel.pending, asJSON, []byte(`{"reason":"` + strings.Repeat("x", 70<<10) + `"}`)}, 413, refused},
+		{"refuses_a_long_cancel_key", "", request{"POST", cancel.pending, "Idempotency-Key: " + strings.Repeat("k", 256), nil}, 400, refused},
+		{"refuses_a_cancel_while_the_database_is_away", "away", request{"POST", "/orders/01a2085e-97ee-76b5-b6c7-24fcde6bbcdb/cancel", "", nil}, 503, allowed},
 
 		{"sets_stock", "", request{"PUT", "/inventory/" + sku, asJSON + "\n" + auth, []byte(`{"available":5}`)}, 200, allowed},
 		{"refuses_stock_without_a_token", "", request{"PUT", "/inventory/" + sku, asJSON, []byte(`{"available":5}`)}, 401, refused},
@@ -197,6 +225,39 @@ func TestOpenAPI_describesRealAnswers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cancelTargets are the cancel URLs of fresh orders: one pending, one
+// confirmed, one rejected and one cancelled, settled by calling the orders
+// service's handlers as the worker would.
+func cancelTargets(t *testing.T) (targets struct{ pending, confirmed, rejected, cancelled string }) {
+	t.Helper()
+	ctx := context.Background()
+	ord := orders.NewService(testenv.DB(t))
+	place := func() orders.Order {
+		t.Helper()
+		o, _, err := ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-cancel", Items: []events.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	target := func(o orders.Order) string { return "/orders/" + o.ID + "/cancel" }
+	pending, confirmed, rejected, cancelled := place(), place(), place(), place()
+	if err := ord.OnStockReserved(ctx, events.StockReserved{OrderID: confirmed.ID, Items: confirmed.Items}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ord.OnStockRejected(ctx, events.StockRejected{OrderID: rejected.ID, Items: rejected.Items, Reason: events.ReasonUnknownSKU}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ord.Cancel(ctx, cancelled.ID, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := ord.OnStockReleased(ctx, events.StockReleased{OrderID: cancelled.ID, Items: cancelled.Items}); err != nil {
+		t.Fatal(err)
+	}
+	targets.pending, targets.confirmed, targets.rejected, targets.cancelled = target(pending), target(confirmed), target(rejected), target(cancelled)
+	return targets
 }
 
 // roundTrip sends req and returns the answer with its body read, but for an

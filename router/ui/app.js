@@ -13,7 +13,15 @@ function cell(text, className) {
   return td;
 }
 
+// The rows each table shows, as JSON: a snapshot that changes nothing in a
+// table leaves its rows in place, so that a click on one of its buttons
+// is not lost to a redraw.
+const shown = new Map();
+
 function rows(tbody, items, build) {
+  const json = JSON.stringify(items);
+  if (shown.get(tbody) === json) return;
+  shown.set(tbody, json);
   tbody.replaceChildren(...items.map((item) => {
     const tr = document.createElement("tr");
     tr.append(...build(item));
@@ -26,12 +34,28 @@ function age(seconds) {
   return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s`;
 }
 
+// An order can be cancelled while it is pending or confirmed.
+const cancellable = new Set(["pending", "confirmed"]);
+const cancelledStatuses = new Set(["cancelling", "cancelled"]);
+
 function render(s) {
   rows($("orders"), s.orders || [], (o) => {
     const tr = [cell(o.id.slice(0, 8) + "…", "id"), cell(o.customer_id)];
     const status = cell(o.reason ? `${o.status} (${o.reason})` : o.status, `status ${o.status}`);
     status.dataset.orderId = o.id;
-    tr.push(status, cell(o.settle_ms == null ? "…" : `${o.settle_ms.toFixed(1)} ms`));
+    // A cancelled order's time is to its cancellation, not its settlement.
+    const took = cancelledStatuses.has(o.status) ? "–" : o.settle_ms == null ? "…" : `${o.settle_ms.toFixed(1)} ms`;
+    const action = cell("");
+    if (cancellable.has(o.status)) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "cancel";
+      button.textContent = "Cancel";
+      button.setAttribute("aria-label", `Cancel order ${o.id}`);
+      button.addEventListener("click", () => cancelOrder(o.id, button));
+      action.append(button);
+    }
+    tr.push(status, cell(took), action);
     tr[0].title = o.id;
     return tr;
   });
@@ -96,6 +120,17 @@ $("stock-form").addEventListener("submit", async (ev) => {
     say(`Stock not set: ${err.message}`, true);
   }
 });
+
+async function cancelOrder(id, button) {
+  button.disabled = true;
+  try {
+    const o = await call("POST", `/orders/${encodeURIComponent(id)}/cancel`, { reason: "cancelled from the live page" });
+    say(`Order ${o.id} is ${o.status}`);
+  } catch (err) {
+    button.disabled = false;
+    say(`Order not cancelled: ${err.message}`, true);
+  }
+}
 
 async function replay(id) {
   sessionStorage.setItem(tokenKey, $("admin-token").value);
