@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/parked"
 	"github.com/orderstream/orderstream/postgres"
@@ -80,12 +81,16 @@ func (a *app) collect(ctx context.Context) error {
 	if !a.live.Watching() {
 		return nil
 	}
-	if snap.Orders, err = a.orders.Recent(ctx, 20); err != nil {
+	recent, err := a.orders.List(ctx, orders.ListRequest{Limit: 20})
+	if err != nil {
 		return err
 	}
-	if snap.Stock, err = a.inventory.List(ctx, 50); err != nil {
+	snap.Orders = router.LiveOrdersOf(recent.Orders)
+	stock, err := a.inventory.List(ctx, 50)
+	if err != nil {
 		return err
 	}
+	snap.Stock = router.LiveStockOf(stock)
 	letters, err := a.streams.LatestDeadLetters(ctx, a.rdb, 20)
 	if err != nil {
 		return err

@@ -23,9 +23,9 @@ var ErrNotFound = errors.New("sku not found")
 // Stock is the stock of one SKU. Available units can still be reserved;
 // reserved units are held by orders.
 type Stock struct {
-	SKU       string `json:"sku"`
-	Available int    `json:"available"`
-	Reserved  int    `json:"reserved"`
+	SKU       string
+	Available int
+	Reserved  int
 }
 
 // Service sets, reads and reserves stock.

@@ -37,10 +37,15 @@ func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string)
 	if !ok {
 		return Order{}, false, ErrNotFound
 	}
-	if n := utf8.RuneCountInString(reason); n > MaxCancelReasonLen || !utf8.ValidString(reason) {
-		var errs validate.Errors
+	var errs validate.Errors
+	switch {
+	case utf8.RuneCountInString(reason) > MaxCancelReasonLen:
 		errs.Add("reason", "must be at most %d characters", MaxCancelReasonLen)
-		return Order{}, false, errs.Err()
+	case !validate.Text(reason):
+		errs.Add("reason", "must be UTF-8 text without NUL characters")
+	}
+	if err := errs.Err(); err != nil {
+		return Order{}, false, err
 	}
 	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
 		// The order's row first: a settlement or another cancel of it waits

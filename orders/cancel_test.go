@@ -129,13 +129,16 @@ func TestService_Cancel(t *testing.T) {
 		}
 	})
 
-	t.Run("refuses_a_reason_too_long", func(t *testing.T) {
+	t.Run("refuses_a_reason_too_long_or_not_text", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := newService(t)
 		o := placed(t, s, ctx, "")
 		var errs validate.Errors
 		if _, _, err := s.Cancel(ctx, o.ID, strings.Repeat("é", orders.MaxCancelReasonLen+1), ""); !errors.As(err, &errs) {
 			t.Errorf("Cancel() = %v, want validate.Errors", err)
+		}
+		if _, _, err := s.Cancel(ctx, o.ID, "a\x00b", ""); !errors.As(err, &errs) {
+			t.Errorf("Cancel() with a NUL in the reason = %v, want validate.Errors", err)
 		}
 		if _, _, err := s.Cancel(ctx, o.ID, strings.Repeat("é", orders.MaxCancelReasonLen), ""); err != nil {
 			t.Errorf("Cancel() with a reason of the longest length = %v", err)

@@ -170,7 +170,18 @@ func (a *api) setStock(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, st)
+	return c.JSON(http.StatusOK, toStockJSON(st))
+}
+
+// stockJSON is the stock of a SKU as the API shows it.
+type stockJSON struct {
+	SKU       string `json:"sku"`
+	Available int    `json:"available"`
+	Reserved  int    `json:"reserved"`
+}
+
+func toStockJSON(st inventory.Stock) stockJSON {
+	return stockJSON{SKU: st.SKU, Available: st.Available, Reserved: st.Reserved}
 }
 
 func (a *api) getStock(c echo.Context) error {
@@ -178,7 +189,7 @@ func (a *api) getStock(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, st)
+	return c.JSON(http.StatusOK, toStockJSON(st))
 }
 
 func (a *api) replayDeadLetter(c echo.Context) error {

@@ -19,11 +19,45 @@ import (
 // however many pages watch.
 type Snapshot struct {
 	At          time.Time                   `json:"at"`
-	Orders      []orders.Summary            `json:"orders"`
-	Stock       []inventory.Stock           `json:"stock"`
+	Orders      []LiveOrder                 `json:"orders"`
+	Stock       []stockJSON                 `json:"stock"`
 	Outbox      OutboxFigures               `json:"outbox"`
 	Streams     []redisstreams.StreamStatus `json:"streams"`
 	DeadLetters []DeadLetter                `json:"dead_letters"`
+}
+
+// LiveOrder is an order as the live page lists it.
+type LiveOrder struct {
+	ID         string    `json:"id"`
+	CustomerID string    `json:"customer_id"`
+	Status     string    `json:"status"`
+	Reason     string    `json:"reason,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	// SettleMillis is how long the order took from its commit to its
+	// confirmation or rejection; nil before, and for a cancelled order.
+	SettleMillis *float64 `json:"settle_ms,omitempty"`
+}
+
+// LiveOrdersOf is the page's view of os.
+func LiveOrdersOf(os []orders.Order) []LiveOrder {
+	out := make([]LiveOrder, len(os))
+	for i, o := range os {
+		out[i] = LiveOrder{ID: o.ID, CustomerID: o.CustomerID, Status: o.Status, Reason: o.Reason, CreatedAt: o.CreatedAt}
+		if o.Status == orders.StatusConfirmed || o.Status == orders.StatusRejected {
+			ms := float64(o.UpdatedAt.Sub(o.CreatedAt)) / float64(time.Millisecond)
+			out[i].SettleMillis = &ms
+		}
+	}
+	return out
+}
+
+// LiveStockOf is the page's view of stock.
+func LiveStockOf(stock []inventory.Stock) []stockJSON {
+	out := make([]stockJSON, len(stock))
+	for i, st := range stock {
+		out[i] = toStockJSON(st)
+	}
+	return out
 }
 
 // OutboxFigures are the outbox backlog.

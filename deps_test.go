@@ -1,0 +1,101 @@
+package main
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/orderstream/orderstream"
+
+// layers are the packages of orderstream and the ones of them each may
+// import (its tests aside), as the house style draws them: the contract
+// (events) imports nothing; the domain (orders, inventory) the contract and
+// the infrastructure below it, and never the other; the edges (router,
+// outbox, redisstreams) what they carry; only the composition root (the
+// root package) sees everything, and nothing imports it. A new package is
+// added here with the layer it belongs to.
+var layers = map[string][]string{
+	"events":             {},
+	"validate":           {},
+	"logging":            {},
+	"migrations":         {},
+	"parked":             {},
+	"internal/buildinfo": {},
+	"internal/netfault":  {},
+	"metrics":            {"internal/buildinfo"},
+	"postgres":           {"events", "logging"},
+	"redisstreams":       {"events"},
+	"outbox":             {"events", "postgres", "redisstreams"},
+	"orders":             {"events", "logging", "postgres", "validate"},
+	"inventory":          {"events", "logging", "postgres", "validate"},
+	"router": {"events", "orders", "inventory", "logging", "metrics", "parked", "postgres", "redisstreams",
+		"validate"},
+	"internal/testenv": {"events", "logging", "migrations", "outbox", "postgres", "redisstreams"},
+	"cmd/bench":        {"events"},
+	"cmd/chaos":        {"internal/netfault"},
+}
+
+// TestDependencies_followTheLayers: every package imports only what its
+// layer allows, so the dependency rules hold without anyone remembering
+// them.
+func TestDependencies_followTheLayers(t *testing.T) {
+	t.Parallel()
+	imports := map[string]map[string]bool{} // package dir → orderstream packages it imports
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		dir := filepath.ToSlash(filepath.Dir(path))
+		if imports[dir] == nil {
+			imports[dir] = map[string]bool{}
+		}
+		for _, spec := range f.Imports {
+			p, _ := strconv.Unquote(spec.Path.Value)
+			if p == module {
+				imports[dir]["."] = true
+			} else if rest, ok := strings.CutPrefix(p, module+"/"); ok {
+				imports[dir][rest] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir, deps := range imports {
+		if dir == "." {
+			continue // the composition root
+		}
+		allowed, known := layers[dir]
+		if !known {
+			t.Errorf("package %s is in no layer: add it to layers, with the packages it may import", dir)
+			continue
+		}
+		for dep := range deps {
+			if !slices.Contains(allowed, dep) {
+				t.Errorf("%s imports %s, which its layer does not allow (it may import %v)", dir, dep, allowed)
+			}
+		}
+	}
+	for dir := range layers {
+		if imports[dir] == nil {
+			t.Errorf("layers names %s, which is no package here", dir)
+		}
+	}
+}
