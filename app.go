@@ -97,6 +97,23 @@ func (a *app) serve(ctx context.Context, addr string, h http.Handler, onShutdown
 	return nil
 }
 
+// watcher reads the backlog for the metrics and the live page.
+func (a *app) watcher() router.Watcher {
+	return router.Watcher{
+		DB: a.db, Redis: a.rdb, Streams: a.streams, Orders: a.orders, Inventory: a.inventory,
+		Metrics: a.metrics, Live: a.live, Logger: a.logger, Interval: a.cfg.MetricsInterval,
+	}
+}
+
+// janitor is the clean-up of the outbox, the inbox and the streams, as the
+// configuration sets it.
+func (a *app) janitor() outbox.Janitor {
+	return outbox.Janitor{
+		DB: a.db, Redis: a.rdb, Streams: a.streams, Logger: a.logger, Interval: a.cfg.CleanupInterval,
+		OutboxRetention: a.cfg.OutboxRetention, InboxRetention: a.cfg.InboxRetention, StreamRetention: a.cfg.StreamRetention,
+	}
+}
+
 func (a *app) forward(ctx context.Context) error {
 	f, err := outbox.NewForwarder(a.db, a.streams, outbox.ForwarderConfig{
 		DatabaseURL:  a.cfg.DatabaseURL,

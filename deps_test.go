@@ -34,7 +34,7 @@ var layers = map[string][]string{
 	"outbox":             {"events", "postgres", "redisstreams"},
 	"orders":             {"events", "logging", "postgres", "validate"},
 	"inventory":          {"events", "logging", "postgres", "validate"},
-	"router": {"events", "orders", "inventory", "logging", "metrics", "parked", "postgres", "redisstreams",
+	"router": {"events", "orders", "inventory", "logging", "metrics", "outbox", "parked", "postgres", "redisstreams",
 		"validate"},
 	"internal/testenv": {"events", "logging", "migrations", "outbox", "postgres", "redisstreams"},
 	"cmd/bench":        {"events"},

@@ -114,7 +114,7 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 	}
 
 	// The gauges, and the live page (which the API process's watcher feeds).
-	go a.watch(ctx)
+	go a.watcher().Run(ctx)
 	go a.serveHTTP(ctx)
 	waitFor(t, "the lag gauge of the audit group", func() bool {
 		text := gather(t, a.metrics)
@@ -127,7 +127,7 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 
 	// The clean-up trims it: both entries are acked, and only the last
 	// one handed to the group stays.
-	a.cleanOnce(ctx)
+	a.janitor().Once(ctx)
 	if n, err := rdb.XLen(ctx, a.streams.Name(auditStream)).Result(); err != nil || n != 1 {
 		t.Errorf("%s holds %d entries after the clean-up (%v), want the first trimmed", auditStream, n, err)
 	}

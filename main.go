@@ -146,11 +146,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		g.Go(commits(func() error { return a.serveHTTP(ctx) }))
 		// The API process reports the backlog: it must be seen most when
 		// the forwarder or the workers are down.
-		g.Go(func() error { a.watch(ctx); return nil })
+		g.Go(func() error { a.watcher().Run(ctx); return nil })
 	}
 	if cmd == "all" || cmd == "forwarder" {
 		g.Go(func() error { return a.forward(ctx) })
-		g.Go(func() error { a.cleanUp(ctx); return nil })
+		g.Go(func() error { a.janitor().Run(ctx); return nil })
 	}
 	if cmd == "all" || cmd == "worker" {
 		g.Go(commits(func() error { return a.handleMessages(ctx, a.handlers()) }))

@@ -1,0 +1,124 @@
+package router
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/metrics"
+	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/outbox"
+	"github.com/orderstream/orderstream/parked"
+	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
+)
+
+// liveInterval is how often the figures are read while a live page is open.
+const liveInterval = time.Second
+
+// Watcher reads the outbox and stream backlog on a timer, for the metrics
+// and, while a live page is open, with the page's other figures for the
+// page: one reader, however many pages or scrapes, and no page, no extra
+// load. The API process runs it: the backlog must be seen most when the
+// forwarder or the workers are down.
+type Watcher struct {
+	DB        *sql.DB
+	Redis     redis.UniversalClient
+	Streams   redisstreams.Config
+	Orders    *orders.Service
+	Inventory *inventory.Service
+	Metrics   *metrics.Metrics
+	Live      *Live
+	Logger    *slog.Logger
+	// Interval is how often the metrics are read with no page open.
+	Interval time.Duration
+}
+
+// Run reads until ctx is done.
+func (w Watcher) Run(ctx context.Context) {
+	w.Metrics.RegisterBacklog()
+	for {
+		if err := w.collect(ctx); err != nil && ctx.Err() == nil {
+			w.Logger.WarnContext(ctx, "reading the backlog failed", "err", err)
+		}
+		interval := w.Interval
+		if w.Live.Watching() {
+			interval = min(interval, liveInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		case <-w.Live.Joined():
+		}
+	}
+}
+
+func (w Watcher) collect(ctx context.Context) error {
+	m := w.Metrics
+	snap := Snapshot{At: time.Now().UTC()}
+	backlog, err := outbox.Outbox(ctx, w.DB)
+	if err != nil {
+		return err
+	}
+	m.OutboxPending.Set(float64(backlog.Pending))
+	m.OutboxOldestAge.Set(backlog.OldestAge.Seconds())
+	snap.Outbox = OutboxFigures{Pending: backlog.Pending, OldestSeconds: backlog.OldestAge.Seconds()}
+	oldestTx, err := postgres.OldestTransactionAge(ctx, w.DB)
+	if err != nil {
+		return err
+	}
+	m.OldestTransactionAge.Set(oldestTx.Seconds())
+	oldestWriter, err := postgres.OldestOutboxWriterAge(ctx, w.DB)
+	if err != nil {
+		return err
+	}
+	m.OldestOutboxWriterAge.Set(oldestWriter.Seconds())
+	parkedStatus, err := parked.ReadStatus(ctx, w.DB)
+	if err != nil {
+		return err
+	}
+	m.ParkedMessages.Set(float64(parkedStatus.Messages))
+	m.ParkedOldest.Set(parkedStatus.OldestFailing.Seconds())
+
+	if snap.Streams, err = w.Streams.Status(ctx, w.Redis); err != nil {
+		return err
+	}
+	for _, st := range snap.Streams {
+		if st.Stream == events.StreamDeadLetter {
+			m.DeadLetters.Set(float64(st.Length))
+		}
+		for _, g := range st.Groups {
+			m.StreamLag.WithLabelValues(st.Stream, g.Name).Set(float64(g.Lag))
+			m.StreamPending.WithLabelValues(st.Stream, g.Name).Set(float64(g.Pending))
+		}
+	}
+
+	if !w.Live.Watching() {
+		return nil
+	}
+	recent, err := w.Orders.List(ctx, orders.ListRequest{Limit: 20})
+	if err != nil {
+		return err
+	}
+	snap.Orders = LiveOrdersOf(recent.Orders)
+	stock, err := w.Inventory.List(ctx, 50)
+	if err != nil {
+		return err
+	}
+	snap.Stock = LiveStockOf(stock)
+	letters, err := w.Streams.LatestDeadLetters(ctx, w.Redis, 20)
+	if err != nil {
+		return err
+	}
+	for _, d := range letters {
+		snap.DeadLetters = append(snap.DeadLetters, DeadLetterOf(d))
+	}
+	w.Live.Publish(snap)
+	return nil
+}
