@@ -62,7 +62,7 @@ func InTx(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.
 // may write the outbox. Every transaction begun here takes it, shared, as
 // its first statement: before it writes anything, so before it has a
 // transaction id. The forwarder then waits only for the transactions that
-// hold it (events' outboxSchema): a transaction id whose owner runs
+// hold it (outbox's outboxSchema): a transaction id whose owner runs
 // without it belongs to a transaction that will never write the outbox,
 // such as another client's row lock or idle transaction. Nothing takes it
 // exclusively, so it never makes anyone wait.

@@ -18,7 +18,7 @@ const lockedSKU = "CHAOS-LOCKED"
 // transaction, delays only what must wait for it (docs/design.md,
 // guarantees 5 and 6). Such a session has a transaction id, but it does
 // not hold the outbox writers' lock, so the forwarder does not wait for it
-// (events' writersHorizon): only the orders that need the locked row wait.
+// (outbox's writersHorizon): only the orders that need the locked row wait.
 //
 //   - Row lock: orders for one SKU (more of them than the workers have
 //     consumers) and for other SKUs are placed and forwarded first, with
