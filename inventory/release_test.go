@@ -25,7 +25,7 @@ func (f fixture) cancel(id string) {
 // holds for order id, in the order they were written.
 func (f fixture) events(id string) (types []string, items [][]events.Item) {
 	f.t.Helper()
-	for _, e := range testenv.OutboxEvents(f.t, testenv.DB(f.t), "order_id", id) {
+	for _, e := range testenv.OutboxEvents(f.t, f.db, "order_id", id) {
 		var p struct{ Items []events.Item }
 		testenv.DecodePayload(f.t, e, &p)
 		types = append(types, e.Metadata[events.MetadataEventType])
@@ -38,7 +38,7 @@ func (f fixture) events(id string) (types []string, items [][]events.Item) {
 func (f fixture) reservations(id string) int {
 	f.t.Helper()
 	var n int
-	if err := testenv.DB(f.t).QueryRow(`SELECT count(*) FROM reservations WHERE order_id = $1`, id).Scan(&n); err != nil {
+	if err := f.db.QueryRow(`SELECT count(*) FROM reservations WHERE order_id = $1`, id).Scan(&n); err != nil {
 		f.t.Fatal(err)
 	}
 	return n
@@ -132,7 +132,7 @@ func TestService_cancellationRacesItsPlacement(t *testing.T) {
 	t.Run("placement_in_flight_when_the_cancellation_comes", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
-		db := testenv.DB(t)
+		db := f.db
 		sku := f.sku(5)
 		id := uuid.NewString()
 		holder := hold(t, db, `SELECT 1 FROM stock WHERE sku = $1 FOR UPDATE`, sku)
@@ -163,7 +163,7 @@ func TestService_cancellationRacesItsPlacement(t *testing.T) {
 	t.Run("cancellation_in_flight_when_the_placement_comes", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
-		db := testenv.DB(t)
+		db := f.db
 		sku := f.sku(5)
 		id := uuid.NewString()
 		holder := hold(t, db, `INSERT INTO stock_releases (order_id) VALUES ($1)`, id)
@@ -222,7 +222,7 @@ func TestService_ledgerUnderPlacesAndCancels(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	db := testenv.DB(t)
+	db := f.db
 	for _, sku := range skus {
 		var available, reserved, held int
 		err := db.QueryRow(`

@@ -2,6 +2,7 @@ package inventory_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"sync"
 	"testing"
@@ -19,12 +20,14 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type fixture struct {
 	t   *testing.T
 	ctx context.Context
+	db  *sql.DB // one pool per fixture: each testenv.DB is a pool of its own
 	s   *inventory.Service
 }
 
 func newFixture(t *testing.T) fixture {
 	t.Helper()
-	return fixture{t, context.Background(), inventory.NewService(testenv.DB(t))}
+	db := testenv.DB(t)
+	return fixture{t, context.Background(), db, inventory.NewService(db)}
 }
 
 // sku sets up a new SKU with available units and returns its name.
@@ -61,7 +64,7 @@ func (f fixture) place(items ...events.Item) string {
 // outcome returns the event type and reason the outbox holds for order id.
 func (f fixture) outcome(id string) (eventType, reason string) {
 	f.t.Helper()
-	evs := testenv.OutboxEvents(f.t, testenv.DB(f.t), "order_id", id)
+	evs := testenv.OutboxEvents(f.t, f.db, "order_id", id)
 	if len(evs) != 1 {
 		f.t.Fatalf("outbox holds %d events for order %s, want 1", len(evs), id)
 	}

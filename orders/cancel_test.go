@@ -2,6 +2,7 @@ package orders_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strings"
 	"sync"
@@ -36,10 +37,10 @@ func placed(t *testing.T, s *orders.Service, ctx context.Context, status string)
 }
 
 // cancelEvents returns the OrderCancelled events the outbox holds for id.
-func cancelEvents(t *testing.T, id string) []events.OrderCancelled {
+func cancelEvents(t *testing.T, db *sql.DB, id string) []events.OrderCancelled {
 	t.Helper()
 	var out []events.OrderCancelled
-	for _, e := range testenv.OutboxEvents(t, testenv.DB(t), "order_id", id) {
+	for _, e := range testenv.OutboxEvents(t, db, "order_id", id) {
 		if e.Metadata[events.MetadataEventType] == "OrderCancelled" {
 			var c events.OrderCancelled
 			testenv.DecodePayload(t, e, &c)
@@ -59,13 +60,14 @@ func TestService_Cancel(t *testing.T) {
 		}
 		t.Run(name+"_becomes_cancelling_with_its_event", func(t *testing.T) {
 			t.Parallel()
-			s, ctx := newService(t)
+			db := testenv.DB(t)
+			s, ctx := orders.NewService(db), context.Background()
 			o := placed(t, s, ctx, status)
 			got, cancelled, err := s.Cancel(ctx, o.ID, "changed my mind", "")
 			if err != nil || !cancelled || got.Status != orders.StatusCancelling || !got.CancelledAt.IsZero() {
 				t.Fatalf("Cancel() = %+v, %v, %v; want it cancelling", got, cancelled, err)
 			}
-			evs := cancelEvents(t, o.ID)
+			evs := cancelEvents(t, db, o.ID)
 			if len(evs) != 1 || evs[0].Reason != "changed my mind" || evs[0].CancelledAt.IsZero() {
 				t.Fatalf("OrderCancelled events = %+v, want one with the reason and time", evs)
 			}
@@ -85,7 +87,7 @@ func TestService_Cancel(t *testing.T) {
 			if err != nil || cancelled || again.Status != orders.StatusCancelled || !again.CancelledAt.Equal(got.CancelledAt) {
 				t.Errorf("Cancel() again = %+v, %v, %v; want the cancelled order unchanged", again, cancelled, err)
 			}
-			if n := len(cancelEvents(t, o.ID)); n != 1 {
+			if n := len(cancelEvents(t, db, o.ID)); n != 1 {
 				t.Errorf("%d OrderCancelled events, want 1", n)
 			}
 		})
@@ -93,7 +95,8 @@ func TestService_Cancel(t *testing.T) {
 
 	t.Run("a_cancelling_order_is_left_as_it_is", func(t *testing.T) {
 		t.Parallel()
-		s, ctx := newService(t)
+		db := testenv.DB(t)
+		s, ctx := orders.NewService(db), context.Background()
 		o := placed(t, s, ctx, "")
 		if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
 			t.Fatal(err)
@@ -102,19 +105,20 @@ func TestService_Cancel(t *testing.T) {
 		if err != nil || cancelled || got.Status != orders.StatusCancelling {
 			t.Errorf("Cancel() of a cancelling order = %+v, %v, %v; want it unchanged", got, cancelled, err)
 		}
-		if n := len(cancelEvents(t, o.ID)); n != 1 {
+		if n := len(cancelEvents(t, db, o.ID)); n != 1 {
 			t.Errorf("%d OrderCancelled events, want 1", n)
 		}
 	})
 
 	t.Run("a_rejected_order_cannot_be_cancelled", func(t *testing.T) {
 		t.Parallel()
-		s, ctx := newService(t)
+		db := testenv.DB(t)
+		s, ctx := orders.NewService(db), context.Background()
 		o := placed(t, s, ctx, orders.StatusRejected)
 		if _, _, err := s.Cancel(ctx, o.ID, "", ""); !errors.Is(err, orders.ErrNotCancellable) {
 			t.Errorf("Cancel() of a rejected order = %v, want ErrNotCancellable", err)
 		}
-		if got, _ := s.Get(ctx, o.ID); got.Status != orders.StatusRejected || len(cancelEvents(t, o.ID)) != 0 {
+		if got, _ := s.Get(ctx, o.ID); got.Status != orders.StatusRejected || len(cancelEvents(t, db, o.ID)) != 0 {
 			t.Errorf("after the refused cancel: %s, want rejected and no OrderCancelled", got.Status)
 		}
 	})
@@ -194,7 +198,8 @@ func TestService_Cancel(t *testing.T) {
 
 	t.Run("concurrent_cancels_write_one_event", func(t *testing.T) {
 		t.Parallel()
-		s, ctx := newService(t)
+		db := testenv.DB(t)
+		s, ctx := orders.NewService(db), context.Background()
 		o := placed(t, s, ctx, "")
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -215,7 +220,7 @@ func TestService_Cancel(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		if n := len(cancelEvents(t, o.ID)); cancelledBy != 1 || n != 1 {
+		if n := len(cancelEvents(t, db, o.ID)); cancelledBy != 1 || n != 1 {
 			t.Errorf("%d calls cancelled, %d OrderCancelled events; want 1 and 1", cancelledBy, n)
 		}
 	})
