@@ -42,11 +42,16 @@ func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logge
 			// sessions, whatever the code below would do.
 			opts = append(opts, postgres.ReadOnly())
 		}
-		db, err := openDatabase(ctx, cfg, logger, postgres.OpenExisting, opts...)
-		if errors.Is(err, postgres.ErrNoDatabase) {
+		// At once, not waiting as a starting server does: an operator at
+		// a prompt wants the answer, and a database that cannot be reached
+		// is one.
+		db, err := postgres.OpenExisting(ctx, cfg.DatabaseURL, cfg.DBMaxConns, opts...)
+		switch {
+		case errors.Is(err, postgres.ErrNoDatabase):
 			return fmt.Errorf("%w: is DATABASE_URL right? If it is, `orderstream migrate` creates the database", err)
-		}
-		if err != nil {
+		case postgres.IsUnavailable(err):
+			return fmt.Errorf("the database cannot be reached (is DATABASE_URL right, and the server up?): %w", err)
+		case err != nil:
 			return err
 		}
 		defer db.Close()

@@ -106,6 +106,28 @@ func TestRun_operatorCommandsCreateNoDatabase(t *testing.T) {
 	}
 }
 
+// TestRun_operatorCommandsFailAtOnceWithoutADatabase: with DATABASE_URL
+// naming a server that does not answer, the commands that read the
+// database fail saying so, after one attempt: they do not wait for the
+// database as a starting server does.
+func TestRun_operatorCommandsFailAtOnceWithoutADatabase(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"outbox", "status"}, {"migrate", "status"}, {"outbox", "realign"}} {
+		t.Run(strings.Join(args, "_"), func(t *testing.T) {
+			t.Parallel()
+			getenv := envOn(t, "postgres://postgres@"+freeAddr(t)+"/orderstream?sslmode=disable")
+			var logs bytes.Buffer
+			err := run(context.Background(), args, getenv, io.Discard, &logs)
+			if err == nil || !strings.Contains(err.Error(), "cannot be reached") || !strings.Contains(err.Error(), "DATABASE_URL") {
+				t.Errorf("%v = %v, want an error saying the database cannot be reached", args, err)
+			}
+			if strings.Contains(logs.String(), "waiting for the database") {
+				t.Errorf("%v waited for the database:\n%s", args, logs.String())
+			}
+		})
+	}
+}
+
 // TestRun_operatorCommandsMigrateNothing: on a database without the schema,
 // or with a migration missing, outbox status and outbox realign fail naming
 // what is missing and `orderstream migrate`, and migrate status lists the
