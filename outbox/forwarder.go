@@ -80,7 +80,8 @@ func NewForwarder(db *sql.DB, streams redisstreams.Config, cfg ForwarderConfig) 
 		return nil, fmt.Errorf("create outbox subscriber: %w", err)
 	}
 	// A stop finishes the batch in hand: see finishingOutbox.
-	sub := &finishingOutbox{sub: outbox, gate: gate, drain: redisstreams.DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout}
+	sub := &finishingOutbox{sub: outbox, gate: gate, drain: redisstreams.DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout,
+		logger: streams.Logger}
 	out, err := streams.Publisher()
 	if err != nil {
 		return nil, errors.Join(err, sub.Close())
@@ -140,16 +141,25 @@ func (f *Forwarder) Run(ctx context.Context) error {
 }
 
 // checkAlignment checks the outbox's alignment, waiting while the database
-// cannot answer (a forwarder starting during an outage waits for it, as its
-// polls would, instead of exiting), until ctx is done.
+// cannot answer, until ctx is done.
 func (f *Forwarder) checkAlignment(ctx context.Context) error {
+	return retryTransient(ctx, f.logger, "check the outbox's alignment", func() error {
+		return CheckOutboxAlignment(ctx, f.db)
+	})
+}
+
+// retryTransient calls fn until it succeeds, fails for a reason that does
+// not pass (postgres.IsTransient), or ctx is done, waiting from 100 ms
+// doubling to 5 s between two calls. A forwarder starting during an outage
+// waits for the database, as its polls would, instead of exiting.
+func retryTransient(ctx context.Context, logger watermill.LoggerAdapter, what string, fn func() error) error {
 	wait := 100 * time.Millisecond
 	for {
-		err := CheckOutboxAlignment(ctx, f.db)
+		err := fn()
 		if err == nil || !postgres.IsTransient(err) || ctx.Err() != nil {
 			return err
 		}
-		f.logger.Error("Cannot check the outbox's alignment yet; retrying", err, watermill.LogFields{"retry_in": wait})
+		logger.Error("Cannot "+what+" yet; retrying", err, watermill.LogFields{"retry_in": wait})
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -3,14 +3,19 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	neturl "net/url"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/netfault"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/outbox"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // TestForwarder_waitsForTheDatabaseAtStart: a forwarder started while its
@@ -72,6 +77,74 @@ func TestForwarder_waitsForTheDatabaseAtStart(t *testing.T) {
 	}
 	defer own.Close()
 	publish(t, own, context.Background(), events.OrderPlaced{OrderID: "after-the-outage"})
+	rdb := streams.Client()
+	defer rdb.Close()
+	entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)
+}
+
+// TestForwarder_subscribesOnceTheDatabaseLetsIt: the forwarder's
+// subscription first writes its group's row; when the database refuses
+// that for a passing reason (here a lock on the offsets table, which the
+// forwarder's sessions wait for only briefly), the forwarder tries again
+// instead of ending, and forwards once the lock is gone.
+func TestForwarder_subscribesOnceTheDatabaseLetsIt(t *testing.T) {
+	t.Parallel()
+	url := testenv.OwnDatabaseURL(t)
+	own, err := sql.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	// SHARE conflicts with the row's INSERT, not with the reads of the
+	// start's alignment check.
+	lock, err := own.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback()
+	if _, err := lock.Exec(`LOCK TABLE watermill_offsets_outbox IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	db, err := postgres.Open(context.Background(), url, 4, postgres.LockTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	logs := &testenv.Buffer{}
+	streams := testenv.Streams(t)
+	streams.Logger = watermill.NewSlogLogger(slog.New(slog.NewTextHandler(logs, nil)))
+	f, err := outbox.NewForwarder(db, streams, outbox.ForwarderConfig{PollInterval: 100 * time.Millisecond, BatchSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("the forwarder did not stop")
+		}
+	}()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "Cannot subscribe to the outbox yet") {
+		select {
+		case err := <-done:
+			t.Fatalf("Run() = %v while the offsets table was locked, want it to wait", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed subscription logged:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, own, context.Background(), events.OrderPlaced{OrderID: "after-the-lock"})
 	rdb := streams.Client()
 	defer rdb.Close()
 	entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)

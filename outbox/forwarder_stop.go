@@ -35,6 +35,8 @@ type finishingOutbox struct {
 	gate  *batchGate
 	drain time.Duration
 	stop  time.Duration // the stop's whole time; drain is most of it
+	// logger tells of a subscription that waits for the database.
+	logger watermill.LoggerAdapter
 
 	stopOnce  sync.Once
 	closeOnce sync.Once
@@ -44,9 +46,16 @@ type finishingOutbox struct {
 func (f *finishingOutbox) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	f.gate.subscribed(cancel)
-	msgs, err := f.sub.Subscribe(inner, topic)
+	// Subscribing writes the group's row first; a failure leaves nothing
+	// behind, so a subscription the database could not take yet (a link
+	// reset, a lock) is made again rather than ending the forwarder.
+	var msgs <-chan *message.Message
+	err := retryTransient(ctx, f.logger, "subscribe to the outbox", func() (err error) {
+		msgs, err = f.sub.Subscribe(inner, topic)
+		return err
+	})
 	if err != nil {
-		cancel()
+		f.gate.failed() // no batch to finish: a Close need not wait
 		return nil, err
 	}
 	go func() {
@@ -141,6 +150,13 @@ func (g *batchGate) stop() bool {
 		}
 	}
 	return true
+}
+
+// failed ends a subscription that could not be made.
+func (g *batchGate) failed() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.end()
 }
 
 // running reports whether a subscription was made.
