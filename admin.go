@@ -105,7 +105,7 @@ type outboxStatusJSON struct {
 }
 
 func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) error {
-	outbox, err := outbox.Outbox(ctx, a.db)
+	backlog, err := outbox.Outbox(ctx, a.db)
 	if err != nil {
 		return err
 	}
@@ -115,13 +115,13 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) e
 	}
 	if asJSON {
 		var doc outboxStatusJSON
-		doc.Outbox.Pending = outbox.Pending
-		doc.Outbox.OldestAgeSeconds = outbox.OldestAge.Seconds()
-		doc.Outbox.Forwarded = outbox.HasForwarded
-		doc.Outbox.Transaction = outbox.Transaction
-		doc.Outbox.OffsetAcked = outbox.OffsetAcked
-		if outbox.Misalignment != nil {
-			m := outbox.Misalignment.Error()
+		doc.Outbox.Pending = backlog.Pending
+		doc.Outbox.OldestAgeSeconds = backlog.OldestAge.Seconds()
+		doc.Outbox.Forwarded = backlog.HasForwarded
+		doc.Outbox.Transaction = backlog.Transaction
+		doc.Outbox.OffsetAcked = backlog.OffsetAcked
+		if backlog.Misalignment != nil {
+			m := backlog.Misalignment.Error()
 			doc.Outbox.Misalignment = &m
 		}
 		doc.Streams = streams
@@ -133,9 +133,9 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) e
 		return writeJSON(stdout, doc)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "outbox\tpending %d\toldest %s\t", outbox.Pending, roundAge(outbox.OldestAge))
-	if outbox.HasForwarded {
-		fmt.Fprintf(w, "forwarder at transaction %s, offset %d\n", outbox.Transaction, outbox.OffsetAcked)
+	fmt.Fprintf(w, "outbox\tpending %d\toldest %s\t", backlog.Pending, roundAge(backlog.OldestAge))
+	if backlog.HasForwarded {
+		fmt.Fprintf(w, "forwarder at transaction %s, offset %d\n", backlog.Transaction, backlog.OffsetAcked)
 	} else {
 		fmt.Fprintln(w, "the forwarder has not run yet")
 	}
@@ -148,10 +148,10 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) e
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if outbox.Misalignment != nil {
+	if backlog.Misalignment != nil {
 		// The pending count leaves out the rows written here: they sort
 		// before the position.
-		fmt.Fprintf(stdout, "\nWARNING: %s\n", outbox.Misalignment)
+		fmt.Fprintf(stdout, "\nWARNING: %s\n", backlog.Misalignment)
 	}
 	return nil
 }
