@@ -20,20 +20,14 @@ func ForwarderOutbox(db *sql.DB, cfg ForwarderConfig, logger watermill.LoggerAda
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = redisstreams.DefaultStopTimeout
 	}
-	gate := newBatchGate(wsql.NewDefaultBackoffManager(cfg.PollInterval, time.Second))
-	outbox, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
-		ConsumerGroup:  forwarderGroup,
-		SchemaAdapter:  outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: cfg.BatchSize}},
-		OffsetsAdapter: wsql.DefaultPostgreSQLOffsetsAdapter{},
-		BackoffManager: gate,
-	}, logger)
+	f, err := newFinishingOutbox(db, cfg, wsql.NewDefaultBackoffManager(cfg.PollInterval, time.Second), logger)
 	if err != nil {
 		return nil, nil, err
 	}
 	stopAsked = func() bool {
-		gate.mu.Lock()
-		defer gate.mu.Unlock()
-		return gate.stopped
+		f.gate.mu.Lock()
+		defer f.gate.mu.Unlock()
+		return f.gate.stopped
 	}
-	return &finishingOutbox{sub: outbox, gate: gate, drain: redisstreams.DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout, logger: logger}, stopAsked, nil
+	return f, stopAsked, nil
 }

@@ -69,19 +69,10 @@ func NewForwarder(db *sql.DB, streams redisstreams.Config, cfg ForwarderConfig) 
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = redisstreams.DefaultStopTimeout
 	}
-	gate := newBatchGate(backoff)
-	outbox, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
-		ConsumerGroup:  forwarderGroup,
-		SchemaAdapter:  outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: cfg.BatchSize}},
-		OffsetsAdapter: wsql.DefaultPostgreSQLOffsetsAdapter{},
-		BackoffManager: gate,
-	}, streams.Logger)
+	sub, err := newFinishingOutbox(db, cfg, backoff, streams.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("create outbox subscriber: %w", err)
+		return nil, err
 	}
-	// A stop finishes the batch in hand: see finishingOutbox.
-	sub := &finishingOutbox{sub: outbox, gate: gate, drain: redisstreams.DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout,
-		logger: streams.Logger}
 	out, err := streams.Publisher()
 	if err != nil {
 		return nil, errors.Join(err, sub.Close())

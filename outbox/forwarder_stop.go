@@ -2,12 +2,16 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // finishingOutbox is the forwarder's outbox subscriber: a stop (Close, or
@@ -41,6 +45,24 @@ type finishingOutbox struct {
 	stopOnce  sync.Once
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// newFinishingOutbox is the forwarder's outbox subscriber: the consumer
+// group "forwarder", cfg.BatchSize rows a poll, backoff deciding the waits
+// between polls, and a stop within cfg.StopTimeout (which must be set).
+func newFinishingOutbox(db *sql.DB, cfg ForwarderConfig, backoff wsql.BackoffManager, logger watermill.LoggerAdapter) (*finishingOutbox, error) {
+	gate := newBatchGate(backoff)
+	outbox, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
+		ConsumerGroup:  forwarderGroup,
+		SchemaAdapter:  outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: cfg.BatchSize}},
+		OffsetsAdapter: wsql.DefaultPostgreSQLOffsetsAdapter{},
+		BackoffManager: gate,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("create outbox subscriber: %w", err)
+	}
+	return &finishingOutbox{sub: outbox, gate: gate, drain: redisstreams.DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout,
+		logger: logger}, nil
 }
 
 func (f *finishingOutbox) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
