@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // Each test here makes, deterministically, the situation one mechanism of
@@ -144,50 +146,77 @@ func TestPublish_refusesATransactionNotBegunByInTx(t *testing.T) {
 // session wakes up.)
 func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
 	t.Parallel()
+	w := untilWakeUpPoll(t, "hidden")
+	w.endOlder(false) // which notifies nobody
+	w.lock.Rollback()
+
+	entries(t, w.rdb, w.streams.Name(events.StreamOrdersPlaced), 1)
+}
+
+// wakeUpPoll is a forwarder whose wake-up poll, with its snapshot taken,
+// waits on lock while an older open transaction (endOlder) hides a
+// committed row: the first poll found nothing.
+type wakeUpPoll struct {
+	db       *sql.DB
+	streams  redisstreams.Config
+	rdb      *redis.Client
+	endOlder func(commit bool)
+	lock     *sql.Tx
+	lockPID  int
+}
+
+// untilWakeUpPoll publishes OrderPlaced orderID behind an older open
+// transaction and brings a forwarder to its wake-up poll, held by a table
+// lock queued behind the first poll.
+func untilWakeUpPoll(t *testing.T, orderID string) wakeUpPoll {
+	t.Helper()
 	ctx := context.Background()
 	url := testenv.OwnDatabaseURL(t)
 	db, err := postgres.Open(ctx, url, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	streams := testenv.Streams(t)
-	rdb := streams.Client()
-	defer rdb.Close()
+	t.Cleanup(func() { db.Close() })
+	w := wakeUpPoll{db: db, streams: testenv.Streams(t)}
+	w.rdb = w.streams.Client()
+	t.Cleanup(func() { w.rdb.Close() })
 	if _, err := db.Exec(`INSERT INTO watermill_offsets_outbox (consumer_group, offset_acked, last_processed_transaction_id)
 		VALUES ('forwarder', 0, '0')`); err != nil {
 		t.Fatal(err)
 	}
 
-	endOlder := openTx(t, ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+	w.endOlder = openTx(t, ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`)
 		return err
 	})
-	publish(t, db, ctx, events.OrderPlaced{OrderID: "hidden"})
+	publish(t, db, ctx, events.OrderPlaced{OrderID: orderID})
 
 	lock1, pid1 := session(t, db)
 	if err := lockOffsets(lock1); err != nil {
 		t.Fatal(err)
 	}
-	runForwarder(t, db, streams, outbox.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
+	runForwarder(t, db, w.streams, outbox.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
 	waitPollBlockedBy(t, db, pid1)
 	waitListening(t, db)
-	lock2, pid2 := session(t, db)
-	locked2 := make(chan error, 1)
-	go func() {
-		_, err := lock2.Exec(`LOCK TABLE watermill_outbox IN ACCESS EXCLUSIVE MODE`)
-		locked2 <- err
-	}()
-	waitBlocked(t, db, pid2) // behind the first poll's ACCESS SHARE
-	lock1.Rollback()         // the first poll goes on, finds nothing, and waits for a wake-up
-	if err := <-locked2; err != nil {
+	w.lock, w.lockPID = session(t, db)
+	locked := lockOutboxAsync(w.lock)
+	waitBlocked(t, db, w.lockPID) // behind the first poll's ACCESS SHARE
+	lock1.Rollback()              // the first poll goes on, finds nothing, and waits for a wake-up
+	if err := <-locked; err != nil {
 		t.Fatal(err)
 	}
-	waitPollBlockedBy(t, db, pid2) // the wake-up poll
-	endOlder(false)                // which notifies nobody
-	lock2.Rollback()
+	waitPollBlockedBy(t, db, w.lockPID) // the wake-up poll
+	return w
+}
 
-	entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)
+// lockOutboxAsync locks the outbox table in tx, in the background.
+func lockOutboxAsync(tx *sql.Tx) <-chan error {
+	locked := make(chan error, 1)
+	go func() {
+		_, err := tx.Exec(`LOCK TABLE watermill_outbox IN ACCESS EXCLUSIVE MODE`)
+		locked <- err
+	}()
+	return locked
 }
 
 // The stream entry of an event keeps the outbox event's UUID, the dedup key
