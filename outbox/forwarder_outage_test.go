@@ -48,24 +48,12 @@ func TestForwarder_waitsForTheDatabaseAtStart(t *testing.T) {
 	}
 	defer db.Close()
 	streams := testenv.Streams(t)
-	f, err := outbox.NewForwarder(db, streams, outbox.ForwarderConfig{PollInterval: 100 * time.Millisecond, BatchSize: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-		}
-	}()
+	run := goForwarder(t, db, streams, outbox.ForwarderConfig{PollInterval: 100 * time.Millisecond, BatchSize: 10})
+	defer run.stop()
 
 	select {
-	case err := <-done:
-		t.Fatalf("Run() = %v while the database was away, want it to wait", err)
+	case <-run.done:
+		t.Fatalf("Run() = %v while the database was away, want it to wait", run.err)
 	case <-time.After(time.Second):
 	}
 	if err := down.Remove(); err != nil {
@@ -113,27 +101,14 @@ func TestForwarder_subscribesOnceTheDatabaseLetsIt(t *testing.T) {
 	logs := &testenv.Buffer{}
 	streams := testenv.Streams(t)
 	streams.Logger = watermill.NewSlogLogger(slog.New(slog.NewTextHandler(logs, nil)))
-	f, err := outbox.NewForwarder(db, streams, outbox.ForwarderConfig{PollInterval: 100 * time.Millisecond, BatchSize: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("the forwarder did not stop")
-		}
-	}()
+	run := goForwarder(t, db, streams, outbox.ForwarderConfig{PollInterval: 100 * time.Millisecond, BatchSize: 10})
+	defer run.stop()
 
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(logs.String(), "Cannot subscribe to the outbox yet") {
 		select {
-		case err := <-done:
-			t.Fatalf("Run() = %v while the offsets table was locked, want it to wait", err)
+		case <-run.done:
+			t.Fatalf("Run() = %v while the offsets table was locked, want it to wait", run.err)
 		default:
 		}
 		if time.Now().After(deadline) {

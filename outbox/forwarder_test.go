@@ -114,23 +114,33 @@ func runForwarder(t *testing.T, db *sql.DB, streams redisstreams.Config, cfg out
 // startForwarder runs a forwarder until the returned stop is called.
 func startForwarder(t *testing.T, db *sql.DB, streams redisstreams.Config, cfg outbox.ForwarderConfig) (stop func() error) {
 	t.Helper()
+	return goForwarder(t, db, streams, cfg).stop
+}
+
+// forwarderRun is a forwarder running in the background.
+type forwarderRun struct {
+	done   chan struct{} // closed once Run has returned
+	err    error         // what Run returned
+	cancel context.CancelFunc
+}
+
+func goForwarder(t *testing.T, db *sql.DB, streams redisstreams.Config, cfg outbox.ForwarderConfig) *forwarderRun {
+	t.Helper()
 	f, err := outbox.NewForwarder(db, streams, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	var err2 error
-	stopped := false
-	return func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			err2 = <-done
-		}
-		return err2
-	}
+	r := &forwarderRun{done: make(chan struct{}), cancel: cancel}
+	go func() { r.err = f.Run(ctx); close(r.done) }()
+	return r
+}
+
+// stop ends the run and returns Run's error.
+func (r *forwarderRun) stop() error {
+	r.cancel()
+	<-r.done
+	return r.err
 }
 
 func TestForwarder(t *testing.T) {
