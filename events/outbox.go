@@ -32,6 +32,12 @@ func WithWriter(ctx context.Context, w Writer) context.Context {
 	return context.WithValue(ctx, writerKey{}, w)
 }
 
+// WriterFrom returns the Writer ctx carries, if any.
+func WriterFrom(ctx context.Context) (Writer, bool) {
+	w, ok := ctx.Value(writerKey{}).(Writer)
+	return w, ok
+}
+
 type commitHookKey struct{}
 
 // OnCommit returns ctx whose Publish calls arrange for fn to run once their
@@ -60,7 +66,7 @@ const OutboxTopic = "outbox"
 // each call makes its own; the forwarder publisher wraps the event in an
 // envelope that names its destination stream.
 func Publish(ctx context.Context, tx *sql.Tx, e Event) (err error) {
-	w, ok := ctx.Value(writerKey{}).(Writer)
+	w, ok := WriterFrom(ctx)
 	if !ok || w.Tx() != tx {
 		return fmt.Errorf("write %s to outbox: %w", e.EventType(), errNotAWriter)
 	}

@@ -15,11 +15,21 @@ type txState struct {
 	afterCommit []func()
 }
 
-type txKey struct{}
+// stateFrom returns the transaction ctx carries, if InTx or the inbox
+// began it. The context carries it as the events.Writer that
+// events.Publish writes in.
+func stateFrom(ctx context.Context) (*txState, bool) {
+	w, ok := events.WriterFrom(ctx)
+	if !ok {
+		return nil, false
+	}
+	s, ok := w.(*txState)
+	return s, ok
+}
 
 // TxFrom returns the transaction ctx carries, if any.
 func TxFrom(ctx context.Context) (*sql.Tx, bool) {
-	s, ok := ctx.Value(txKey{}).(*txState)
+	s, ok := stateFrom(ctx)
 	if !ok {
 		return nil, false
 	}
@@ -30,7 +40,7 @@ func TxFrom(ctx context.Context) (*sql.Tx, bool) {
 // committed; it does not run if the transaction rolls back. Without a
 // transaction in ctx, fn runs at once.
 func AfterCommit(ctx context.Context, fn func()) {
-	if s, ok := ctx.Value(txKey{}).(*txState); ok {
+	if s, ok := stateFrom(ctx); ok {
 		s.AfterCommit(fn)
 		return
 	}
@@ -90,7 +100,7 @@ func begin(ctx context.Context, db *sql.DB) (context.Context, *txState, error) {
 		return ctx, nil, fmt.Errorf("begin transaction: take outbox writers' lock: %w", err)
 	}
 	s := &txState{tx: tx}
-	return events.WithWriter(context.WithValue(ctx, txKey{}, s), s), s, nil
+	return events.WithWriter(ctx, s), s, nil
 }
 
 // Tx and AfterCommit make a txState the events.Writer of its context.
