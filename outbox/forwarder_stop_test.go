@@ -28,16 +28,9 @@ func TestForwarder_stopFinishesTheBatchInHand(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testenv.OwnDB(t)
-	for i := range 3 {
-		publish(t, db, ctx, events.OrderPlaced{OrderID: fmt.Sprintf("batch-%d", i)})
-	}
+	publishN(t, db, "batch-", 3)
 	sub, stopAsked := forwarderOutbox(t, db, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100})
-	subCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	msgs, err := sub.Subscribe(subCtx, events.OutboxTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	msgs, cancel := subscribe(t, sub)
 	next(t, msgs).Ack()
 	inHand := next(t, msgs)
 
@@ -66,20 +59,13 @@ func TestForwarder_stopGivesUpABatchThatDoesNotFinish(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testenv.OwnDB(t)
-	for i := range 3 {
-		publish(t, db, ctx, events.OrderPlaced{OrderID: fmt.Sprintf("stuck-%d", i)})
-	}
+	publishN(t, db, "stuck-", 3)
 	// A stop of 5 s: the drain takes 4.5 s, and the half second after it,
 	// before the batch would be rolled back, is ample for the given-up
 	// batch to save what was acked.
 	cfg := outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100, StopTimeout: 5 * time.Second}
 	sub, _ := forwarderOutbox(t, db, cfg)
-	subCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	msgs, err := sub.Subscribe(subCtx, events.OutboxTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	msgs, cancel := subscribe(t, sub)
 	next(t, msgs).Ack()
 	stuck := next(t, msgs) // never acked
 
@@ -94,10 +80,7 @@ func TestForwarder_stopGivesUpABatchThatDoesNotFinish(t *testing.T) {
 	cfg.StopTimeout = 100 * time.Millisecond
 	again, _ := forwarderOutbox(t, db, cfg)
 	defer again.Close()
-	msgs, err = again.Subscribe(ctx, events.OutboxTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	msgs, _ = subscribe(t, again)
 	if msg := next(t, msgs); msg.UUID != stuck.UUID {
 		t.Errorf("next subscription starts at %s, want the message given up, %s", msg.UUID, stuck.UUID)
 	}
@@ -112,16 +95,9 @@ func TestForwarder_batchSize(t *testing.T) {
 	t.Run("a_stop_ends_after_a_batch_of_BatchSize_rows", func(t *testing.T) {
 		t.Parallel()
 		db := testenv.OwnDB(t)
-		for i := range 3 {
-			publish(t, db, ctx, events.OrderPlaced{OrderID: fmt.Sprintf("two-of-%d", i)})
-		}
+		publishN(t, db, "two-of-", 3)
 		sub, stopAsked := forwarderOutbox(t, db, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 2})
-		subCtx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		msgs, err := sub.Subscribe(subCtx, events.OutboxTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		msgs, cancel := subscribe(t, sub)
 		next(t, msgs).Ack()
 		inHand := next(t, msgs)
 		cancel()
@@ -148,6 +124,28 @@ func TestForwarder_batchSize(t *testing.T) {
 		}
 		next(t, msgs).Ack()
 	})
+}
+
+// publishN publishes n OrderPlaced events, ids prefix0 … prefix(n-1).
+func publishN(t *testing.T, db *sql.DB, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		publish(t, db, context.Background(), events.OrderPlaced{OrderID: fmt.Sprintf("%s%d", prefix, i)})
+	}
+}
+
+// subscribe subscribes sub to the outbox under a context of its own, which
+// cancel ends (as the router does when it stops, before it closes its
+// subscriber), and which ends with t at the latest.
+func subscribe(t *testing.T, sub message.Subscriber) (<-chan *message.Message, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	msgs, err := sub.Subscribe(ctx, events.OutboxTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs, cancel
 }
 
 // forwarderOutbox returns the forwarder's outbox subscriber
