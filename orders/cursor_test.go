@@ -48,6 +48,19 @@ func TestCursor(t *testing.T) {
 		}
 	})
 
+	t.Run("takes_the_first_and_the_last_year_RFC_3339_writes", func(t *testing.T) {
+		t.Parallel()
+		for _, at := range []time.Time{
+			time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+			time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+		} {
+			got, ok := decodeCursor(cursor{createdAt: at, id: c.id}.encode(f), f)
+			if !ok || !got.createdAt.Equal(at) {
+				t.Errorf("a cursor at %v decodes as %v, %v; want it back", at, got.createdAt, ok)
+			}
+		}
+	})
+
 	t.Run("refuses_a_made_up_time_even_with_a_valid_tag", func(t *testing.T) {
 		t.Parallel()
 		s := NewService(testenv.DB(t))
