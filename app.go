@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -62,6 +63,19 @@ func (a *app) serveMetrics(ctx context.Context) error {
 	return a.serve(ctx, a.cfg.MetricsAddr, mux, nil)
 }
 
+// serveProfiles serves Go's runtime profiles (net/http/pprof) on
+// PPROF_ADDR. A profile of the last N seconds must be shorter than the
+// server's write timeout, HTTP_REQUEST_TIMEOUT + 5 s.
+func (a *app) serveProfiles(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return a.serve(ctx, a.cfg.PprofAddr, mux, nil)
+}
+
 // serve serves h on addr until ctx is done, then stops accepting and lets
 // the requests in flight finish, within the shutdown timeout. onShutdown,
 // when not nil, is called as the shutdown begins, to end the requests that
@@ -114,7 +128,9 @@ func (a *app) janitor() outbox.Janitor {
 	}
 }
 
-func (a *app) forward(ctx context.Context) error {
+// forward runs the outbox forwarder until ctx is done. A notifier of the
+// same process, when not nil, wakes it directly.
+func (a *app) forward(ctx context.Context, notifier *outbox.CommitNotifier) error {
 	f, err := outbox.NewForwarder(a.db, a.streams, outbox.ForwarderConfig{
 		DatabaseURL:  a.cfg.DatabaseURL,
 		PollInterval: a.cfg.OutboxPollInterval,
@@ -125,6 +141,9 @@ func (a *app) forward(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if notifier != nil {
+		notifier.WakesLocally(f)
 	}
 	return f.Run(ctx)
 }

@@ -39,6 +39,7 @@ type config struct {
 	InboxRetention             time.Duration
 	StreamRetention            time.Duration
 	MetricsAddr                string
+	PprofAddr                  string
 	MetricsInterval            time.Duration
 	OTLPEndpoint               string
 	ServiceName                string
@@ -104,6 +105,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		InboxRetention:             dur("INBOX_RETENTION", 7*24*time.Hour),
 		StreamRetention:            dur("STREAM_RETENTION", 24*time.Hour),
 		MetricsAddr:                getenv("METRICS_ADDR"),
+		PprofAddr:                  getenv("PPROF_ADDR"),
 		MetricsInterval:            dur("METRICS_INTERVAL", 5*time.Second),
 		OTLPEndpoint:               getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
 		ServiceName:                str("OTEL_SERVICE_NAME", "orderstream"),

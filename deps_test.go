@@ -37,7 +37,7 @@ var layers = map[string][]string{
 	"router": {"events", "orders", "inventory", "logging", "metrics", "outbox", "parked", "postgres", "redisstreams",
 		"validate"},
 	"internal/testenv": {"events", "logging", "migrations", "outbox", "postgres", "redisstreams"},
-	"cmd/bench":        {"events"},
+	"cmd/bench":        {"events", "postgres"},
 	"cmd/chaos":        {"internal/netfault"},
 }
 

@@ -139,7 +139,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd == "all" || cmd == "api" || cmd == "worker" {
 		// Orders and handlers publish events: wake the forwarders once
 		// they commit.
-		notifier = outbox.NewCommitNotifier(db, a.streams.Logger)
+		if notifier, err = outbox.NewCommitNotifier(db, a.streams.Logger, m.Registry); err != nil {
+			return err
+		}
 		ctx = outbox.WithCommitNotifier(ctx, notifier)
 	}
 	if cmd == "all" || cmd == "api" {
@@ -149,7 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		g.Go(func() error { a.watcher().Run(ctx); return nil })
 	}
 	if cmd == "all" || cmd == "forwarder" {
-		g.Go(func() error { return a.forward(ctx) })
+		g.Go(func() error { return a.forward(ctx, notifier) })
 		g.Go(func() error { a.janitor().Run(ctx); return nil })
 	}
 	if cmd == "all" || cmd == "worker" {
@@ -157,6 +159,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if (cmd == "forwarder" || cmd == "worker") && cfg.MetricsAddr != "" {
 		g.Go(func() error { return a.serveMetrics(ctx) })
+	}
+	if cfg.PprofAddr != "" {
+		g.Go(func() error { return a.serveProfiles(ctx) })
 	}
 	if notifier != nil {
 		notifyCtx, stopNotifier := context.WithCancel(context.WithoutCancel(ctx))

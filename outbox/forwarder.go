@@ -24,7 +24,8 @@ import (
 // ForwarderConfig tunes how the forwarder reads the outbox.
 type ForwarderConfig struct {
 	// DatabaseURL, when set, is used to listen for the notification that
-	// events were committed, so the forwarder moves them at once.
+	// events were committed, so the forwarder moves them at once. Without
+	// it, only Wake (a CommitNotifier of the same process) does.
 	DatabaseURL string
 	// PollInterval is how long the forwarder waits before looking again at
 	// an outbox it found empty (and was not woken).
@@ -62,9 +63,17 @@ func NewForwarder(db *sql.DB, streams redisstreams.Config, cfg ForwarderConfig) 
 		cfg.Tracer = noop.NewTracerProvider()
 	}
 	f := &Forwarder{logger: streams.Logger, dsn: cfg.DatabaseURL, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	backoff := wsql.NewDefaultBackoffManager(cfg.PollInterval, time.Second)
-	if cfg.DatabaseURL != "" {
-		backoff = &outboxWaker{wake: f.wake, done: f.done, fallback: cfg.PollInterval, errors: backoff}
+	var backoff wsql.BackoffManager = &outboxWaker{wake: f.wake, done: f.done, fallback: cfg.PollInterval,
+		errors: wsql.NewDefaultBackoffManager(cfg.PollInterval, time.Second)}
+	if cfg.Metrics != nil {
+		polls := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "orderstream", Name: "outbox_polls_total",
+			Help: "Outbox polls (one transaction each) by outcome: rows found, none found, or failed.",
+		}, []string{"outcome"})
+		if err := cfg.Metrics.Register(polls); err != nil {
+			return nil, fmt.Errorf("register forwarder metrics: %w", err)
+		}
+		backoff = countPolls{backoff, polls}
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = redisstreams.DefaultStopTimeout
@@ -158,6 +167,34 @@ func retryTransient(ctx context.Context, logger watermill.LoggerAdapter, what st
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// Wake makes the forwarder look at the outbox now, if it is waiting for
+// events to be committed; it never blocks.
+func (f *Forwarder) Wake() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// countPolls counts the polls of the backoff manager it wraps, which
+// watermill-sql calls once after each.
+type countPolls struct {
+	wsql.BackoffManager
+	polls *prometheus.CounterVec
+}
+
+func (c countPolls) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
+	outcome := "rows"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case noMsg:
+		outcome = "empty"
+	}
+	c.polls.WithLabelValues(outcome).Inc()
+	return c.BackoffManager.HandleError(logger, noMsg, err)
 }
 
 // Running is closed once the forwarder has subscribed to the outbox.

@@ -239,7 +239,10 @@ func TestForwarder_wakesOnCommit(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n := outbox.NewCommitNotifier(db, watermill.NopLogger{})
+	n, err := outbox.NewCommitNotifier(db, watermill.NopLogger{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	go n.Run(ctx)
 	ctx = outbox.WithCommitNotifier(ctx, n)
 	for i := range 3 {

@@ -3,12 +3,15 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/lib/pq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/events"
 )
@@ -28,28 +31,58 @@ const notifyChannel = "watermill_outbox"
 // wait for the disk (synchronous_commit off): a notification lost in a
 // crash costs a fallback poll, no more. Commits that come while it
 // notifies, or within notifySpacing after, share one notification.
+//
+// A process that forwards too (`orderstream all`) wakes its own forwarder
+// directly (WakesLocally), at no cost, and notifies the other processes'
+// forwarders only every localSpacing: theirs is the turn only while its
+// own forwarder waits for the offsets row they hold, so a notification per
+// commit would mostly wake forwarders that find nothing.
 type CommitNotifier struct {
 	db      *sql.DB
 	pending chan struct{}
 	logger  watermill.LoggerAdapter
+	local   atomic.Pointer[Forwarder] // this process's forwarder, if any
+	sent    prometheus.Counter        // notifications sent, if counted
 }
 
-// notifySpacing is the least time between two notifications of one
-// process. A busy forwarder polls every pollSpacing on its own, so more
-// would wake nothing; after a quiet spell the first commit is notified at
-// once.
-const notifySpacing = 5 * time.Millisecond
+const (
+	// notifySpacing is the least time between two notifications of one
+	// process. A busy forwarder polls every pollSpacing on its own, so
+	// more would wake nothing; after a quiet spell the first commit is
+	// notified at once.
+	notifySpacing = 5 * time.Millisecond
+	// localSpacing is notifySpacing for a process whose own forwarder is
+	// woken directly.
+	localSpacing = 50 * time.Millisecond
+)
 
 const notifyQuery = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', '')`
 
 // NewCommitNotifier returns a notifier that notifies through db; it does so
-// while Run runs.
-func NewCommitNotifier(db *sql.DB, logger watermill.LoggerAdapter) *CommitNotifier {
-	return &CommitNotifier{db: db, pending: make(chan struct{}, 1), logger: logger}
+// while Run runs. With reg, it counts the notifications it sends
+// (orderstream_outbox_notifications_total).
+func NewCommitNotifier(db *sql.DB, logger watermill.LoggerAdapter, reg prometheus.Registerer) (*CommitNotifier, error) {
+	n := &CommitNotifier{db: db, pending: make(chan struct{}, 1), logger: logger}
+	if reg != nil {
+		n.sent = prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "orderstream", Name: "outbox_notifications_total",
+			Help: "NOTIFY statements sent to wake the outbox forwarders after commits that wrote events.",
+		})
+		if err := reg.Register(n.sent); err != nil {
+			return nil, fmt.Errorf("register notification metrics: %w", err)
+		}
+	}
+	return n, nil
 }
+
+// WakesLocally makes Committed wake f, this process's forwarder, directly.
+func (n *CommitNotifier) WakesLocally(f *Forwarder) { n.local.Store(f) }
 
 // Committed says that events were committed; it never blocks.
 func (n *CommitNotifier) Committed() {
+	if f := n.local.Load(); f != nil {
+		f.Wake()
+	}
 	select {
 	case n.pending <- struct{}{}:
 	default:
@@ -68,11 +101,17 @@ func (n *CommitNotifier) Run(ctx context.Context) {
 			// The forwarders' fallback poll moves the events regardless,
 			// later. (Watermill's Info is Debug here: an error shows.)
 			n.logger.Error("Cannot notify the forwarders", err, nil)
+		} else if n.sent != nil {
+			n.sent.Inc()
+		}
+		spacing := notifySpacing
+		if n.local.Load() != nil {
+			spacing = localSpacing
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(notifySpacing):
+		case <-time.After(spacing):
 		}
 	}
 }

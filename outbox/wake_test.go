@@ -75,7 +75,10 @@ func TestCommitNotifier_logs(t *testing.T) {
 func runNotifier(t *testing.T, db *sql.DB) (*outbox.CommitNotifier, *testenv.Buffer) {
 	t.Helper()
 	log := &testenv.Buffer{}
-	n := outbox.NewCommitNotifier(db, watermill.NewSlogLogger(slog.New(slog.NewTextHandler(log, nil))))
+	n, err := outbox.NewCommitNotifier(db, watermill.NewSlogLogger(slog.New(slog.NewTextHandler(log, nil))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { n.Run(ctx); close(done) }()

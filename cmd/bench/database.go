@@ -62,6 +62,11 @@ func (s *stage) freshDatabase(ctx context.Context) (*sql.DB, error) {
 	if err := s.checkpoint(ctx); err != nil {
 		return nil, err
 	}
+	return s.openBenchDB()
+}
+
+// openBenchDB returns a small pool on the bench database.
+func (s *stage) openBenchDB() (*sql.DB, error) {
 	db, err := sql.Open("postgres", s.dbURL())
 	if err != nil {
 		return nil, fmt.Errorf("open bench database: %w", err)

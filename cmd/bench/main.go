@@ -1,8 +1,10 @@
 // Command bench measures orderstream on the machine it runs on and compares
-// each figure with its target: the raw limit of the order transaction
-// (pgbench), placing orders over HTTP, commit-to-settled latency under an
-// open-loop load, the forwarder draining a backlog, worker throughput, the
-// database cost of an idle process and its peak memory. It prints one table
+// each figure with its target: the raw limits of the order transaction and
+// of the whole pipeline (pgbench), placing orders over HTTP,
+// commit-to-settled latency and the cost of an order under open-loop loads
+// at fractions of the raw pipeline, the highest such load carried, the
+// forwarder draining a backlog, worker throughput, the database cost of an
+// idle process and its peak memory. It prints one table
 // and writes it, with the machine and the versions measured, to -out.
 //
 // Every measurement starts from a fresh database (orderstream_bench, dropped
@@ -12,7 +14,7 @@
 // 127.0.0.1. The binary given with -bin runs as child processes, which are
 // stopped when the run ends, is interrupted, or dies.
 //
-//	go run ./cmd/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-only raw,placement,e2e,worker,idle,drain]
+//	go run ./cmd/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-only raw,pipeline,placement,e2e,capacity,worker,idle,drain]
 package main
 
 import (
@@ -46,8 +48,10 @@ type phase struct {
 // so it comes last and the other figures do not wait for it.
 var phases = []phase{
 	{"raw", "the order transaction by pgbench", measureRaw},
+	{"pipeline", "the three transactions of an order by pgbench", measurePipeline},
 	{"placement", "POST /orders at full speed, and memory", measurePlacement},
-	{"e2e", "commit-to-settled latency under an open-loop load", measureSettle},
+	{"e2e", "commit-to-settled latency and cost per order at fractions of the raw pipeline", measureSettle},
+	{"capacity", "the highest open-loop rate that settles in time", measureCapacity},
 	{"worker", "inventory handler throughput", measureWorker},
 	{"idle", "database transactions of an idle process", measureIdle},
 	{"drain", "forwarder drain of a small and a large outbox backlog", measureDrain},

@@ -19,10 +19,12 @@ type options struct {
 	quick bool
 	only  []string
 
-	duration      time.Duration // each load: pgbench, placement, the open loop
+	duration      time.Duration // each load: pgbench, placement, the open loops of the latency
+	step          time.Duration // each open loop of the capacity search
 	warmup        time.Duration // before each load, not measured
 	clients       int           // pgbench clients and HTTP clients for placement
-	rate          int           // orders per second of the open loop
+	pipelineRate  int           // the raw pipeline's orders/s, when given instead of measured
+	profile       string        // where to write the profiles of the load the cost is measured at
 	maxInFlight   int           // requests of the open loop outstanding at once
 	backlogSmall  int           // outbox rows of the first drain
 	backlogLarge  int           // outbox rows of the second drain
@@ -64,7 +66,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "length of each load (pgbench, placement, open loop)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measured one")
 	fs.IntVar(&o.clients, "clients", 32, "concurrent clients of pgbench and of the placement load")
-	fs.IntVar(&o.rate, "rate", 500, "orders per second of the open-loop load")
+	fs.DurationVar(&o.step, "step", 10*time.Second, "length of each open loop of the capacity search")
+	fs.StringVar(&o.profile, "profile", "", "a directory: write the CPU and allocation profiles of orderstream during the load the cost is measured at there")
+	fs.IntVar(&o.pipelineRate, "pipeline", 0, "the raw pipeline's orders/s that the open loops take fractions of (0: measure it)")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 2000, "most open-loop requests outstanding at once; beyond it a send is counted as skipped")
 	fs.IntVar(&o.backlogSmall, "backlog-small", 20_000, "outbox rows of the first drain")
 	fs.IntVar(&o.backlogLarge, "backlog-large", 1_000_000, "outbox rows of the second drain")
@@ -103,9 +107,11 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	switch {
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	case o.duration <= 0 || o.idleWindow <= 0 || o.drainTimeout <= 0 || o.settleTimeout <= 0 || o.warmup < 0:
+	case o.duration <= 0 || o.step <= 0 || o.idleWindow <= 0 || o.drainTimeout <= 0 || o.settleTimeout <= 0 || o.warmup < 0:
 		return o, errors.New("durations must be positive")
-	case o.clients < 1 || o.rate < 1 || o.maxInFlight < 1 || o.backlogSmall < 1 || o.backlogLarge < 1 || o.workerEvents < 1:
+	case o.pipelineRate < 0:
+		return o, errors.New("-pipeline must not be negative")
+	case o.clients < 1 || o.maxInFlight < 1 || o.backlogSmall < 1 || o.backlogLarge < 1 || o.workerEvents < 1:
 		return o, errors.New("counts and rates must be at least 1")
 	case o.skus < 2 || o.skus > 1000:
 		return o, errors.New("-skus must be 2 to 1000: each order holds two different SKUs, named SKU-000 to SKU-999")
@@ -125,6 +131,7 @@ func (o *options) applyQuick(set map[string]bool) {
 	quick := map[string]func(){
 		"out":           func() { o.out = "" },
 		"duration":      func() { o.duration = 3 * time.Second },
+		"step":          func() { o.step = 3 * time.Second },
 		"warmup":        func() { o.warmup = time.Second },
 		"backlog-small": func() { o.backlogSmall = 2_000 },
 		"backlog-large": func() { o.backlogLarge = 20_000 },

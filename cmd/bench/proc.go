@@ -23,7 +23,7 @@ const adminToken = "bench-admin-token"
 // Tracing and a separate metrics listener are off: all traffic stays on
 // this machine, and the figures are those of the default set-up.
 var ownedEnv = []string{"DATABASE_URL", "REDIS_URL", "STREAM_PREFIX", "HTTP_ADDR", "ADMIN_TOKEN",
-	"LOG_LEVEL", "LOG_FORMAT", "METRICS_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+	"LOG_LEVEL", "LOG_FORMAT", "METRICS_ADDR", "PPROF_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT"}
 
 // proc is one orderstream process the bench started.
 type proc struct {
@@ -194,13 +194,13 @@ func freePort() (int, error) {
 
 // startAPI starts `orderstream all` (or api) on a free port and waits until
 // it is ready; it returns the process and its base URL.
-func (s *stage) startAPI(ctx context.Context, command, prefix string) (*proc, string, error) {
+func (s *stage) startAPI(ctx context.Context, command, prefix string, extraEnv ...string) (*proc, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := s.start(command, prefix, "HTTP_ADDR="+addr)
+	p, err := s.start(command, prefix, append([]string{"HTTP_ADDR=" + addr}, extraEnv...)...)
 	if err != nil {
 		return nil, "", err
 	}

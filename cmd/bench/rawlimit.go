@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // rawResult is a raw limit: a transaction of the application's (POST
@@ -37,15 +38,16 @@ type rawResult struct {
 }
 
 // rawScript is the transaction orders.Service.Place commits for an order
-// of two items with an Idempotency-Key, statement for statement: the key
-// (inserted first, its foreign key checked at commit), the order and its
-// items in one statement, the OrderPlaced envelope into the outbox, and the
-// commit. (The notification that wakes the forwarder follows the commit,
+// of two items with an Idempotency-Key, statement for statement: the outbox
+// writers' lock, the key (inserted first, its foreign key checked at
+// commit), the order and its items in one statement, the OrderPlaced
+// envelope into the outbox, and the commit. (The notification that wakes the forwarder follows the commit,
 // from a statement of its own that a busy process sends at most every 5 ms
 // for all its commits: it is left out.) The order id,
 // like the application's UUIDv7, starts with the time in milliseconds, so
 // the primary key grows at its right edge as it does under the application.
-// %[1]d is the number of SKUs, %[2]s the envelope's base64 event.
+// %[1]d is the number of SKUs, %[2]s the envelope's base64 event, %[3]d
+// the writers' lock.
 const rawScript = `\set r random(1, 4611686018427387903)
 \set a random(0, %[1]d - 1)
 \set b random(1, %[1]d - 1)
@@ -53,6 +55,7 @@ const rawScript = `\set r random(1, 4611686018427387903)
 \set qb random(1, 3)
 \set c random(0, 999)
 BEGIN;
+SELECT pg_advisory_xact_lock_shared(%[3]d);
 INSERT INTO idempotency_keys (key, request_hash, order_id)
   VALUES ('pgbench-' || :r, '\x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'::bytea,
           (lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid)
@@ -77,15 +80,21 @@ COMMIT;
 
 // reserveScript is the transaction the inventory handler commits for an
 // OrderPlaced of two items that it can reserve, statement for statement:
-// the inbox row, the stock rows locked in SKU order, the stock update with
-// the reservations in one statement, the StockReserved envelope into the
-// outbox, and the commit. It is the worker's raw limit: one transaction per
-// event. %[1]d is the number of SKUs, %[2]s the envelope's base64 event.
-const reserveScript = `\set a random(0, %[1]d - 1)
+// the outbox writers' lock, the inbox row, the order's lock and the check
+// for its release, the stock rows locked in SKU order, the stock update
+// with the reservations in one statement, the StockReserved envelope into
+// the outbox, and the commit. It is the worker's raw limit: one
+// transaction per event. %[1]d is the number of SKUs, %[2]s the envelope's
+// base64 event, %[3]d the writers' lock, %[4]d the orders' lock class.
+const reserveScript = `\set r random(1, 4611686018427387903)
+\set a random(0, %[1]d - 1)
 \set b random(1, %[1]d - 1)
 BEGIN;
+SELECT pg_advisory_xact_lock_shared(%[3]d);
 INSERT INTO inbox (handler, message_uuid) VALUES ('inventory.reserve_stock', gen_random_uuid()::text)
   ON CONFLICT DO NOTHING;
+SELECT pg_advisory_xact_lock(%[4]d, hashtext(lpad(to_hex(:r), 32, '0')::uuid::text));
+SELECT EXISTS (SELECT 1 FROM stock_releases WHERE order_id = lpad(to_hex(:r), 32, '0')::uuid);
 SELECT sku, available FROM stock
   WHERE sku = ANY (ARRAY['SKU-' || lpad(:a::text, 3, '0'), 'SKU-' || lpad(((:a + :b) %% %[1]d)::text, 3, '0')])
   ORDER BY sku FOR UPDATE;
@@ -99,13 +108,20 @@ upd AS (
         updated_at = now()
     FROM r WHERE stock.sku = r.sku)
 INSERT INTO reservations (order_id, sku, quantity)
-SELECT gen_random_uuid(), sku, quantity FROM r;
+SELECT lpad(to_hex(:r), 32, '0')::uuid, sku, quantity FROM r;
 INSERT INTO watermill_outbox (uuid, payload, metadata, transaction_id)
   VALUES (gen_random_uuid()::text,
           ('{"destination_topic":"inventory.reservations","uuid":"' || gen_random_uuid() || '","payload":"%[2]s","metadata":{"correlation_id":"' || gen_random_uuid() || '","event_type":"StockReserved"}}')::json,
           '{}', pg_current_xact_id());
 COMMIT;
 `
+
+// Locks the scripts take as the application does: postgres's
+// LockOutboxWriters, and the class of inventory's per-order locks.
+const (
+	writersLock = postgres.LockOutboxWriters
+	orderLock   = 0x6f73_7404
+)
 
 // sampleEvent is the base64 of an OrderPlaced as the application encodes
 // it, of the same size as the events the HTTP load produces.
@@ -125,7 +141,7 @@ func measureRaw(ctx context.Context, st *stage, rep *report) error {
 		return err
 	}
 	defer db.Close()
-	r, err := runPgbench(ctx, st, "place_order.sql", fmt.Sprintf(rawScript, st.opts.skus, sampleEvent()), st.opts.clients)
+	r, err := runPgbench(ctx, st, st.opts.clients, placeScript(st.opts.skus))
 	if err != nil {
 		return err
 	}
@@ -133,22 +149,41 @@ func measureRaw(ctx context.Context, st *stage, rep *report) error {
 	return nil
 }
 
-// runPgbench runs script on the bench database at clients clients for the
-// load's duration, after the same unmeasured warm-up the HTTP loads get
+// pgScript is one transaction for pgbench, drawn weight times in every
+// sum of the scripts' weights.
+type pgScript struct {
+	name, text string
+	weight     int
+}
+
+func placeScript(skus int) pgScript {
+	return pgScript{"place_order.sql", fmt.Sprintf(rawScript, skus, sampleEvent(), writersLock), 1}
+}
+
+func reserveStockScript(skus int) pgScript {
+	return pgScript{"reserve_stock.sql", fmt.Sprintf(reserveScript, skus, sampleEvent(), writersLock, orderLock), 1}
+}
+
+// runPgbench runs the scripts on the bench database at clients clients for
+// the load's duration, after the same unmeasured warm-up the HTTP loads get
 // (caches, and the first pages of each index).
-func runPgbench(ctx context.Context, st *stage, name, script string, clients int) (*rawResult, error) {
+func runPgbench(ctx context.Context, st *stage, clients int, scripts ...pgScript) (*rawResult, error) {
 	pgbench, err := findPgbench()
 	if err != nil {
 		return nil, err
 	}
-	file := filepath.Join(st.dir, name)
-	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
-		return nil, fmt.Errorf("write pgbench script: %w", err)
+	args := []string{"-n"}
+	for _, s := range scripts {
+		file := filepath.Join(st.dir, s.name)
+		if err := os.WriteFile(file, []byte(s.text), 0o644); err != nil {
+			return nil, fmt.Errorf("write pgbench script: %w", err)
+		}
+		args = append(args, "-f", fmt.Sprintf("%s@%d", file, s.weight))
 	}
 	threads := min(clients, cores())
 	run := func(d time.Duration) (string, error) {
-		args := []string{"-n", "-f", file, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
-			"-T", strconv.Itoa(int(d.Round(time.Second) / time.Second)), libpqURL(st.dbURL())}
+		args := append(args, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
+			"-T", strconv.Itoa(int(d.Round(time.Second)/time.Second)), libpqURL(st.dbURL()))
 		cmd := exec.CommandContext(ctx, pgbench, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.CombinedOutput()

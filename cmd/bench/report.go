@@ -16,8 +16,10 @@ type report struct {
 	started, finished time.Time
 
 	raw       *rawResult
+	pipeline  *pipelineResult
 	placement *placementResult
-	settle    *settleResult
+	latency   []*openLoopResult // at latencyFractions of the raw pipeline
+	capacity  *capacityResult
 	drains    []*drainResult
 	worker    *workerResult
 	idle      *idleResult
@@ -85,6 +87,12 @@ func (r *report) rawRows() [][]string {
 				rate(x.tps), thousands(x.transactions), x.failed, x.latency, x.pgbench))
 		add("CPU during the raw limit", x.cpu.String())
 	}
+	if x := r.pipeline; x != nil {
+		add(fmt.Sprintf("raw pipeline: placement, reservation and settlement at 1:1:1 by pgbench, %d clients, %s", x.clients, x.duration),
+			fmt.Sprintf("%s orders/s (%s tps ÷ 3); %s transactions, %d failed; latency average %s",
+				rate(x.perSecond), rate(x.tps), thousands(x.transactions), x.failed, x.latency))
+		add("CPU during the raw pipeline", x.cpu.String())
+	}
 	if x := r.placement; x != nil {
 		add(fmt.Sprintf("placement: POST /orders, %d clients, closed loop, %s", x.clients, x.load.elapsed.Round(time.Second)),
 			fmt.Sprintf("%s orders/s (%s placed, %s); HTTP %s",
@@ -93,15 +101,29 @@ func (r *report) rawRows() [][]string {
 		add("memory of `orderstream all`", fmt.Sprintf("peak (VmHWM) %s; %s at the end of the load",
 			megabytes(x.peakRSS), megabytes(x.endRSS)))
 	}
-	if x := r.settle; x != nil {
-		add(fmt.Sprintf("open loop: %d orders/s for %s", x.perSecond, r.opts.duration),
-			fmt.Sprintf("%s sent, %s placed, %s, %s skipped (at most %s in flight); sent at most %s late; HTTP %s",
-				thousands(int64(x.load.sent)), thousands(int64(x.load.ok)), failed(x.load),
-				thousands(int64(x.load.skipped)), thousands(int64(x.maxInFlight)), ms(x.load.maxLag), x.http))
-		add("commit -> settled (updated_at - created_at)",
-			fmt.Sprintf("%s; %s confirmed, %s rejected, %s still pending; all settled %s after the last answer",
-				x.settle, thousands(int64(x.confirmed)), thousands(int64(x.rejected)), thousands(int64(x.pending)), secs(x.tail)))
-		add("CPU during the open loop", x.cpu.String())
+	for _, x := range r.latency {
+		openLoopRows(add, x, r.opts.duration)
+		if x.cost != nil {
+			add(fmt.Sprintf("cost per order at %d orders/s", x.perSecond), x.cost.String())
+		}
+	}
+	if c := r.capacity; c != nil {
+		var steps []string
+		for _, x := range c.steps {
+			verdict := "kept up"
+			if !x.keptUp() {
+				verdict = "not kept up"
+			}
+			steps = append(steps, fmt.Sprintf("%.1f = %d/s: %s (settled p99 %s, %s pending, %s of %s placed)",
+				x.fraction, x.perSecond, verdict, ms(x.settle.p99), thousands(int64(x.pending)),
+				thousands(int64(x.load.ok)), thousands(int64(x.load.sent))))
+		}
+		add(fmt.Sprintf("capacity: open loops of %s at tenths of the raw pipeline (%s orders/s)", r.opts.step, rate(c.pipeline)),
+			strings.Join(steps, "; "))
+		if c.best != nil {
+			add(fmt.Sprintf("commit -> settled at the capacity, %d orders/s", c.best.perSecond), c.best.settle.String())
+			add("CPU at the capacity", c.best.cpu.String())
+		}
 	}
 	for _, x := range r.drains {
 		add(fmt.Sprintf("forwarder drain, %s outbox rows", thousands(int64(x.backlog))),
@@ -130,6 +152,21 @@ func (r *report) rawRows() [][]string {
 				thousands(x.transactions), x.perSecond, 100*x.appCPU, megabytes(x.rss)))
 	}
 	return rows
+}
+
+// openLoopRows adds the figures of one open-loop load.
+func openLoopRows(add func(what, figures string), x *openLoopResult, d time.Duration) {
+	add(fmt.Sprintf("open loop: %d orders/s (%.2f of the raw pipeline) for %s", x.perSecond, x.fraction, d),
+		fmt.Sprintf("%s sent, %s placed, %s, %s skipped (at most %s in flight); sent at most %s late; HTTP %s",
+			thousands(int64(x.load.sent)), thousands(int64(x.load.ok)), failed(x.load),
+			thousands(int64(x.load.skipped)), thousands(int64(x.maxInFlight)), ms(x.load.maxLag), x.http))
+	add(fmt.Sprintf("commit -> settled at %d orders/s (updated_at - created_at)", x.perSecond),
+		fmt.Sprintf("%s; %s confirmed, %s rejected, %s still pending; all settled %s after the last answer",
+			x.settle, thousands(int64(x.confirmed)), thousands(int64(x.rejected)), thousands(int64(x.pending)),
+			x.tail.Round(10*time.Millisecond)))
+	add(fmt.Sprintf("the two hops at %d orders/s: commit -> reservation begins; reservation begins -> settled", x.perSecond),
+		fmt.Sprintf("p50 %s, p99 %s; p50 %s, p99 %s", ms(x.toReserve.p50), ms(x.toReserve.p99), ms(x.toSettle.p50), ms(x.toSettle.p99)))
+	add(fmt.Sprintf("CPU during the open loop at %d orders/s", x.perSecond), x.cpu.String())
 }
 
 // failed counts the requests of a load that failed, and says why.
@@ -188,17 +225,40 @@ machine's cores. The placement and open-loop loads are preceded by an
 unmeasured warm-up (so is pgbench).
 
 - **raw limit**: pgbench (simple protocol) runs the statements
-  POST /orders commits, with an Idempotency-Key: BEGIN; the key; the order
-  and its two items in one statement; the OrderPlaced envelope into
-  watermill_outbox; COMMIT. (The notification that wakes the forwarder
-  is sent after commits, at most every 5 ms per process, and is left out.)
+  POST /orders commits, with an Idempotency-Key: BEGIN; the outbox
+  writers' lock; the key; the order and its two items in one statement;
+  the OrderPlaced envelope into watermill_outbox; COMMIT. (The
+  notification that wakes the forwarder is sent after commits, at most
+  every 5 ms per process, and is left out.)
+- **raw pipeline**: pgbench runs, from the same clients in equal numbers,
+  the three business transactions of an order: the placement above, the
+  reservation (as for the worker's raw limit below) and the settlement
+  (the writers' lock; the inbox row; the order from pending to confirmed;
+  COMMIT) of one of 100,000 pending orders placed beforehand. Orders/s is
+  its tps ÷ 3: what this design could settle on this machine if nothing
+  but its business transactions ran. Forwarding, polls, notifications,
+  Redis and HTTP are the application's overhead over it.
 - **placement**: orders/s of HTTP 201s from closed-loop clients against
   ` + "`orderstream all`" + ` (API, forwarder and workers in one process),
   each order with two SKUs and its own Idempotency-Key; the ratio is to the
   raw limit.
-- **commit -> settled**: an open loop sends on a fixed schedule whatever the
-  answers; latency is updated_at - created_at of each order, by the database
-  clock, once none is pending. HTTP latency counts from when a send was due.
+- **commit -> settled**: an open loop sends at a fraction of the raw
+  pipeline's orders/s, on a fixed schedule whatever the answers, to a
+  fresh ` + "`orderstream all`" + `; latency is updated_at - created_at of
+  each order, by the database clock, once none is pending. HTTP latency
+  counts from when a send was due.
+- **cost per order**: over the open loop at half the raw pipeline, from
+  the first send until no order is pending, divided by the orders placed:
+  the bench database's xact_commit + xact_rollback in pg_stat_database
+  (read once the process has stopped, so that every backend has reported;
+  the bench's own queries taken off), the CPU time of every PostgreSQL
+  process and of orderstream, and the calls of every command in Redis's
+  INFO commandstats (the server's: nothing else should use it meanwhile).
+- **capacity**: open loops of -step each, at 0.3, 0.4, … of the raw
+  pipeline, each against a fresh process and database, until one is not
+  kept up with: every order sent placed and settled, commit -> settled p99
+  at most 100 ms, none pending at the end. The capacity is the highest
+  step kept up with.
 - **forwarder drain**: outbox rows inserted in transactions of 10,000 while
   no forwarder ran (then VACUUM ANALYZE, as autovacuum would), then
   ` + "`orderstream forwarder`" + ` alone; the rate counts from the first
@@ -208,7 +268,8 @@ unmeasured warm-up (so is pgbench).
   watermill-redisstream's format, then ` + "`orderstream worker`" + ` alone
   until its inventory group has read and acknowledged every one. Its raw
   limit: pgbench (simple protocol) then runs the handler's transaction for
-  an order it can reserve (the inbox row; the two stock rows locked in SKU
+  an order it can reserve (the writers' lock; the inbox row; the order's
+  lock and the check for its release; the two stock rows locked in SKU
   order; the update with the reservations; the StockReserved envelope into
   watermill_outbox; COMMIT) at WORKER_CONCURRENCY clients: one
   transaction per event, with none of the application around it.

@@ -7,83 +7,205 @@ import (
 	"time"
 )
 
-// settleResult is the open-loop load: every order's time from its commit to
-// its confirmation or rejection, by the database clock.
-type settleResult struct {
-	load        loadResult
+// openLoopResult is one open-loop load against `orderstream all`: every
+// order's time from its commit to its confirmation or rejection, by the
+// database clock.
+type openLoopResult struct {
+	fraction    float64 // of the raw pipeline's orders/s
 	perSecond   int
+	load        loadResult
 	http        summary
 	settle      summary
+	toReserve   summary // from the order's commit to its reservation's start
+	toSettle    summary // from there to its settlement
 	confirmed   int
 	rejected    int
 	pending     int           // still pending when the bench gave up waiting
 	tail        time.Duration // from the last send until no order was pending
 	cpu         cpuUsage
 	maxInFlight int
+	cost        *orderCost // when asked for
 }
 
-// measureSettle sends opts.rate orders a second for opts.duration on a
-// fixed schedule, whatever the answers, against `orderstream all`, then
-// waits until no order is pending. An order's latency is updated_at -
-// created_at: the API inserts it with the database clock, and the orders
-// worker sets updated_at with the same clock when it settles it.
+// keepUpP99 is the commit-to-settled p99 a load that keeps up stays within.
+const keepUpP99 = 100 * time.Millisecond
+
+// keptUp says whether the system carried the load: every order sent was
+// placed and settled, the p99 stayed within keepUpP99, and nothing was
+// pending at the end.
+func (r *openLoopResult) keptUp() bool {
+	return r.load.skipped == 0 && r.load.ok == r.load.sent && r.pending == 0 &&
+		r.settle.n == r.load.ok && r.settle.p99 <= keepUpP99
+}
+
+// latencyFractions are the shares of the raw pipeline at which latency is
+// measured; the cost per order is measured at costFraction.
+var latencyFractions = []float64{0.25, 0.5}
+
+const costFraction = 0.5
+
+// measureSettle runs an open loop at each of latencyFractions of the raw
+// pipeline.
 func measureSettle(ctx context.Context, st *stage, rep *report) error {
-	db, err := st.freshDatabase(ctx)
+	pipeline, err := pipelineRate(ctx, st, rep)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	prefix := st.streamPrefix("e2e")
-	defer func() { _ = st.clearStreams(context.WithoutCancel(ctx), prefix) }()
-	app, base, err := st.startAPI(ctx, "all", prefix)
+	for _, f := range latencyFractions {
+		r, err := runOpenLoop(ctx, st, f, pipeline, st.opts.duration, f == costFraction)
+		if err != nil {
+			return fmt.Errorf("at %.0f%%: %w", 100*f, err)
+		}
+		rep.latency = append(rep.latency, r)
+	}
+	return nil
+}
+
+// statsDelay is how long PostgreSQL may take to count a transaction in
+// pg_stat_database: a backend reports at most once a second while busy,
+// and within 10 s of going idle (PGSTAT_IDLE_INTERVAL).
+const statsDelay = 11 * time.Second
+
+// runOpenLoop sends fraction × pipeline orders a second for d on a fixed
+// schedule, whatever the answers, against a fresh `orderstream all`, then
+// waits until no order is pending. An order's latency is updated_at -
+// created_at: the API inserts it with the database clock, and the orders
+// worker sets updated_at with the same clock when it settles it. With
+// withCost it also measures what each order cost.
+func runOpenLoop(ctx context.Context, st *stage, fraction, pipeline float64, d time.Duration, withCost bool) (*openLoopResult, error) {
+	perSecond := max(int(fraction*pipeline+0.5), 1)
+	db, err := st.freshDatabase(ctx)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	defer func() { db.Close() }()
+	prefix := st.streamPrefix(fmt.Sprintf("e2e-%d", perSecond))
+	defer func() {
+		if !st.keep {
+			_ = st.clearStreams(context.WithoutCancel(ctx), prefix)
+		}
+	}()
+	var env []string
+	var pprofAddr string
+	profile := withCost && st.opts.profile != ""
+	if profile {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		env = append(env, "PPROF_ADDR="+pprofAddr)
+	}
+	app, base, err := st.startAPI(ctx, "all", prefix, env...)
+	if err != nil {
+		return nil, err
 	}
 	defer func() { _ = app.stop() }()
 
 	l := newLoader(base, st.opts.skus, min(st.opts.maxInFlight, 1024))
 	defer l.close()
 	if err := l.setStock(ctx); err != nil {
-		return err
+		return nil, err
 	}
+	w := &pendingWatch{db: db}
 	if st.opts.warmup > 0 {
-		l.openLoop(ctx, "warmup", st.opts.rate, st.opts.warmup, st.opts.maxInFlight)
-		if _, _, err := waitSettled(ctx, db, st.opts.settleTimeout); err != nil {
-			return err
+		l.openLoop(ctx, "warmup", perSecond, st.opts.warmup, st.opts.maxInFlight)
+		if _, _, err := w.wait(ctx, st.opts.settleTimeout); err != nil {
+			return nil, err
 		}
 	}
-	before := sampleCPU(app)
-	load := l.openLoop(ctx, "e2e", st.opts.rate, st.opts.duration, st.opts.maxInFlight)
-	tail, pending, err := waitSettled(ctx, db, st.opts.settleTimeout)
-	cpu := sampleCPU(app).usageSince(before)
-	if err != nil {
-		return err
+	var xactsBefore int64
+	if withCost {
+		// Until the warm-up's transactions are counted, they would count
+		// as the load's.
+		if err := sleep(ctx, statsDelay); err != nil {
+			return nil, err
+		}
+		if xactsBefore, err = st.transactions(ctx); err != nil {
+			return nil, err
+		}
 	}
-	r := &settleResult{
+	before, err := st.sampleCost(ctx, app, base)
+	if err != nil {
+		return nil, err
+	}
+	w.queries = 0
+	group := fmt.Sprintf("e2e%d", perSecond)
+	profiled := func() error { return nil }
+	if profile {
+		profiled = captureProfiles(ctx, pprofAddr, st.opts.profile, fmt.Sprint(perSecond), profileWindow(d))
+	}
+	load := l.openLoop(ctx, group, perSecond, d, st.opts.maxInFlight)
+	if err := profiled(); err != nil {
+		return nil, err
+	}
+	tail, pending, err := w.wait(ctx, st.opts.settleTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if pending > 0 {
+		// Not a slow system: orders that no worker settled. What the
+		// process logged says why.
+		st.keepLogs()
+		st.logger.Warn("bench: orders still pending after the settle timeout; logs kept", "pending", pending,
+			"timeout", st.opts.settleTimeout, "logs", st.dir)
+	}
+	after, err := st.sampleCost(ctx, app, base)
+	if err != nil {
+		return nil, err
+	}
+	r := &openLoopResult{
+		fraction:    fraction,
+		perSecond:   perSecond,
 		load:        load,
-		perSecond:   st.opts.rate,
 		http:        summarize(load.latencies),
 		pending:     pending,
 		tail:        tail,
-		cpu:         cpu,
+		cpu:         after.cpu.usageSince(before.cpu),
 		maxInFlight: st.opts.maxInFlight,
 	}
-	lat, err := settleTimes(ctx, db, "e2e-%", r)
+	if err := app.stop(); err != nil {
+		return nil, err
+	}
+	if withCost {
+		// A backend reports what it has not yet when it exits: stop the
+		// application and close the bench's own connections, then read.
+		db.Close()
+		if err := sleep(ctx, time.Second); err != nil {
+			return nil, err
+		}
+		xactsAfter, err := st.transactions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.cost = costOf(before, after, load.ok, xactsAfter-xactsBefore, w.queries)
+		if db, err = st.openBenchDB(); err != nil {
+			return nil, err
+		}
+	}
+	lat, err := settleTimes(ctx, db, group+"-%", r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.settle = summarize(lat)
-	rep.settle = r
-	return app.stop()
+	return r, nil
 }
 
-// waitSettled waits until no order is pending, or timeout; it returns how
-// long it waited and how many were still pending.
-func waitSettled(ctx context.Context, db *sql.DB, timeout time.Duration) (time.Duration, int, error) {
+// pendingWatch waits for the orders to settle, and counts its queries: they
+// are transactions of the bench database that the application did not make.
+type pendingWatch struct {
+	db      *sql.DB
+	queries int64
+}
+
+// wait waits until no order is pending, or timeout; it returns how long it
+// waited and how many were still pending.
+func (w *pendingWatch) wait(ctx context.Context, timeout time.Duration) (time.Duration, int, error) {
 	start := time.Now()
 	for {
 		var pending int
-		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE status = 'pending'`).Scan(&pending); err != nil {
+		w.queries++
+		if err := w.db.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE status = 'pending'`).Scan(&pending); err != nil {
 			return 0, 0, fmt.Errorf("count pending orders: %w", err)
 		}
 		waited := time.Since(start)
@@ -99,20 +221,27 @@ func waitSettled(ctx context.Context, db *sql.DB, timeout time.Duration) (time.D
 }
 
 // settleTimes returns the commit-to-settled time of every settled order
-// whose customer id is like customers, and counts them by status into r.
-func settleTimes(ctx context.Context, db *sql.DB, customers string, r *settleResult) ([]time.Duration, error) {
+// whose customer id is like customers, counts them by status into r, and
+// splits the time of the reserved ones in two at the start of the
+// reservation's transaction (reservations.created_at).
+func settleTimes(ctx context.Context, db *sql.DB, customers string, r *openLoopResult) ([]time.Duration, error) {
 	rows, err := db.QueryContext(ctx, `
-		SELECT status, EXTRACT(EPOCH FROM updated_at - created_at)::float8
-		FROM orders WHERE customer_id LIKE $1`, customers)
+		SELECT o.status, EXTRACT(EPOCH FROM o.updated_at - o.created_at)::float8,
+		       EXTRACT(EPOCH FROM res.at - o.created_at)::float8
+		FROM orders o
+		LEFT JOIN LATERAL (SELECT min(created_at) AS at FROM reservations WHERE order_id = o.id) res ON true
+		WHERE o.customer_id LIKE $1`, customers)
 	if err != nil {
 		return nil, fmt.Errorf("read settle times: %w", err)
 	}
 	defer rows.Close()
-	var lat []time.Duration
+	var lat, toReserve, toSettle []time.Duration
+	secs := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 	for rows.Next() {
 		var status string
-		var secs float64
-		if err := rows.Scan(&status, &secs); err != nil {
+		var total float64
+		var reserved sql.NullFloat64
+		if err := rows.Scan(&status, &total, &reserved); err != nil {
 			return nil, fmt.Errorf("read settle times: %w", err)
 		}
 		switch status {
@@ -123,10 +252,15 @@ func settleTimes(ctx context.Context, db *sql.DB, customers string, r *settleRes
 		default:
 			continue
 		}
-		lat = append(lat, time.Duration(secs*float64(time.Second)))
+		lat = append(lat, secs(total))
+		if reserved.Valid {
+			toReserve = append(toReserve, secs(reserved.Float64))
+			toSettle = append(toSettle, secs(total-reserved.Float64))
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read settle times: %w", err)
 	}
+	r.toReserve, r.toSettle = summarize(toReserve), summarize(toSettle)
 	return lat, nil
 }

@@ -122,20 +122,27 @@ func loopbackURL(raw, def, name string) (*url.URL, error) {
 // keepLogs keeps the process logs when the run ends.
 func (s *stage) keepLogs() { s.keep = true }
 
-// close drops the bench database, deletes the run's streams and, unless a
-// measurement failed, the logs.
+// close deletes, unless a measurement failed, the logs, the run's streams
+// and the bench database: what the last measurement left is kept for
+// inspection.
 func (s *stage) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var errs []error
 	if s.lock != nil {
-		errs = append(errs, s.dropDatabase(ctx), s.lock.Close())
+		if !s.keep {
+			errs = append(errs, s.dropDatabase(ctx))
+		}
+		errs = append(errs, s.lock.Close())
 	}
 	if s.admin != nil {
 		errs = append(errs, s.admin.Close())
 	}
 	if s.rdb != nil {
-		errs = append(errs, s.clearStreams(ctx, s.prefix), s.rdb.Close())
+		if !s.keep {
+			errs = append(errs, s.clearStreams(ctx, s.prefix))
+		}
+		errs = append(errs, s.rdb.Close())
 	}
 	if s.dir != "" && !s.keep {
 		errs = append(errs, os.RemoveAll(s.dir))

@@ -112,8 +112,7 @@ func measureWorker(ctx context.Context, st *stage, rep *report) error {
 	r.deadLetters, _ = st.rdb.XLen(ctx, prefix+events.StreamDeadLetter).Result()
 	// The ceiling: the handler's transaction alone, as many at once as the
 	// worker handles.
-	if r.raw, err = runPgbench(ctx, st, "reserve_stock.sql",
-		fmt.Sprintf(reserveScript, st.opts.skus, sampleEvent()), st.opts.workerConcurrency); err != nil {
+	if r.raw, err = runPgbench(ctx, st, st.opts.workerConcurrency, reserveStockScript(st.opts.skus)); err != nil {
 		return err
 	}
 	rep.worker = r
