@@ -250,3 +250,41 @@ func TestForwarder_wakesOnCommit(t *testing.T) {
 		entries(t, rdb, streams.Name(events.StreamOrdersPlaced), i+1)
 	}
 }
+
+// A forwarder in the process that commits is woken directly by the
+// process's notifier, with no NOTIFY: here none is sent (the notifier's Run
+// does not run) and the forwarder does not listen, yet it moves each event
+// as it commits, though it would not poll again for a minute.
+func TestForwarder_wakesLocallyWithoutNotifications(t *testing.T) {
+	t.Parallel()
+	db := testenv.OwnDB(t)
+	streams := testenv.Streams(t)
+	rdb := streams.Client()
+	defer rdb.Close()
+	f, err := outbox.NewForwarder(db, streams, outbox.ForwarderConfig{PollInterval: time.Minute, BatchSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := outbox.NewCommitNotifier(db, watermill.NopLogger{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.WakesLocally(f)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("forwarder: %v", err)
+		}
+	})
+	<-f.Running()
+	time.Sleep(200 * time.Millisecond) // past the first, empty poll: now it waits
+
+	ctx := outbox.WithCommitNotifier(context.Background(), n)
+	for i := range 3 {
+		publish(t, db, ctx, events.OrderPlaced{OrderID: fmt.Sprintf("local-%d", i)})
+		entries(t, rdb, streams.Name(events.StreamOrdersPlaced), i+1)
+	}
+}
