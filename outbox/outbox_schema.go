@@ -55,19 +55,35 @@ func (s outboxSchema) SelectQuery(topic, consumerGroup string, offsets wsql.Offs
 // xmax. pg_locks is read once (MATERIALIZED), so that a transaction's id
 // and its locks are seen at one moment; the low 32 bits of a running
 // transaction's xid8 are its xid.
+//
+// Two things pg_locks shows are not what they seem, and either would make
+// a writer look lockless, its rows passed over for good:
+//
+//   - Only the owner of a transaction id holds its ExclusiveLock. Another
+//     session that waited for the transaction (for a row it had locked)
+//     is granted a ShareLock on the id once it has ended, and holds it
+//     for a moment; a waiter without the writers' lock is not the writer.
+//   - A lock's virtualtransaction is read from its backend as each lock is
+//     copied, while a committing backend resets it before it releases its
+//     locks: one read of pg_locks can show the transaction id under one
+//     virtual transaction and the writers' lock under another (N/0). The
+//     backend's pid does not change, and a backend holds one transaction's
+//     locks at a time, so the writers' lock is matched by pid; by
+//     virtualtransaction too, for a prepared transaction, which has no pid.
 var writersHorizon = fmt.Sprintf(`
 		WITH locks AS MATERIALIZED (
-			SELECT locktype, database, classid, objid, objsubid, transactionid, virtualtransaction
+			SELECT locktype, mode, database, classid, objid, objsubid, transactionid, virtualtransaction, pid
 			FROM pg_locks WHERE granted AND locktype IN ('advisory', 'transactionid')
 		)
 		SELECT COALESCE(min(x), pg_snapshot_xmax(pg_current_snapshot()))
 		FROM pg_snapshot_xip(pg_current_snapshot()) AS x
 		WHERE x::xid NOT IN (
 			SELECT t.transactionid FROM locks t
-			WHERE t.locktype = 'transactionid'
+			WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock'
 			  AND NOT EXISTS (
 				SELECT FROM locks w
-				WHERE w.locktype = 'advisory' AND w.virtualtransaction = t.virtualtransaction
+				WHERE w.locktype = 'advisory'
+				  AND (w.pid = t.pid OR w.virtualtransaction = t.virtualtransaction)
 				  AND w.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 				  AND w.classid = %d AND w.objid = %d AND w.objsubid = 1))`,
 	lockOutboxWritersClassID, lockOutboxWritersObjID)
