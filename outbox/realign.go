@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // The forwarder's position and the outbox rows carry transaction ids (xid8)
@@ -51,15 +53,11 @@ func (m *Misalignment) Summary() string {
 
 func (m *Misalignment) Unwrap() error { return ErrOutboxMisaligned }
 
-type queryer interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // alignment returns the outbox's misalignment, nil when there is none. A
 // transaction of this cluster has an id below the next one of the snapshot,
 // and so has every row it wrote: ids at or above it come from elsewhere.
 // Both reads go through a primary key.
-func alignment(ctx context.Context, q queryer) (*Misalignment, position, error) {
+func alignment(ctx context.Context, q postgres.Queryer) (*Misalignment, position, error) {
 	var next, newest string
 	var pos sql.NullString
 	var acked sql.NullInt64

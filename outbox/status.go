@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // OutboxStatus is what the forwarder has not moved yet.
@@ -22,7 +24,7 @@ type OutboxStatus struct {
 
 // Outbox reports the outbox rows the forwarder has not passed yet. The
 // count walks only those rows, through the primary key.
-func Outbox(ctx context.Context, db *sql.DB) (OutboxStatus, error) {
+func Outbox(ctx context.Context, db postgres.Queryer) (OutboxStatus, error) {
 	var st OutboxStatus
 	var tx sql.NullString
 	var offset sql.NullInt64

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // Metadata a republished message carries. MetadataHandler names the one
@@ -148,7 +150,7 @@ type Status struct {
 }
 
 // ReadStatus counts the parked messages of every handler.
-func ReadStatus(ctx context.Context, db *sql.DB) (Status, error) {
+func ReadStatus(ctx context.Context, db postgres.Queryer) (Status, error) {
 	var st Status
 	var oldest float64
 	err := db.QueryRowContext(ctx, `

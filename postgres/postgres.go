@@ -20,6 +20,12 @@ import (
 	"github.com/lib/pq"
 )
 
+// Queryer is what a read of one row needs: a *sql.DB, or a *sql.Tx to
+// read several things in one transaction.
+type Queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // Open connects to the database at dsn (a postgres:// URL), creating the
 // database first when the server exists but the database does not, so that a
 // fresh machine needs nothing but a running server.
@@ -243,7 +249,7 @@ func IsTransient(err error) bool {
 // OldestOutboxWriterAge). 0 when there is none. Without the
 // pg_read_all_stats role (or superuser) only the sessions of the same user
 // are seen.
-func OldestTransactionAge(ctx context.Context, db *sql.DB) (time.Duration, error) {
+func OldestTransactionAge(ctx context.Context, db Queryer) (time.Duration, error) {
 	var seconds float64
 	err := db.QueryRowContext(ctx, `
 		SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(started)), 0)::float8 FROM (
@@ -262,7 +268,7 @@ func OldestTransactionAge(ctx context.Context, db *sql.DB) (time.Duration, error
 // forwarder forwards nothing committed after it began until it ends. Each
 // is one of orderstream's, ended by its statement and idle timeouts. 0
 // when there is none.
-func OldestOutboxWriterAge(ctx context.Context, db *sql.DB) (time.Duration, error) {
+func OldestOutboxWriterAge(ctx context.Context, db Queryer) (time.Duration, error) {
 	classid, objid := LockOutboxWritersID()
 	var seconds float64
 	err := db.QueryRowContext(ctx, `

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -39,6 +40,39 @@ type Watcher struct {
 	Interval time.Duration
 }
 
+// databaseFigures are the backlog's figures from PostgreSQL.
+type databaseFigures struct {
+	outbox       outbox.OutboxStatus
+	oldestTx     time.Duration
+	oldestWriter time.Duration
+	parked       parked.Status
+}
+
+// readDatabase reads the figures in one read-only transaction: a
+// statement of its own each would be a transaction each, and these reads
+// are most of what an idle process costs the database.
+func (w Watcher) readDatabase(ctx context.Context) (databaseFigures, error) {
+	var f databaseFigures
+	tx, err := w.DB.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return f, fmt.Errorf("read the backlog: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, ErrTxDone
+	if f.outbox, err = outbox.Outbox(ctx, tx); err != nil {
+		return f, err
+	}
+	if f.oldestTx, err = postgres.OldestTransactionAge(ctx, tx); err != nil {
+		return f, err
+	}
+	if f.oldestWriter, err = postgres.OldestOutboxWriterAge(ctx, tx); err != nil {
+		return f, err
+	}
+	if f.parked, err = parked.ReadStatus(ctx, tx); err != nil {
+		return f, err
+	}
+	return f, tx.Commit()
+}
+
 // Run reads until ctx is done.
 func (w Watcher) Run(ctx context.Context) {
 	w.Metrics.RegisterBacklog()
@@ -62,29 +96,17 @@ func (w Watcher) Run(ctx context.Context) {
 func (w Watcher) collect(ctx context.Context) error {
 	m := w.Metrics
 	snap := Snapshot{At: time.Now().UTC()}
-	backlog, err := outbox.Outbox(ctx, w.DB)
+	db, err := w.readDatabase(ctx)
 	if err != nil {
 		return err
 	}
-	m.OutboxPending.Set(float64(backlog.Pending))
-	m.OutboxOldestAge.Set(backlog.OldestAge.Seconds())
-	snap.Outbox = OutboxFigures{Pending: backlog.Pending, OldestSeconds: backlog.OldestAge.Seconds()}
-	oldestTx, err := postgres.OldestTransactionAge(ctx, w.DB)
-	if err != nil {
-		return err
-	}
-	m.OldestTransactionAge.Set(oldestTx.Seconds())
-	oldestWriter, err := postgres.OldestOutboxWriterAge(ctx, w.DB)
-	if err != nil {
-		return err
-	}
-	m.OldestOutboxWriterAge.Set(oldestWriter.Seconds())
-	parkedStatus, err := parked.ReadStatus(ctx, w.DB)
-	if err != nil {
-		return err
-	}
-	m.ParkedMessages.Set(float64(parkedStatus.Messages))
-	m.ParkedOldest.Set(parkedStatus.OldestFailing.Seconds())
+	m.OutboxPending.Set(float64(db.outbox.Pending))
+	m.OutboxOldestAge.Set(db.outbox.OldestAge.Seconds())
+	snap.Outbox = OutboxFigures{Pending: db.outbox.Pending, OldestSeconds: db.outbox.OldestAge.Seconds()}
+	m.OldestTransactionAge.Set(db.oldestTx.Seconds())
+	m.OldestOutboxWriterAge.Set(db.oldestWriter.Seconds())
+	m.ParkedMessages.Set(float64(db.parked.Messages))
+	m.ParkedOldest.Set(db.parked.OldestFailing.Seconds())
 
 	if snap.Streams, err = w.Streams.Status(ctx, w.Redis); err != nil {
 		return err

@@ -36,7 +36,7 @@ type machine struct {
 var appKnobs = []string{"DB_MAX_CONNS", "HTTP_REQUEST_TIMEOUT", "OUTBOX_POLL_INTERVAL", "OUTBOX_BATCH_SIZE",
 	"WORKER_CONCURRENCY", "HANDLER_TIMEOUT", "HANDLER_MAX_RETRIES", "STREAM_CLAIM_IDLE", "SHUTDOWN_TIMEOUT",
 	"STARTUP_TIMEOUT", "CLEANUP_INTERVAL", "OUTBOX_RETENTION", "INBOX_RETENTION", "STREAM_RETENTION",
-	"METRICS_INTERVAL", "GOMAXPROCS", "GOGC", "GOMEMLIMIT"}
+	"METRICS_INTERVAL", "LOG_LEVEL", "GOMAXPROCS", "GOGC", "GOMEMLIMIT"}
 
 func describeMachine(ctx context.Context, st *stage) machine {
 	m := machine{nproc: runtime.NumCPU(), cpuModel: "unknown", memory: "unknown", kernel: "unknown"}
