@@ -26,8 +26,9 @@ type report struct {
 	failures  []string
 }
 
-// markdown renders the report: the machine and versions, the figures
-// against their targets, then the raw numbers behind them.
+// markdown renders the report: the figures against their targets (what a
+// reader wants first), the machine and versions, then the raw numbers
+// behind them.
 func (r *report) markdown() string {
 	var b strings.Builder
 	m := r.machine
@@ -36,9 +37,17 @@ func (r *report) markdown() string {
 		kind = "QUICK smoke run: small loads, not comparable with a full run"
 	}
 	fmt.Fprintf(&b, "# orderstream benchmarks\n\n")
-	fmt.Fprintf(&b, "Written by `make bench` (`go run ./cmd/bench`) on %s UTC, %s, in %s.\n\n",
-		r.started.UTC().Format("2006-01-02 15:04"), kind, r.finished.Sub(r.started).Round(time.Second))
-	table(&b, []string{"machine and versions", ""}, [][]string{
+	fmt.Fprintf(&b, "Written by `make bench` (`go run ./cmd/bench`) on %s UTC, %s, in %s, on %d cores shared by "+
+		"PostgreSQL, Redis, orderstream and the load (the machine below).\n\n",
+		r.started.UTC().Format("2006-01-02 15:04"), kind, r.finished.Sub(r.started).Round(time.Second), m.nproc)
+	var rows [][]string
+	for _, t := range r.targets() {
+		rows = append(rows, []string{t.what, t.target, t.measured, t.verdict})
+	}
+	table(&b, []string{"what", "target", "measured", "verdict"}, rows)
+
+	fmt.Fprintf(&b, "\n## The machine and versions\n\n")
+	table(&b, []string{"", ""}, [][]string{
 		{"CPU", fmt.Sprintf("%d × %s (nproc %d)", m.nproc, m.cpuModel, m.nproc)},
 		{"memory", m.memory},
 		{"OS", m.kernel},
@@ -49,13 +58,6 @@ func (r *report) markdown() string {
 		{"Redis", m.redis},
 		{"application settings", knobs(m.knobs)},
 	})
-
-	fmt.Fprintf(&b, "\n## Against the targets\n\n")
-	var rows [][]string
-	for _, t := range r.targets() {
-		rows = append(rows, []string{t.what, t.target, t.measured, t.verdict})
-	}
-	table(&b, []string{"what", "target", "measured", "verdict"}, rows)
 
 	fmt.Fprintf(&b, "\n## Raw numbers\n\n")
 	table(&b, []string{"measurement", "figures"}, r.rawRows())
