@@ -36,9 +36,10 @@ var layers = map[string][]string{
 	"inventory":          {"events", "logging", "postgres", "validate"},
 	"router": {"events", "orders", "inventory", "logging", "metrics", "outbox", "parked", "postgres", "redisstreams",
 		"validate"},
-	"internal/testenv": {"events", "logging", "migrations", "outbox", "postgres", "redisstreams"},
-	"cmd/bench":        {"events", "postgres"},
-	"cmd/chaos":        {"internal/netfault"},
+	"internal/testenv":  {"events", "logging", "migrations", "outbox", "postgres", "redisstreams"},
+	"cmd/bench":         {"events", "postgres"},
+	"cmd/bench/pglocks": {},
+	"cmd/chaos":         {"internal/netfault"},
 }
 
 // TestDependencies_followTheLayers: every package imports only what its

@@ -20,8 +20,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-
-	"github.com/orderstream/orderstream/postgres"
 )
 
 // Metadata a republished message carries. MetadataHandler names the one
@@ -149,8 +147,11 @@ type Status struct {
 	OldestFailing time.Duration
 }
 
-// ReadStatus counts the parked messages of every handler.
-func ReadStatus(ctx context.Context, db postgres.Queryer) (Status, error) {
+// ReadStatus counts the parked messages of every handler, through a
+// *sql.DB or a *sql.Tx.
+func ReadStatus(ctx context.Context, db interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}) (Status, error) {
 	var st Status
 	var oldest float64
 	err := db.QueryRowContext(ctx, `
