@@ -103,18 +103,27 @@ const orderLock = 0x6f73_7404
 // while the order's reservation is being made, and that reservation
 // would outlive it.
 func lockOrder(ctx context.Context, tx *sql.Tx, orderID string) (cancelled bool, err error) {
-	if _, ok := validate.UUID(orderID); !ok {
-		return false, fmt.Errorf("%w: order id %q", events.ErrMalformed, orderID)
-	}
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))`, orderLock, orderID); err != nil {
-		return false, fmt.Errorf("lock order: %w", err)
+	if err := takeOrderLock(ctx, tx, orderID); err != nil {
+		return false, err
 	}
 	// A statement after the lock: it sees what the transaction that held
 	// the lock committed.
-	err = tx.QueryRowContext(ctx,
-		`SELECT EXISTS (SELECT 1 FROM stock_releases WHERE order_id = $1)`, orderID).Scan(&cancelled)
-	if err != nil {
+	if err = tx.QueryRowContext(ctx, `SELECT `+releasedCheck, orderID).Scan(&cancelled); err != nil {
 		return false, fmt.Errorf("read release: %w", err)
 	}
 	return cancelled, nil
 }
+
+// takeOrderLock takes the order's lock (orderLock) for the rest of tx.
+func takeOrderLock(ctx context.Context, tx *sql.Tx, orderID string) error {
+	if _, ok := validate.UUID(orderID); !ok {
+		return fmt.Errorf("%w: order id %q", events.ErrMalformed, orderID)
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))`, orderLock, orderID); err != nil {
+		return fmt.Errorf("lock order: %w", err)
+	}
+	return nil
+}
+
+// releasedCheck is true when the order, $1, has had its stock released.
+const releasedCheck = `EXISTS (SELECT 1 FROM stock_releases WHERE order_id = $1)`

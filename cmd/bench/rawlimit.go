@@ -80,8 +80,8 @@ COMMIT;
 
 // reserveScript is the transaction the inventory handler commits for an
 // OrderPlaced of two items that it can reserve, statement for statement:
-// the outbox writers' lock, the inbox row, the order's lock and the check
-// for its release, the stock rows locked in SKU order, the stock update
+// the outbox writers' lock, the inbox row, the order's lock, the check for
+// its release with the stock rows locked in SKU order, the stock update
 // with the reservations in one statement, the StockReserved envelope into
 // the outbox, and the commit. It is the worker's raw limit: one
 // transaction per event. %[1]d is the number of SKUs, %[2]s the envelope's
@@ -94,10 +94,11 @@ SELECT pg_advisory_xact_lock_shared(%[3]d);
 INSERT INTO inbox (handler, message_uuid) VALUES ('inventory.reserve_stock', gen_random_uuid()::text)
   ON CONFLICT DO NOTHING;
 SELECT pg_advisory_xact_lock(%[4]d, hashtext(lpad(to_hex(:r), 32, '0')::uuid::text));
-SELECT EXISTS (SELECT 1 FROM stock_releases WHERE order_id = lpad(to_hex(:r), 32, '0')::uuid);
-SELECT sku, available FROM stock
-  WHERE sku = ANY (ARRAY['SKU-' || lpad(:a::text, 3, '0'), 'SKU-' || lpad(((:a + :b) %% %[1]d)::text, 3, '0')])
-  ORDER BY sku FOR UPDATE;
+SELECT EXISTS (SELECT 1 FROM stock_releases WHERE order_id = lpad(to_hex(:r), 32, '0')::uuid),
+       COALESCE(array_agg(s.sku ORDER BY s.sku), '{}'), COALESCE(array_agg(s.available ORDER BY s.sku), '{}')
+  FROM (SELECT sku, available FROM stock
+        WHERE sku = ANY (ARRAY['SKU-' || lpad(:a::text, 3, '0'), 'SKU-' || lpad(((:a + :b) %% %[1]d)::text, 3, '0')])
+        ORDER BY sku FOR UPDATE) AS s;
 WITH r AS (
     SELECT * FROM unnest(ARRAY['SKU-' || lpad(:a::text, 3, '0'), 'SKU-' || lpad(((:a + :b) %% %[1]d)::text, 3, '0')]::text[],
                          ARRAY[1, 1]::int[]) AS r(sku, quantity)),

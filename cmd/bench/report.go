@@ -271,7 +271,7 @@ unmeasured warm-up (so is pgbench).
   until its inventory group has read and acknowledged every one. Its raw
   limit: pgbench (simple protocol) then runs the handler's transaction for
   an order it can reserve (the writers' lock; the inbox row; the order's
-  lock and the check for its release; the two stock rows locked in SKU
+  lock; the check for its release with the two stock rows locked in SKU
   order; the update with the reservations; the StockReserved envelope into
   watermill_outbox; COMMIT) at WORKER_CONCURRENCY clients: one
   transaction per event, with none of the application around it.
