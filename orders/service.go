@@ -62,15 +62,13 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 
 	var earlier string // the order an idempotency key already names
 	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
-		if idempotencyKey != "" {
-			replay, err := claimKey(ctx, tx, idempotencyKey, hash, o.ID)
-			if err != nil || replay != "" {
-				earlier = replay
-				return err // a replay writes nothing
-			}
-		}
-		if err := insertOrder(ctx, tx, &o); err != nil {
+		placed, err := insertOrder(ctx, tx, &o, idempotencyKey, hash)
+		if err != nil {
 			return err
+		}
+		if !placed {
+			earlier, err = keptRequest(ctx, tx, idempotencyKey, hash)
+			return err // a replay writes nothing
 		}
 		// The event commits with the order or not at all.
 		return events.Publish(ctx, tx, events.OrderPlaced{
@@ -108,8 +106,15 @@ func claimKey(ctx context.Context, tx *sql.Tx, key string, hash []byte, id strin
 	if n, err := res.RowsAffected(); err != nil || n == 1 {
 		return "", err
 	}
-	// A statement of its own, so that it sees the row the other request
-	// committed while this one waited.
+	return keptRequest(ctx, tx, key, hash)
+}
+
+// keptRequest returns the order that key names, which it was not recorded
+// for just now because it was there already, or ErrIdempotencyConflict if
+// the key came with another request (hash). It is a statement of its own,
+// so that it sees the row another request committed while this one
+// waited on the key.
+func keptRequest(ctx context.Context, tx *sql.Tx, key string, hash []byte) (earlier string, err error) {
 	var storedHash []byte
 	err = tx.QueryRowContext(ctx,
 		`SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1`, key).Scan(&storedHash, &earlier)
@@ -122,27 +127,44 @@ func claimKey(ctx context.Context, tx *sql.Tx, key string, hash []byte, id strin
 	return earlier, nil
 }
 
-func insertOrder(ctx context.Context, tx *sql.Tx, o *Order) error {
+// insertOrder inserts the order and its items, and with a key records
+// first that the key names it, in one statement: placed is false, and
+// nothing inserted, when the key names an order already. The key goes in
+// before the order, so a concurrent request with the same key waits on it
+// until this transaction ends (the key's foreign key to the order is
+// checked at commit).
+func insertOrder(ctx context.Context, tx *sql.Tx, o *Order, key string, hash []byte) (placed bool, err error) {
 	skus := make([]string, len(o.Items))
 	quantities := make([]int64, len(o.Items))
 	for i, it := range o.Items {
 		skus[i], quantities[i] = it.SKU, int64(it.Quantity)
 	}
-	err := tx.QueryRowContext(ctx, `
-		WITH o AS (
-			INSERT INTO orders (id, customer_id) VALUES ($1, $2)
+	err = tx.QueryRowContext(ctx, `
+		WITH k AS (
+			INSERT INTO idempotency_keys (key, request_hash, order_id)
+			SELECT $5::text, $6::bytea, $1::uuid WHERE $5::text <> ''
+			ON CONFLICT (key) DO NOTHING
+			RETURNING true),
+		fresh AS (
+			SELECT $5::text = '' OR EXISTS (SELECT FROM k) AS ok),
+		o AS (
+			INSERT INTO orders (id, customer_id) SELECT $1::uuid, $2::text FROM fresh WHERE ok
 			RETURNING created_at, updated_at),
 		i AS (
 			INSERT INTO order_items (order_id, position, sku, quantity)
-			SELECT $1, t.position, t.sku, t.quantity
-			FROM unnest($3::text[], $4::int[]) WITH ORDINALITY AS t(sku, quantity, position))
+			SELECT $1::uuid, t.position, t.sku, t.quantity
+			FROM fresh, unnest($3::text[], $4::int[]) WITH ORDINALITY AS t(sku, quantity, position)
+			WHERE fresh.ok)
 		SELECT created_at, updated_at FROM o`,
-		o.ID, o.CustomerID, pq.Array(skus), pq.Array(quantities),
+		o.ID, o.CustomerID, pq.Array(skus), pq.Array(quantities), key, hash,
 	).Scan(&o.CreatedAt, &o.UpdatedAt)
-	if err != nil {
-		return fmt.Errorf("insert order: %w", err)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
 	}
-	return nil
+	if err != nil {
+		return false, fmt.Errorf("insert order: %w", err)
+	}
+	return true, nil
 }
 
 // requestHash identifies a request body for idempotency: two bodies that

@@ -40,7 +40,7 @@ type rawResult struct {
 // rawScript is the transaction orders.Service.Place commits for an order
 // of two items with an Idempotency-Key, statement for statement: the outbox
 // writers' lock, the key (inserted first, its foreign key checked at
-// commit), the order and its items in one statement, the OrderPlaced
+// commit) with the order and its items in one statement, the OrderPlaced
 // envelope into the outbox, and the commit. (The notification that wakes the forwarder follows the commit,
 // from a statement of its own that a busy process sends at most every 5 ms
 // for all its commits: it is left out.) The order id,
@@ -56,20 +56,27 @@ const rawScript = `\set r random(1, 4611686018427387903)
 \set c random(0, 999)
 BEGIN;
 SELECT pg_advisory_xact_lock_shared(%[3]d);
-INSERT INTO idempotency_keys (key, request_hash, order_id)
-  VALUES ('pgbench-' || :r, '\x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'::bytea,
-          (lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid)
-  ON CONFLICT (key) DO NOTHING;
-WITH o AS (
+WITH k AS (
+    INSERT INTO idempotency_keys (key, request_hash, order_id)
+    SELECT 'pgbench-' || :r, '\x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'::bytea,
+           (lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid
+    WHERE 'pgbench-' || :r <> ''
+    ON CONFLICT (key) DO NOTHING
+    RETURNING true),
+fresh AS (
+    SELECT 'pgbench-' || :r = '' OR EXISTS (SELECT FROM k) AS ok),
+o AS (
     INSERT INTO orders (id, customer_id)
-    VALUES ((lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid, 'raw-' || :c)
+    SELECT (lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid, 'raw-' || :c
+    FROM fresh WHERE ok
     RETURNING created_at, updated_at),
 i AS (
     INSERT INTO order_items (order_id, position, sku, quantity)
     SELECT (lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid,
            t.position, t.sku, t.quantity
-    FROM unnest(ARRAY['SKU-' || lpad(:a::text, 3, '0'), 'SKU-' || lpad(((:a + :b) %% %[1]d)::text, 3, '0')]::text[],
-                ARRAY[:qa, :qb]::int[]) WITH ORDINALITY AS t(sku, quantity, position))
+    FROM fresh, unnest(ARRAY['SKU-' || lpad(:a::text, 3, '0'), 'SKU-' || lpad(((:a + :b) %% %[1]d)::text, 3, '0')]::text[],
+                ARRAY[:qa, :qb]::int[]) WITH ORDINALITY AS t(sku, quantity, position)
+    WHERE fresh.ok)
 SELECT created_at, updated_at FROM o;
 INSERT INTO watermill_outbox (uuid, payload, metadata, transaction_id)
   VALUES (gen_random_uuid()::text,

@@ -228,7 +228,7 @@ unmeasured warm-up (so is pgbench).
 
 - **raw limit**: pgbench (simple protocol) runs the statements
   POST /orders commits, with an Idempotency-Key: BEGIN; the outbox
-  writers' lock; the key; the order and its two items in one statement;
+  writers' lock; the key, the order and its two items in one statement;
   the OrderPlaced envelope into watermill_outbox; COMMIT. (The
   notification that wakes the forwarder is sent after commits, at most
   every 5 ms per process, and is left out.)
