@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 
+	"github.com/lib/pq"
+
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/postgres"
@@ -72,10 +74,8 @@ func release(ctx context.Context, tx *sql.Tx, orderID string) ([]events.Item, er
 	for i, it := range items {
 		skus[i] = it.SKU
 	}
-	// The stock rows in SKU order, as a reservation takes them, so that the
-	// two cannot deadlock.
-	if _, err := lockStock(ctx, tx, skus); err != nil {
-		return nil, err
+	if _, err := tx.ExecContext(ctx, stockInSKUOrder("$1"), pq.Array(skus)); err != nil {
+		return nil, fmt.Errorf("lock stock: %w", err)
 	}
 	_, err = tx.ExecContext(ctx, `
 		WITH r AS (

@@ -70,23 +70,36 @@ func (s *Service) OnOrderPlaced(ctx context.Context, e events.OrderPlaced) error
 	return nil
 }
 
-// lockStockUnlessReleased is lockOrder's release check and lockStock in one
-// statement, a round trip less for every reservation: it reports whether
-// the order's cancellation was handled already (a statement after the
-// order's lock, so it sees what the lock's last holder committed), and
-// otherwise locks the stock rows of skus in SKU order and returns their
-// available units. A released order's rows are locked too, for the moment
-// until its transaction ends, which changes nothing: the order's lock,
-// taken first, orders it with its cancellation anyway.
+// stockInSKUOrder selects the stock rows of the SKUs in the text[]
+// parameter skus (say "$1"), locked in SKU order. Every transaction that
+// locks stock rows takes them this way, so that two over overlapping SKUs
+// cannot deadlock.
+func stockInSKUOrder(skus string) string {
+	return `SELECT sku, available FROM stock WHERE sku = ANY(` + skus + `) ORDER BY sku FOR UPDATE`
+}
+
+// reserveLockQuery is lockOrder's release check ($1, the order) and the
+// stock rows of the SKUs in $2, locked, in one statement.
+var reserveLockQuery = `
+	SELECT ` + releasedCheck + `,
+	       COALESCE(array_agg(s.sku ORDER BY s.sku), '{}'),
+	       COALESCE(array_agg(s.available ORDER BY s.sku), '{}')
+	FROM (` + stockInSKUOrder("$2") + `) AS s`
+
+// lockStockUnlessReleased is lockOrder's release check and the stock lock
+// in one statement, a round trip less for every reservation: it reports
+// whether the order's cancellation was handled already (a statement after
+// the order's lock, so it sees what the lock's last holder committed), and
+// otherwise returns the available units of the stock rows of skus, which
+// it locks in SKU order; unknown SKUs are absent from the map. A released
+// order's rows are locked too, until its transaction ends, which changes
+// nothing: the order's lock, taken first, orders it with its cancellation
+// anyway.
 func lockStockUnlessReleased(ctx context.Context, tx *sql.Tx, orderID string, skus []string) (released bool, available map[string]int, err error) {
 	var locked []string
 	var units []int64
-	err = tx.QueryRowContext(ctx, `
-		SELECT `+releasedCheck+`,
-		       COALESCE(array_agg(s.sku ORDER BY s.sku), '{}'),
-		       COALESCE(array_agg(s.available ORDER BY s.sku), '{}')
-		FROM (SELECT sku, available FROM stock WHERE sku = ANY($2) ORDER BY sku FOR UPDATE) AS s`,
-		orderID, pq.Array(skus)).Scan(&released, pq.Array(&locked), pq.Array(&units))
+	err = tx.QueryRowContext(ctx, reserveLockQuery, orderID, pq.Array(skus)).
+		Scan(&released, pq.Array(&locked), pq.Array(&units))
 	if err != nil {
 		return false, nil, fmt.Errorf("lock stock: %w", err)
 	}
@@ -98,29 +111,4 @@ func lockStockUnlessReleased(ctx context.Context, tx *sql.Tx, orderID string, sk
 		available[sku] = int(units[i])
 	}
 	return false, available, nil
-}
-
-// lockStock locks the stock rows of skus, in SKU order so that concurrent
-// reservations of overlapping SKUs cannot deadlock, and returns their
-// available units. Unknown SKUs are absent from the map.
-func lockStock(ctx context.Context, tx *sql.Tx, skus []string) (map[string]int, error) {
-	rows, err := tx.QueryContext(ctx,
-		`SELECT sku, available FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`, pq.Array(skus))
-	if err != nil {
-		return nil, fmt.Errorf("lock stock: %w", err)
-	}
-	defer rows.Close()
-	available := make(map[string]int, len(skus))
-	for rows.Next() {
-		var sku string
-		var n int
-		if err := rows.Scan(&sku, &n); err != nil {
-			return nil, fmt.Errorf("lock stock: %w", err)
-		}
-		available[sku] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("lock stock: %w", err)
-	}
-	return available, nil
 }
