@@ -28,6 +28,8 @@ import (
 // The advisory lock of the writers, (classid, objid) = (lockKey1, lockKey2).
 const lockKey1, lockKey2 = 7_700_001, 7_700_002
 
+var writerLock = fmt.Sprintf(`SELECT pg_advisory_xact_lock_shared(%d, %d)`, lockKey1, lockKey2)
+
 // probe is one read of pg_locks: of the writers' transaction ids it
 // shows, how many have no advisory lock with the same virtual transaction,
 // and how many none with the same pid.
@@ -144,7 +146,7 @@ func write(ctx context.Context, c *sql.Conn, commits *atomic.Int64) error {
 		if err != nil {
 			return ignoreEnd(ctx, err)
 		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SELECT pg_advisory_xact_lock_shared(%d, %d)`, lockKey1, lockKey2)); err != nil {
+		if _, err := tx.ExecContext(ctx, writerLock); err != nil {
 			tx.Rollback() //nolint:errcheck // the statement's error is the one to report
 			return ignoreEnd(ctx, err)
 		}
