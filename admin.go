@@ -97,11 +97,32 @@ type outboxStatusJSON struct {
 		Pending          int64   `json:"pending"`
 		OldestAgeSeconds float64 `json:"oldest_pending_age_seconds"`
 		Forwarded        bool    `json:"forwarded"`    // false until the forwarder first ran
-		Transaction      string  `json:"transaction"`  // the forwarder's position; "" when it never ran
+		Transaction      string  `json:"transaction"`  // the forwarder's position in shard 0; "" when it never ran
 		OffsetAcked      int64   `json:"offset_acked"` // within that transaction
 		Misalignment     *string `json:"misalignment"` // null unless the outbox was copied from another cluster
+		// Shards lists the shards that hold pending rows or were forwarded.
+		Shards []shardStatusJSON `json:"shards"`
 	} `json:"outbox"`
 	Streams []redisstreams.StreamStatus `json:"streams"`
+}
+
+type shardStatusJSON struct {
+	Shard            int     `json:"shard"`
+	Pending          int64   `json:"pending"`
+	OldestAgeSeconds float64 `json:"oldest_pending_age_seconds"`
+	Transaction      string  `json:"transaction"`
+	OffsetAcked      int64   `json:"offset_acked"`
+}
+
+// usedShards are the shards that hold pending rows or were forwarded.
+func usedShards(st outbox.OutboxStatus) []outbox.ShardStatus {
+	var used []outbox.ShardStatus
+	for _, sh := range st.Shards {
+		if sh.Pending > 0 || sh.HasForwarded {
+			used = append(used, sh)
+		}
+	}
+	return used
 }
 
 func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) error {
@@ -118,8 +139,16 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) e
 		doc.Outbox.Pending = backlog.Pending
 		doc.Outbox.OldestAgeSeconds = backlog.OldestAge.Seconds()
 		doc.Outbox.Forwarded = backlog.HasForwarded
-		doc.Outbox.Transaction = backlog.Transaction
-		doc.Outbox.OffsetAcked = backlog.OffsetAcked
+		doc.Outbox.Shards = []shardStatusJSON{}
+		for _, sh := range usedShards(backlog) {
+			if sh.Shard == 0 {
+				doc.Outbox.Transaction, doc.Outbox.OffsetAcked = sh.Transaction, sh.OffsetAcked
+			}
+			doc.Outbox.Shards = append(doc.Outbox.Shards, shardStatusJSON{
+				Shard: sh.Shard, Pending: sh.Pending, OldestAgeSeconds: sh.OldestAge.Seconds(),
+				Transaction: sh.Transaction, OffsetAcked: sh.OffsetAcked,
+			})
+		}
 		if backlog.Misalignment != nil {
 			m := backlog.Misalignment.Error()
 			doc.Outbox.Misalignment = &m
@@ -134,10 +163,18 @@ func (a *app) outboxStatus(ctx context.Context, stdout io.Writer, asJSON bool) e
 	}
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "outbox\tpending %d\toldest %s\t", backlog.Pending, roundAge(backlog.OldestAge))
-	if backlog.HasForwarded {
-		fmt.Fprintf(w, "forwarder at transaction %s, offset %d\n", backlog.Transaction, backlog.OffsetAcked)
-	} else {
+	if !backlog.HasForwarded {
 		fmt.Fprintln(w, "the forwarder has not run yet")
+	} else {
+		fmt.Fprintln(w)
+	}
+	for _, sh := range usedShards(backlog) {
+		fmt.Fprintf(w, "  shard %d\tpending %d\toldest %s\t", sh.Shard, sh.Pending, roundAge(sh.OldestAge))
+		if sh.HasForwarded {
+			fmt.Fprintf(w, "forwarder at transaction %s, offset %d\n", sh.Transaction, sh.OffsetAcked)
+		} else {
+			fmt.Fprintln(w, "not forwarded yet")
+		}
 	}
 	for _, st := range streams {
 		fmt.Fprintf(w, "stream %s\tlength %d\t\t\n", st.Stream, st.Length)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/orderstream/orderstream/events"
 )
 
 // config is everything the environment can set. Each knob, its variable and
@@ -22,6 +24,7 @@ type config struct {
 	RequestTimeout     time.Duration
 	OutboxPollInterval time.Duration
 	OutboxBatchSize    int
+	OutboxShards       int
 	HandlerTimeout     time.Duration
 	HandlerMaxRetries  int
 	WorkerConcurrency  int
@@ -88,6 +91,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		RequestTimeout:     dur("HTTP_REQUEST_TIMEOUT", 10*time.Second),
 		OutboxPollInterval: dur("OUTBOX_POLL_INTERVAL", time.Second),
 		OutboxBatchSize:    num("OUTBOX_BATCH_SIZE", 1000, 1),
+		OutboxShards:       num("OUTBOX_SHARDS", 1, 1),
 		HandlerTimeout:     dur("HANDLER_TIMEOUT", 5*time.Second),
 		HandlerMaxRetries:  num("HANDLER_MAX_RETRIES", 3, 0),
 		WorkerConcurrency:  num("WORKER_CONCURRENCY", 8, 1),
@@ -114,6 +118,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	// message is parked; another consumer must not claim it meanwhile.
 	if worst := c.worstHandlingTime(); c.StreamClaimIdle <= worst {
 		errs = append(errs, fmt.Errorf("STREAM_CLAIM_IDLE=%s must exceed the longest a message can be handled (%s: HANDLER_TIMEOUT × (HANDLER_MAX_RETRIES+2) plus backoff)", c.StreamClaimIdle, worst))
+	}
+	if c.OutboxShards > events.MaxOutboxShards {
+		errs = append(errs, fmt.Errorf("OUTBOX_SHARDS=%d: at most %d (the outbox tables there are)", c.OutboxShards, events.MaxOutboxShards))
 	}
 	if c.ParkBackoffMax < c.ParkBackoffInitial {
 		errs = append(errs, fmt.Errorf("PARK_BACKOFF_MAX=%s must be at least PARK_BACKOFF_INITIAL=%s", c.ParkBackoffMax, c.ParkBackoffInitial))

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/buildinfo"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/logging"
@@ -135,6 +136,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		committing.Add(1)
 		return func() error { defer committing.Done(); return part() }
 	}
+	// Orders and handlers spread their events over the outbox's shards.
+	ctx = events.WithOutboxShards(ctx, cfg.OutboxShards)
 	var notifier *outbox.CommitNotifier
 	if cmd == "all" || cmd == "api" || cmd == "worker" {
 		// Orders and handlers publish events: wake the forwarders once

@@ -231,11 +231,19 @@ func TestRun_all(t *testing.T) {
 	flow(t, c)
 }
 
+// The parts as separate processes, each twice but the api, with the
+// events spread over four outbox shards that the two forwarders share.
 func TestRun_separateProcesses(t *testing.T) {
 	t.Parallel()
 	addr := freeAddr(t)
-	getenv := env(t, addr)
-	for _, cmd := range []string{"api", "forwarder", "worker", "worker"} {
+	base := env(t, addr)
+	getenv := func(k string) string {
+		if k == "OUTBOX_SHARDS" {
+			return "4"
+		}
+		return base(k)
+	}
+	for _, cmd := range []string{"api", "forwarder", "forwarder", "worker", "worker"} {
 		start(t, getenv, cmd)
 	}
 	c := client{t, "http://" + addr}

@@ -269,7 +269,7 @@ func TestRun_operatorCommandsJSON(t *testing.T) {
 	status := decode("outbox", "status", "--json")
 	has("outbox status", status, "outbox", "streams")
 	outbox, _ := status["outbox"].(map[string]any)
-	has("outbox status's outbox", outbox, "pending", "oldest_pending_age_seconds", "forwarded", "transaction", "offset_acked", "misalignment")
+	has("outbox status's outbox", outbox, "pending", "oldest_pending_age_seconds", "forwarded", "transaction", "offset_acked", "misalignment", "shards")
 	if outbox["forwarded"] != false || outbox["pending"] != 0.0 || outbox["misalignment"] != nil {
 		t.Errorf("outbox = %v, want nothing pending, never forwarded, aligned", outbox)
 	}

@@ -77,6 +77,7 @@ type OrderPlaced struct {
 
 func (OrderPlaced) Stream() string    { return StreamOrdersPlaced }
 func (OrderPlaced) EventType() string { return "OrderPlaced" }
+func (e OrderPlaced) Key() string     { return e.OrderID }
 
 // OrderCancelled announces that an order is to hold nothing: it was
 // committed with status cancelling. It travels on the stream of
@@ -89,6 +90,7 @@ type OrderCancelled struct {
 
 func (OrderCancelled) Stream() string    { return StreamOrdersPlaced }
 func (OrderCancelled) EventType() string { return "OrderCancelled" }
+func (e OrderCancelled) Key() string     { return e.OrderID }
 
 // StockReserved says that every item of the order is reserved.
 type StockReserved struct {
@@ -99,6 +101,7 @@ type StockReserved struct {
 
 func (StockReserved) Stream() string    { return StreamReservations }
 func (StockReserved) EventType() string { return "StockReserved" }
+func (e StockReserved) Key() string     { return e.OrderID }
 
 // StockRejected says that nothing of the order is reserved, and why.
 type StockRejected struct {
@@ -109,6 +112,7 @@ type StockRejected struct {
 
 func (StockRejected) Stream() string    { return StreamReservations }
 func (StockRejected) EventType() string { return "StockRejected" }
+func (e StockRejected) Key() string     { return e.OrderID }
 
 // StockReleased says that a cancelled order holds nothing any more: Items
 // are what its reservation gave back, none when it held nothing (it was
@@ -121,3 +125,4 @@ type StockReleased struct {
 
 func (StockReleased) Stream() string    { return StreamReservations }
 func (StockReleased) EventType() string { return "StockReleased" }
+func (e StockReleased) Key() string     { return e.OrderID }

@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -41,15 +44,64 @@ func WriterFrom(ctx context.Context) (Writer, bool) {
 type commitHookKey struct{}
 
 // OnCommit returns ctx whose Publish calls arrange for fn to run once their
-// transaction has committed: the forwarders' wake-up
-// (outbox.WithCommitNotifier).
-func OnCommit(ctx context.Context, fn func()) context.Context {
+// transaction has committed, with the outbox shard they wrote: the
+// forwarders' wake-up (outbox.WithCommitNotifier).
+func OnCommit(ctx context.Context, fn func(shard int)) context.Context {
 	return context.WithValue(ctx, commitHookKey{}, fn)
 }
 
-// OutboxTopic is the watermill-sql topic every event is written to: the
-// table watermill_outbox, read by the forwarder.
-const OutboxTopic = "outbox"
+// MaxOutboxShards is how many outbox shards there can be: the tables the
+// migrations create (watermill_outbox, watermill_outbox_1 …
+// watermill_outbox_15). The forwarder reads them all, whatever the writers'
+// count, so changing the count loses nothing.
+const MaxOutboxShards = 16
+
+// OutboxTopic is the watermill-sql topic of outbox shard k: "outbox" (the
+// table watermill_outbox) for shard 0, "outbox_k" for the others.
+func OutboxTopic(shard int) string {
+	if shard == 0 {
+		return "outbox"
+	}
+	return "outbox_" + strconv.Itoa(shard)
+}
+
+// Keyed is an event that belongs to an aggregate, one order: all events of
+// one key are written to one outbox shard, so that they reach their streams
+// in the order they were written. An event without a key goes to a shard
+// chosen by its message UUID.
+type Keyed interface {
+	Key() string
+}
+
+// ShardOf is the outbox shard, of n, of the events of key: a stable hash
+// (FNV-1a), the same in every process and every version.
+func ShardOf(key string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
+}
+
+type shardsKey struct{}
+
+// WithOutboxShards returns ctx whose Publish calls spread the events over n
+// outbox shards (1 to MaxOutboxShards; OUTBOX_SHARDS). Without it, every
+// event is written to shard 0.
+func WithOutboxShards(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, shardsKey{}, min(max(n, 1), MaxOutboxShards))
+}
+
+// outboxShard is the shard e goes to, as ctx spreads the events.
+func outboxShard(ctx context.Context, e Event, msg *message.Message) int {
+	n, _ := ctx.Value(shardsKey{}).(int)
+	key := msg.UUID
+	if k, ok := e.(Keyed); ok {
+		key = k.Key()
+	}
+	return ShardOf(key, n)
+}
 
 // Publish writes e to the outbox inside tx, the transaction ctx carries
 // (postgres.InTx, or the inbox of a message handler). The event becomes
@@ -86,12 +138,13 @@ func Publish(ctx context.Context, tx *sql.Tx, e Event) (err error) {
 	if err != nil {
 		return fmt.Errorf("create outbox publisher: %w", err)
 	}
-	out := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic})
+	shard := outboxShard(ctx, e, msg)
+	out := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic(shard)})
 	if err := out.Publish(e.Stream(), msg); err != nil {
 		return fmt.Errorf("write %s to outbox: %w", e.EventType(), err)
 	}
-	if fn, ok := ctx.Value(commitHookKey{}).(func()); ok {
-		w.AfterCommit(fn)
+	if fn, ok := ctx.Value(commitHookKey{}).(func(int)); ok {
+		w.AfterCommit(func() { fn(shard) })
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -24,17 +25,23 @@ func CleanOutbox(ctx context.Context, db *sql.DB, retention time.Duration) (int6
 	// last_processed_transaction_id, so the rows of earlier transactions
 	// are behind every group. No group yet: nothing is deleted. Each batch
 	// checks the alignment again (two primary key reads), should the
-	// database be swapped for a copy under a running clean-up.
-	n, err := postgres.DeleteInBatches(ctx, db, postgres.LockOutboxCleanup, 1000, `
-		DELETE FROM watermill_outbox WHERE ctid = ANY(ARRAY(
-			SELECT ctid FROM watermill_outbox
-			WHERE transaction_id < (SELECT min(last_processed_transaction_id) FROM watermill_offsets_outbox)
+	// database be swapped for a copy under a running clean-up. Shard by
+	// shard: each has its own groups.
+	var deleted int64
+	for shard := range events.MaxOutboxShards {
+		rows, offsets := messagesTable(shard), offsetsTable(shard)
+		n, err := postgres.DeleteInBatches(ctx, db, postgres.LockOutboxCleanup, 1000, `
+		DELETE FROM `+rows+` WHERE ctid = ANY(ARRAY(
+			SELECT ctid FROM `+rows+`
+			WHERE transaction_id < (SELECT min(last_processed_transaction_id) FROM `+offsets+`)
 			  AND created_at < LOCALTIMESTAMP - make_interval(secs => $1)
-			  AND (SELECT max(last_processed_transaction_id) FROM watermill_offsets_outbox) < pg_snapshot_xmax(pg_current_snapshot())
-			  AND (SELECT max(transaction_id) FROM watermill_outbox) < pg_snapshot_xmax(pg_current_snapshot())
+			  AND (SELECT max(last_processed_transaction_id) FROM `+offsets+`) < pg_snapshot_xmax(pg_current_snapshot())
+			  AND (SELECT max(transaction_id) FROM `+rows+`) < pg_snapshot_xmax(pg_current_snapshot())
 			LIMIT $2))`, retention.Seconds())
-	if err != nil {
-		return n, fmt.Errorf("clean outbox: %w", err)
+		deleted += n
+		if err != nil {
+			return deleted, fmt.Errorf("clean outbox shard %d: %w", shard, err)
+		}
 	}
-	return n, nil
+	return deleted, nil
 }

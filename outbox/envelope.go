@@ -57,13 +57,13 @@ func (envelopeMarshaler) Unmarshal(data []byte, v any) error {
 // span will be the hop's child): that takes decoding the envelope before
 // the forwarder does. Without tracing the forwarder's decoding is the only
 // one, and its failure (envelopeMarshaler) is what dead-letters the row.
-func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider) message.HandlerMiddleware {
+func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider, shard int) message.HandlerMiddleware {
 	if _, off := tp.(noop.TracerProvider); off {
 		return func(next message.HandlerFunc) message.HandlerFunc {
 			return func(msg *message.Message) ([]*message.Message, error) {
 				produced, err := next(msg)
 				if errors.Is(err, errUnreadableEnvelope) {
-					return nil, deadLetterRow(pub, msg, err)
+					return nil, deadLetterRow(pub, msg, shard, err)
 				}
 				return produced, err
 			}
@@ -74,7 +74,7 @@ func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider) message.Han
 		return func(msg *message.Message) ([]*message.Message, error) {
 			var env Envelope
 			if err := (envelopeMarshaler{}).Unmarshal(msg.Payload, &env); err != nil {
-				return nil, deadLetterRow(pub, msg, err)
+				return nil, deadLetterRow(pub, msg, shard, err)
 			}
 			ctx := events.ExtractTrace(msg.Context(), env.Metadata)
 			ctx, span := tracer.Start(ctx, "forward "+env.DestinationTopic,
@@ -101,10 +101,10 @@ func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider) message.Han
 	}
 }
 
-func deadLetterRow(pub message.Publisher, msg *message.Message, cause error) error {
+func deadLetterRow(pub message.Publisher, msg *message.Message, shard int, cause error) error {
 	msg.Metadata.Set(middleware.ReasonForPoisonedKey, cause.Error())
-	msg.Metadata.Set(middleware.PoisonedTopicKey, events.OutboxTopic)
-	msg.Metadata.Set(middleware.PoisonedHandlerKey, forwarderHandler)
+	msg.Metadata.Set(middleware.PoisonedTopicKey, events.OutboxTopic(shard))
+	msg.Metadata.Set(middleware.PoisonedHandlerKey, forwarderHandler(shard))
 	if err := pub.Publish(events.StreamDeadLetter, msg); err != nil {
 		return fmt.Errorf("dead-letter outbox row %s: %w", msg.UUID, err)
 	}

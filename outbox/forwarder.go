@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -43,84 +44,113 @@ type ForwarderConfig struct {
 	StopTimeout time.Duration
 }
 
-// Forwarder moves events from the outbox table to their Redis streams, each
-// at least once: a row's offset is acked only after Redis accepted it.
+// Forwarder moves events from the outbox tables to their Redis streams,
+// each at least once: a row's offset is acked only after Redis accepted it.
+//
+// Every shard of the outbox (events.MaxOutboxShards of them, whatever
+// OUTBOX_SHARDS the writers use) is read by a loop of its own as the
+// consumer group "forwarder" of its topic, so the shards are forwarded in
+// parallel, each in order. Forwarders of several processes share them: a
+// poll locks its shard's offsets row and skips a shard whose row another
+// forwarder holds (skipLockedOffsets), so no shard is forwarded by two at
+// once, and a shard whose forwarder stopped is taken by the next that
+// looks.
 type Forwarder struct {
-	fwd    *forwarder.Forwarder
+	router *message.Router
 	db     *sql.DB
 	out    message.Publisher
 	logger watermill.LoggerAdapter
 	dsn    string
-	wake   chan struct{}
-	done   chan struct{}
+	// idle is how often the shards are checked for rows that no wake-up
+	// announced (PollInterval).
+	idle  time.Duration
+	wakes [events.MaxOutboxShards]chan struct{}
+	done  chan struct{}
 }
 
-// NewForwarder reads the outbox as the consumer group "forwarder".
-// Forwarders running at once take turns: each poll locks the group's offsets
-// row, so a second one is a hot standby.
+// NewForwarder reads every outbox shard as the consumer group "forwarder".
 func NewForwarder(db *sql.DB, streams redisstreams.Config, cfg ForwarderConfig) (*Forwarder, error) {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
-	f := &Forwarder{logger: streams.Logger, dsn: cfg.DatabaseURL, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	var backoff wsql.BackoffManager = &outboxWaker{wake: f.wake, done: f.done, fallback: cfg.PollInterval,
-		errors: wsql.NewDefaultBackoffManager(cfg.PollInterval, time.Second)}
-	if cfg.Metrics != nil {
-		polls := prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "orderstream", Name: "outbox_polls_total",
-			Help: "Outbox polls (one transaction each) by outcome: rows found, none found, or failed.",
-		}, []string{"outcome"})
-		if err := cfg.Metrics.Register(polls); err != nil {
-			return nil, fmt.Errorf("register forwarder metrics: %w", err)
-		}
-		backoff = countPolls{backoff, polls}
-	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = redisstreams.DefaultStopTimeout
 	}
-	sub, err := newFinishingOutbox(db, cfg, backoff, streams.Logger)
-	if err != nil {
-		return nil, err
+	f := &Forwarder{db: db, logger: streams.Logger, dsn: cfg.DatabaseURL, idle: cfg.PollInterval, done: make(chan struct{})}
+	var polls *prometheus.CounterVec
+	if cfg.Metrics != nil {
+		polls = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "orderstream", Name: "outbox_polls_total",
+			Help: "Outbox polls (one transaction each) by shard and outcome: rows found, none found, or failed.",
+		}, []string{"outcome", "shard"})
+		if err := cfg.Metrics.Register(polls); err != nil {
+			return nil, fmt.Errorf("register forwarder metrics: %w", err)
+		}
 	}
 	out, err := streams.Publisher()
 	if err != nil {
-		return nil, errors.Join(err, sub.Close())
+		return nil, err
 	}
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.StopTimeout}, streams.Logger)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("create forwarder router: %w", err), sub.Close(), out.Close())
+		return nil, errors.Join(fmt.Errorf("create forwarder router: %w", err), out.Close())
 	}
 	if cfg.Metrics != nil {
-		// The router's own metrics cover the handler and the subscriber;
+		// The router's own metrics cover the handlers and the subscribers;
 		// the Redis publisher is not the router's, so it is decorated here
 		// to show the publish time.
 		b := metrics.NewPrometheusMetricsBuilder(cfg.Metrics, "orderstream", "watermill")
 		b.AddPrometheusRouterMetrics(r)
 		if out, err = b.DecoratePublisher(out); err != nil {
-			return nil, errors.Join(fmt.Errorf("measure forwarder publisher: %w", err), sub.Close())
+			return nil, fmt.Errorf("measure forwarder publisher: %w", err)
 		}
 	}
-	fwd, err := forwarder.NewForwarder(sub, out, streams.Logger, forwarder.Config{
-		Router:         r,
-		ForwarderTopic: events.OutboxTopic,
-		HandlerName:    forwarderHandler,
-		Middlewares:    []message.HandlerMiddleware{inspectEnvelope(out, cfg.Tracer)},
-		// What cannot be unwrapped fails, to be dead-lettered by
-		// inspectEnvelope.
-		Marshaler: envelopeMarshaler{},
-	})
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("create forwarder: %w", err), sub.Close(), out.Close())
+	var subs []message.Subscriber
+	fail := func(err error) (*Forwarder, error) {
+		for _, s := range subs {
+			err = errors.Join(err, s.Close())
+		}
+		return nil, errors.Join(err, out.Close())
 	}
-	f.fwd, f.out = fwd, out
-	f.db = db
+	for shard := range f.wakes {
+		f.wakes[shard] = make(chan struct{}, 1)
+		var backoff wsql.BackoffManager = &outboxWaker{wake: f.wakes[shard], done: f.done, fallback: cfg.PollInterval,
+			errors: wsql.NewDefaultBackoffManager(cfg.PollInterval, time.Second)}
+		if polls != nil {
+			backoff = countPolls{backoff, polls, strconv.Itoa(shard)}
+		}
+		sub, err := newFinishingOutbox(db, cfg, backoff, streams.Logger)
+		if err != nil {
+			return fail(err)
+		}
+		subs = append(subs, sub)
+		_, err = forwarder.NewForwarder(sub, out, streams.Logger, forwarder.Config{
+			Router:         r,
+			ForwarderTopic: events.OutboxTopic(shard),
+			HandlerName:    forwarderHandler(shard),
+			Middlewares:    []message.HandlerMiddleware{inspectEnvelope(out, cfg.Tracer, shard)},
+			// What cannot be unwrapped fails, to be dead-lettered by
+			// inspectEnvelope.
+			Marshaler: envelopeMarshaler{},
+		})
+		if err != nil {
+			return fail(fmt.Errorf("create forwarder: %w", err))
+		}
+	}
+	f.router, f.out = r, out
 	return f, nil
 }
 
-const (
-	forwarderGroup   = "forwarder"
-	forwarderHandler = "outbox_forwarder"
-)
+const forwarderGroup = "forwarder"
+
+// forwarderHandler names the router handler that forwards shard: Watermill
+// labels its metrics and log lines with it.
+func forwarderHandler(shard int) string {
+	if shard == 0 {
+		return "outbox_forwarder"
+	}
+	return fmt.Sprintf("outbox_forwarder_%d", shard)
+}
 
 // Run forwards until ctx is done, then finishes the batch in hand.
 func (f *Forwarder) Run(ctx context.Context) error {
@@ -130,10 +160,11 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return errors.Join(fmt.Errorf("start forwarder: %w", err), f.out.Close())
 	}
 	if f.dsn != "" {
-		listenOutbox(ctx, f.dsn, f.wake, f.logger)
+		listenOutbox(ctx, f.dsn, f, f.logger)
 	}
 	go func() { <-ctx.Done(); close(f.done) }()
-	err := f.fwd.Run(ctx)
+	go f.watchIdle(ctx)
+	err := f.router.Run(ctx)
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil // told to stop while still subscribing
 	}
@@ -169,12 +200,22 @@ func retryTransient(ctx context.Context, logger watermill.LoggerAdapter, what st
 	}
 }
 
-// Wake makes the forwarder look at the outbox now, if it is waiting for
-// events to be committed; it never blocks.
-func (f *Forwarder) Wake() {
+// Wake makes the forwarder look at outbox shard now, if it is waiting for
+// events to be committed there; it never blocks.
+func (f *Forwarder) Wake(shard int) {
+	if shard < 0 || shard >= len(f.wakes) {
+		return
+	}
 	select {
-	case f.wake <- struct{}{}:
+	case f.wakes[shard] <- struct{}{}:
 	default:
+	}
+}
+
+// WakeAll makes the forwarder look at every shard now.
+func (f *Forwarder) WakeAll() {
+	for shard := range f.wakes {
+		f.Wake(shard)
 	}
 }
 
@@ -183,6 +224,7 @@ func (f *Forwarder) Wake() {
 type countPolls struct {
 	wsql.BackoffManager
 	polls *prometheus.CounterVec
+	shard string
 }
 
 func (c countPolls) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
@@ -193,9 +235,9 @@ func (c countPolls) HandleError(logger watermill.LoggerAdapter, noMsg bool, err 
 	case noMsg:
 		outcome = "empty"
 	}
-	c.polls.WithLabelValues(outcome).Inc()
+	c.polls.WithLabelValues(outcome, c.shard).Inc()
 	return c.BackoffManager.HandleError(logger, noMsg, err)
 }
 
 // Running is closed once the forwarder has subscribed to the outbox.
-func (f *Forwarder) Running() chan struct{} { return f.fwd.Running() }
+func (f *Forwarder) Running() chan struct{} { return f.router.Running() }

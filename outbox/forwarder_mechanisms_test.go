@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -131,44 +132,35 @@ func TestPublish_refusesATransactionNotBegunByInTx(t *testing.T) {
 }
 
 // A wake-up poll that finds nothing because an older transaction that may
-// write the outbox, still open, hides the rows that were committed is followed by rechecks that
-// find them once it ends, long before the fallback poll (outboxWaker).
+// write the outbox, still open, hides the rows that were committed is
+// followed by rechecks that find them once it ends, long before the
+// fallback (the idle check, outboxWaker).
 //
 // The wake-up is the listener's first signal (it may have missed
-// notifications while connecting). Two locks, which a poll waits for with
-// its snapshot taken, make the order certain. The first poll waits for a
-// row lock on the forwarder's offsets row. A table lock on the outbox then
-// queues behind that poll (which holds ACCESS SHARE on it); the lock
-// manager grants it the moment the poll ends, ahead of any later request,
-// so the wake-up poll waits on it while the older transaction is still
-// open. (A second row lock would not do: once the first poll ends the row
-// looks unlocked, and the wake-up poll can take it before the waiting
-// session wakes up.)
+// notifications while connecting): shard 0's second poll, counted by the
+// forwarder's metrics, is that wake-up poll. The older transaction then
+// ends with a rollback, which notifies nobody.
 func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
 	t.Parallel()
-	w := untilWakeUpPoll(t, "hidden")
-	w.endOlder(false) // which notifies nobody
-	w.lock.Rollback()
+	w := untilEmptyPolls(t, "hidden", 2) // the first poll, the wake-up poll
+	w.endOlder(false)
 
 	entries(t, w.rdb, w.streams.Name(events.StreamOrdersPlaced), 1)
 }
 
-// wakeUpPoll is a forwarder whose wake-up poll, with its snapshot taken,
-// waits on lock while an older open transaction (endOlder) hides a
-// committed row: the first poll found nothing.
-type wakeUpPoll struct {
-	db       *sql.DB
+// hiddenRow is a forwarder that has polled and found nothing, while an
+// older open transaction (endOlder) hides a committed row.
+type hiddenRow struct {
 	streams  redisstreams.Config
 	rdb      *redis.Client
 	endOlder func(commit bool)
-	lock     *sql.Tx
-	lockPID  int
 }
 
-// untilWakeUpPoll publishes OrderPlaced orderID behind an older open
-// transaction and brings a forwarder to its wake-up poll, held by a table
-// lock queued behind the first poll.
-func untilWakeUpPoll(t *testing.T, orderID string) wakeUpPoll {
+// untilEmptyPolls publishes OrderPlaced orderID behind an older open
+// transaction and runs a forwarder until its loop of shard 0 (the row's)
+// has polled n times and found nothing. It would not look again on its
+// own for a minute.
+func untilEmptyPolls(t *testing.T, orderID string, n float64) hiddenRow {
 	t.Helper()
 	ctx := context.Background()
 	url := testenv.OwnDatabaseURL(t)
@@ -177,46 +169,43 @@ func untilWakeUpPoll(t *testing.T, orderID string) wakeUpPoll {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	w := wakeUpPoll{db: db, streams: testenv.Streams(t)}
+	w := hiddenRow{streams: testenv.Streams(t)}
 	w.rdb = w.streams.Client()
 	t.Cleanup(func() { w.rdb.Close() })
-	if _, err := db.Exec(`INSERT INTO watermill_offsets_outbox (consumer_group, offset_acked, last_processed_transaction_id)
-		VALUES ('forwarder', 0, '0')`); err != nil {
-		t.Fatal(err)
-	}
 
 	w.endOlder = openTx(t, ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`)
 		return err
 	})
 	publish(t, db, ctx, events.OrderPlaced{OrderID: orderID})
-
-	lock1, pid1 := session(t, db)
-	if err := lockOffsets(lock1); err != nil {
-		t.Fatal(err)
-	}
-	runForwarder(t, db, w.streams, outbox.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
-	waitPollBlockedBy(t, db, pid1)
-	waitListening(t, db)
-	w.lock, w.lockPID = session(t, db)
-	locked := lockOutboxAsync(w.lock)
-	waitBlocked(t, db, w.lockPID) // behind the first poll's ACCESS SHARE
-	lock1.Rollback()              // the first poll goes on, finds nothing, and waits for a wake-up
-	if err := <-locked; err != nil {
-		t.Fatal(err)
-	}
-	waitPollBlockedBy(t, db, w.lockPID) // the wake-up poll
+	reg := prometheus.NewRegistry()
+	runForwarder(t, db, w.streams, outbox.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100, Metrics: reg})
+	waitFor(t, "shard 0's empty polls", func() bool { return emptyPolls(t, reg, "0") >= n })
 	return w
 }
 
-// lockOutboxAsync locks the outbox table in tx, in the background.
-func lockOutboxAsync(tx *sql.Tx) <-chan error {
-	locked := make(chan error, 1)
-	go func() {
-		_, err := tx.Exec(`LOCK TABLE watermill_outbox IN ACCESS EXCLUSIVE MODE`)
-		locked <- err
-	}()
-	return locked
+// emptyPolls is how many polls of shard found nothing, as reg counts them.
+func emptyPolls(t *testing.T, reg *prometheus.Registry, shard string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "orderstream_outbox_polls_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["outcome"] == "empty" && labels["shard"] == shard {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // The stream entry of an event keeps the outbox event's UUID, the dedup key
@@ -272,12 +261,6 @@ func TestForwarder_keepsTheOutboxUUIDAndMetadata(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lockOffsets locks the forwarder's offsets row in tx.
-func lockOffsets(tx *sql.Tx) error {
-	_, err := tx.Exec(`SELECT FROM watermill_offsets_outbox WHERE consumer_group = 'forwarder' FOR UPDATE`)
-	return err
 }
 
 // session begins a transaction and returns it with the pid of its

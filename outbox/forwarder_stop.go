@@ -55,7 +55,7 @@ func newFinishingOutbox(db *sql.DB, cfg ForwarderConfig, backoff wsql.BackoffMan
 	outbox, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
 		ConsumerGroup:  forwarderGroup,
 		SchemaAdapter:  outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: cfg.BatchSize}},
-		OffsetsAdapter: wsql.DefaultPostgreSQLOffsetsAdapter{},
+		OffsetsAdapter: skipLockedOffsets{},
 		BackoffManager: gate,
 	}, logger)
 	if err != nil {

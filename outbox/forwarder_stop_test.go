@@ -118,7 +118,7 @@ func TestForwarder_batchSize(t *testing.T) {
 		db := testenv.OwnDB(t)
 		publish(t, db, ctx, events.OrderPlaced{OrderID: "unset-batch"})
 		sub, _ := forwarderOutbox(t, db, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond})
-		msgs, err := sub.Subscribe(ctx, events.OutboxTopic)
+		msgs, err := sub.Subscribe(ctx, events.OutboxTopic(0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +141,7 @@ func subscribe(t *testing.T, sub message.Subscriber) (<-chan *message.Message, c
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	msgs, err := sub.Subscribe(ctx, events.OutboxTopic)
+	msgs, err := sub.Subscribe(ctx, events.OutboxTopic(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -199,7 +199,7 @@ func TestForwarder(t *testing.T) {
 		t.Fatalf("%d dead letters, want 3", len(dead))
 	}
 	for _, d := range dead {
-		if d.Metadata.Get("reason_poisoned") == "" || d.Metadata.Get("topic_poisoned") != events.OutboxTopic {
+		if d.Metadata.Get("reason_poisoned") == "" || d.Metadata.Get("topic_poisoned") != events.OutboxTopic(0) {
 			t.Errorf("dead letter metadata = %v", d.Metadata)
 		}
 	}
@@ -279,7 +279,11 @@ func TestForwarder_wakesLocallyWithoutNotifications(t *testing.T) {
 			t.Errorf("forwarder: %v", err)
 		}
 	})
-	<-f.Running()
+	select {
+	case <-f.Running():
+	case err := <-done:
+		t.Fatalf("forwarder: %v", err)
+	}
 	time.Sleep(200 * time.Millisecond) // past the first, empty poll: now it waits
 
 	ctx := outbox.WithCommitNotifier(context.Background(), n)

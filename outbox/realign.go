@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -53,39 +54,61 @@ func (m *Misalignment) Summary() string {
 
 func (m *Misalignment) Unwrap() error { return ErrOutboxMisaligned }
 
-// alignment returns the outbox's misalignment, nil when there is none. A
-// transaction of this cluster has an id below the next one of the snapshot,
-// and so has every row it wrote: ids at or above it come from elsewhere.
-// Both reads go through a primary key.
-func alignment(ctx context.Context, q postgres.Queryer) (*Misalignment, position, error) {
-	var next, newest string
-	var pos sql.NullString
-	var acked sql.NullInt64
-	err := q.QueryRowContext(ctx, `
-		SELECT pg_snapshot_xmax(pg_current_snapshot())::text,
-		       COALESCE((SELECT max(transaction_id) FROM watermill_outbox), '0')::text,
+// alignment returns the outbox's misalignment, nil when there is none,
+// and the forwarder's position in each shard. A transaction of this
+// cluster has an id below the next one of the snapshot, and so has every
+// row it wrote: ids at or above it come from elsewhere. Every read goes
+// through a primary key.
+func alignment(ctx context.Context, q postgres.Queryer) (*Misalignment, []position, error) {
+	var m Misalignment
+	rows, err := q.QueryContext(ctx, alignmentQuery, forwarderGroup)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read outbox alignment: %w", err)
+	}
+	defer rows.Close()
+	positions := make([]position, 0, events.MaxOutboxShards)
+	for rows.Next() {
+		var shard int
+		var next, newest string
+		var pos sql.NullString
+		var acked sql.NullInt64
+		if err := rows.Scan(&shard, &next, &newest, &pos, &acked); err != nil {
+			return nil, nil, fmt.Errorf("read outbox alignment: %w", err)
+		}
+		var p position
+		var errs [3]error
+		var n uint64
+		m.Next, errs[0] = strconv.ParseUint(next, 10, 64)
+		n, errs[1] = strconv.ParseUint(newest, 10, 64)
+		if pos.Valid {
+			p.tx, errs[2] = strconv.ParseUint(pos.String, 10, 64)
+		}
+		if err := errors.Join(errs[:]...); err != nil {
+			return nil, nil, fmt.Errorf("read outbox alignment: %w", err)
+		}
+		p.offset = acked.Int64
+		m.Newest, m.Position = max(m.Newest, n), max(m.Position, p.tx)
+		positions = append(positions, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read outbox alignment: %w", err)
+	}
+	if m.Position < m.Next && m.Newest < m.Next {
+		return nil, positions, nil
+	}
+	return &m, positions, nil
+}
+
+// alignmentQuery reads, shard by shard, the highest transaction id of a
+// row and the forwarder's position, with the next transaction id of the
+// statement's snapshot, the one all of them are read in.
+var alignmentQuery = eachShard(" UNION ALL ", func(shard int) string {
+	return fmt.Sprintf(`(SELECT %d AS shard, pg_snapshot_xmax(pg_current_snapshot())::text,
+		       COALESCE((SELECT max(transaction_id) FROM %s), '0')::text,
 		       o.last_processed_transaction_id::text, o.offset_acked
 		FROM (SELECT) AS one
-		LEFT JOIN watermill_offsets_outbox o ON o.consumer_group = $1`, forwarderGroup).Scan(&next, &newest, &pos, &acked)
-	if err != nil {
-		return nil, position{}, fmt.Errorf("read outbox alignment: %w", err)
-	}
-	var m Misalignment
-	var errs [3]error
-	m.Next, errs[0] = strconv.ParseUint(next, 10, 64)
-	m.Newest, errs[1] = strconv.ParseUint(newest, 10, 64)
-	if pos.Valid {
-		m.Position, errs[2] = strconv.ParseUint(pos.String, 10, 64)
-	}
-	if err := errors.Join(errs[:]...); err != nil {
-		return nil, position{}, fmt.Errorf("read outbox alignment: %w", err)
-	}
-	p := position{tx: m.Position, offset: acked.Int64}
-	if m.Position < m.Next && m.Newest < m.Next {
-		return nil, p, nil
-	}
-	return &m, p, nil
-}
+		LEFT JOIN %s o ON o.consumer_group = $1)`, shard, messagesTable(shard), offsetsTable(shard))
+}) + ` ORDER BY shard`
 
 // position is where the forwarder is: the transaction id and the offset
 // last acked within it.
@@ -117,7 +140,8 @@ const (
 
 // Realigned is what RealignOutbox did.
 type Realigned struct {
-	// Misalignment is what was found; nil when the outbox was aligned and
+	// Misalignment is what was found, over all shards; Position is the
+	// highest of the shards' positions. Nil when the outbox was aligned and
 	// nothing was changed.
 	Misalignment *Misalignment
 	// Passed rows came from the old cluster and the forwarder had passed
@@ -162,17 +186,33 @@ func RealignOutbox(ctx context.Context, db *sql.DB) (Realigned, error) {
 	// all that follows: a transaction that gets its id after it has an id
 	// at or above its next id but is invisible to it, and so is not taken
 	// for a restored row.
-	if _, err := tx.ExecContext(ctx, `LOCK TABLE watermill_offsets_outbox IN EXCLUSIVE MODE`); err != nil {
+	if _, err := tx.ExecContext(ctx, `LOCK TABLE `+eachShard(", ", offsetsTable)+` IN EXCLUSIVE MODE`); err != nil {
 		return r, fmt.Errorf("realign outbox: lock the forwarder's offsets: %w", err)
 	}
-	m, pos, err := alignment(ctx, tx)
+	m, positions, err := alignment(ctx, tx)
 	if err != nil || m == nil {
 		return r, err
 	}
 	r.Misalignment = m
-	err = tx.QueryRowContext(ctx, `
+	for shard, pos := range positions {
+		if err := realignShard(ctx, tx, shard, pos, m.Next, &r); err != nil {
+			return r, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return r, fmt.Errorf("realign outbox: %w", err)
+	}
+	return r, nil
+}
+
+// realignShard moves the restored rows of shard, whose forwarder had
+// reached pos in the old cluster, and the position to (2, 0).
+func realignShard(ctx context.Context, tx *sql.Tx, shard int, pos position, next uint64, r *Realigned) error {
+	rows, offsets := messagesTable(shard), offsetsTable(shard)
+	var passed, pending, local int64
+	err := tx.QueryRowContext(ctx, `
 		WITH moved AS (
-			UPDATE watermill_outbox
+			UPDATE `+rows+`
 			SET transaction_id = CASE WHEN (transaction_id, "offset") <= ($1::text::xid8, $2::bigint)
 			                          THEN $4 ELSE $5 END::text::xid8
 			WHERE transaction_id >= $3::text::xid8 OR transaction_id <= $5::text::xid8
@@ -180,25 +220,23 @@ func RealignOutbox(ctx context.Context, db *sql.DB) (Realigned, error) {
 		SELECT count(*) FILTER (WHERE transaction_id = $4::text::xid8),
 		       count(*) FILTER (WHERE transaction_id = $5::text::xid8)
 		FROM moved`,
-		strconv.FormatUint(pos.tx, 10), pos.offset, strconv.FormatUint(m.Next, 10),
-		strconv.Itoa(realignedPassed), strconv.Itoa(realignedPending)).Scan(&r.Passed, &r.Pending)
+		strconv.FormatUint(pos.tx, 10), pos.offset, strconv.FormatUint(next, 10),
+		strconv.Itoa(realignedPassed), strconv.Itoa(realignedPending)).Scan(&passed, &pending)
 	if err != nil {
-		return r, fmt.Errorf("realign outbox: move the restored rows: %w", err)
+		return fmt.Errorf("realign outbox shard %d: move the restored rows: %w", shard, err)
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM watermill_outbox WHERE transaction_id > $1::text::xid8`,
-		strconv.Itoa(realignedPending)).Scan(&r.Local); err != nil {
-		return r, fmt.Errorf("realign outbox: count the local rows: %w", err)
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+rows+` WHERE transaction_id > $1::text::xid8`,
+		strconv.Itoa(realignedPending)).Scan(&local); err != nil {
+		return fmt.Errorf("realign outbox shard %d: count the local rows: %w", shard, err)
 	}
 	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO watermill_offsets_outbox (consumer_group, offset_acked, last_processed_transaction_id)
+		INSERT INTO `+offsets+` (consumer_group, offset_acked, last_processed_transaction_id)
 		VALUES ($1, 0, $2::text::xid8)
 		ON CONFLICT (consumer_group) DO UPDATE
 		SET offset_acked = excluded.offset_acked, last_processed_transaction_id = excluded.last_processed_transaction_id`,
 		forwarderGroup, strconv.Itoa(realignedPending)); err != nil {
-		return r, fmt.Errorf("realign outbox: move the forwarder's position: %w", err)
+		return fmt.Errorf("realign outbox shard %d: move the forwarder's position: %w", shard, err)
 	}
-	if err := tx.Commit(); err != nil {
-		return r, fmt.Errorf("realign outbox: %w", err)
-	}
-	return r, nil
+	r.Passed, r.Pending, r.Local = r.Passed+passed, r.Pending+pending, r.Local+local
+	return nil
 }

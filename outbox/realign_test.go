@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -163,7 +164,7 @@ func TestRealignOutbox_changesNothingWhenAligned(t *testing.T) {
 		t.Errorf("RealignOutbox() = %+v, %v; want nothing done", r, err)
 	}
 	after, err := outbox.Outbox(ctx, db)
-	if err != nil || after != before {
+	if err != nil || !reflect.DeepEqual(after, before) {
 		t.Errorf("outbox status %+v, then %+v (%v); want it unchanged", before, after, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,7 @@ const notifyChannel = "watermill_outbox"
 type CommitNotifier struct {
 	db      *sql.DB
 	pending chan struct{}
+	shards  atomic.Uint32 // the shards committed to since the last notification, a bit each
 	logger  watermill.LoggerAdapter
 	local   atomic.Pointer[Forwarder] // this process's forwarder, if any
 	sent    prometheus.Counter        // notifications sent, if counted
@@ -56,7 +58,9 @@ const (
 	localSpacing = 50 * time.Millisecond
 )
 
-const notifyQuery = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', '')`
+// notifyQuery notifies the forwarders of the shards in $1, as
+// notification's payload.
+const notifyQuery = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', $1)`
 
 // NewCommitNotifier returns a notifier that notifies through db; it does so
 // while Run runs. With reg, it counts the notifications it sends
@@ -78,11 +82,13 @@ func NewCommitNotifier(db *sql.DB, logger watermill.LoggerAdapter, reg prometheu
 // WakesLocally makes Committed wake f, this process's forwarder, directly.
 func (n *CommitNotifier) WakesLocally(f *Forwarder) { n.local.Store(f) }
 
-// Committed says that events were committed; it never blocks.
-func (n *CommitNotifier) Committed() {
+// Committed says that events were committed to outbox shard; it never
+// blocks.
+func (n *CommitNotifier) Committed(shard int) {
 	if f := n.local.Load(); f != nil {
-		f.Wake()
+		f.Wake(shard)
 	}
+	n.shards.Or(1 << (uint(shard) % events.MaxOutboxShards))
 	select {
 	case n.pending <- struct{}{}:
 	default:
@@ -97,7 +103,7 @@ func (n *CommitNotifier) Run(ctx context.Context) {
 			return
 		case <-n.pending:
 		}
-		if _, err := n.db.ExecContext(ctx, notifyQuery); err != nil && ctx.Err() == nil {
+		if _, err := n.db.ExecContext(ctx, notifyQuery, notification(n.shards.Swap(0))); err != nil && ctx.Err() == nil {
 			// The forwarders' fallback poll moves the events regardless,
 			// later. (Watermill's Info is Debug here: an error shows.)
 			n.logger.Error("Cannot notify the forwarders", err, nil)
@@ -116,18 +122,52 @@ func (n *CommitNotifier) Run(ctx context.Context) {
 	}
 }
 
+// notification is the payload that names the shards of bits: their numbers,
+// separated by commas.
+func notification(bits uint32) string {
+	var b strings.Builder
+	for shard := range events.MaxOutboxShards {
+		if bits&(1<<shard) != 0 {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Itoa(shard))
+		}
+	}
+	return b.String()
+}
+
+// wakeFor wakes f's loops of the shards payload names; every loop when it
+// names none (the payload of a notifier that does not name shards).
+func wakeFor(f *Forwarder, payload string) {
+	if payload == "" {
+		f.WakeAll()
+		return
+	}
+	for _, s := range strings.Split(payload, ",") {
+		shard, err := strconv.Atoi(s)
+		if err != nil {
+			f.WakeAll()
+			return
+		}
+		f.Wake(shard)
+	}
+}
+
 // WithCommitNotifier returns a context whose events.Publish calls wake the
 // forwarders through n once their transactions commit.
 func WithCommitNotifier(ctx context.Context, n *CommitNotifier) context.Context {
 	return events.OnCommit(ctx, n.Committed)
 }
 
-// outboxWaker is the forwarder subscriber's BackoffManager. watermill-sql
-// only polls; polling often for low latency costs a transaction per poll
-// while idle. Instead, after a poll that found nothing, the waker waits for
-// the notification that events were committed, or for the slow fallback
-// poll (should a notification be lost while the listener reconnects). A
-// poll that found rows is followed by the next after pollSpacing.
+// outboxWaker is the BackoffManager of one shard's outbox subscriber.
+// watermill-sql only polls; polling often for low latency costs a
+// transaction per poll while idle, for every shard. Instead, after a poll
+// that found nothing, the waker waits to be woken: by the notification that
+// events were committed to its shard, or by the forwarder's idle check
+// (watchIdle), which finds the rows of a notification that was lost while
+// the listener reconnected, once every fallback interval for all shards at
+// once. A poll that found rows is followed by the next after pollSpacing.
 type outboxWaker struct {
 	wake     <-chan struct{}
 	done     <-chan struct{}
@@ -176,34 +216,25 @@ func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 		return d
 	}
 	w.recheck = 0
-	timer := time.NewTimer(w.fallback)
-	defer timer.Stop()
 	select {
 	case <-w.wake:
 		w.recheck, w.recheckUntil = firstRecheck, time.Now().Add(w.fallback)
-	case <-timer.C:
 	case <-w.done:
 	}
 	return 0
 }
 
 // listenOutbox listens for the CommitNotifiers' notifications on a
-// connection of its own until ctx is done, and signals wake (without
-// blocking) for each, and whenever the connection was re-established (a
-// notification may have been missed meanwhile).
-func listenOutbox(ctx context.Context, dsn string, wake chan<- struct{}, logger watermill.LoggerAdapter) {
-	signal := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
+// connection of its own until ctx is done, and wakes f's loops of the
+// shards each names, and all of them whenever the connection was
+// re-established (a notification may have been missed meanwhile).
+func listenOutbox(ctx context.Context, dsn string, f *Forwarder, logger watermill.LoggerAdapter) {
 	l := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
 		if err != nil {
 			logger.Info("Outbox listener connection event", watermill.LogFields{"event": ev, "err": err.Error()})
 		}
 		if ev == pq.ListenerEventReconnected {
-			signal()
+			f.WakeAll()
 		}
 	})
 	go func() {
@@ -219,13 +250,16 @@ func listenOutbox(ctx context.Context, dsn string, wake chan<- struct{}, logger 
 			}
 			return
 		}
-		signal()
+		f.WakeAll()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-l.Notify:
-				signal()
+			case n := <-l.Notify:
+				if n == nil { // the connection was lost; reconnected wakes all
+					continue
+				}
+				wakeFor(f, n.Extra)
 			}
 		}
 	}()

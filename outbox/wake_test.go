@@ -30,7 +30,7 @@ func TestCommitNotifier_logs(t *testing.T) {
 		}
 		defer db.Close()
 		n, log := runNotifier(t, db)
-		n.Committed()
+		n.Committed(0)
 		deadline := time.Now().Add(15 * time.Second)
 		for !strings.Contains(log.String(), failed) {
 			if time.Now().After(deadline) {
@@ -57,7 +57,7 @@ func TestCommitNotifier_logs(t *testing.T) {
 		// The second notification is sent after the first was handled,
 		// its outcome logged or not.
 		for range 2 {
-			n.Committed()
+			n.Committed(0)
 			select {
 			case <-l.Notify:
 			case <-time.After(15 * time.Second):

@@ -20,10 +20,11 @@ import (
 	"github.com/lib/pq"
 )
 
-// Queryer is what a read of one row needs: a *sql.DB, or a *sql.Tx to
-// read several things in one transaction.
+// Queryer is what a read needs: a *sql.DB, or a *sql.Tx to read several
+// things in one transaction.
 type Queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // Open connects to the database at dsn (a postgres:// URL), creating the

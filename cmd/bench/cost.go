@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,8 +54,11 @@ var countedSeries = []string{
 	`orderstream_outbox_notifications_total`,
 }
 
-// scrapeCounters reads countedSeries from the process's /metrics; a series
-// it does not show counts 0.
+// shardLabel is the shard label of a series, last of its labels.
+var shardLabel = regexp.MustCompile(`,shard="[0-9]+"`)
+
+// scrapeCounters reads countedSeries from the process's /metrics, summed
+// over the outbox shards; a series it does not show counts 0.
 func scrapeCounters(ctx context.Context, base string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
@@ -71,9 +75,11 @@ func scrapeCounters(ctx context.Context, base string) (map[string]float64, error
 	}
 	m := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
+		line = shardLabel.ReplaceAllString(line, "")
 		for _, series := range countedSeries {
 			if v, ok := strings.CutPrefix(line, series+" "); ok {
-				m[series], _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+				n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				m[series] += n
 			}
 		}
 	}

@@ -31,11 +31,15 @@ type cpuUsage struct {
 	machine, app, postgres, redis, bench, other float64
 }
 
-// sampleCPU reads the CPU times now; app is the orderstream process, or nil.
-func sampleCPU(app *proc) cpuSample {
+// sampleCPU reads the CPU times now; apps are the orderstream processes
+// (nil counts none).
+func sampleCPU(apps ...*proc) cpuSample {
 	s := cpuSample{at: time.Now(), busy: machineBusy()}
-	if app != nil && app.running() {
-		s.app, _, _ = procTimes(strconv.Itoa(app.pid()))
+	for _, app := range apps {
+		if app != nil && app.running() {
+			t, _, _ := procTimes(strconv.Itoa(app.pid()))
+			s.app += t
+		}
 	}
 	own, children, _ := procTimes("self")
 	s.bench = own + children

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/orderstream/orderstream/events"
@@ -13,6 +15,8 @@ import (
 // ran.
 type drainResult struct {
 	backlog   int
+	shards    int           // the outbox shards the backlog is spread over
+	procs     int           // forwarder processes
 	insert    time.Duration // building the backlog, not measured
 	startup   time.Duration // from the process's start to the first entry on the stream
 	drain     time.Duration // from the first entry seen to the last
@@ -28,11 +32,12 @@ type drainResult struct {
 // which is what the forwarder's select orders and skips by.
 const backlogBatch = 10_000
 
-// backlogSQL inserts outbox rows $1 to $2 as events.Publish writes them: a
-// watermill-sql message whose payload is the forwarder's envelope around an
-// OrderPlaced (of two of $3 SKUs), its UUID, payload in base64 and metadata.
+// backlogSQL inserts outbox rows $1 to $2 into the table of a shard as
+// events.Publish writes them: a watermill-sql message whose payload is the
+// forwarder's envelope around an OrderPlaced (of two of $3 SKUs), its UUID,
+// payload in base64 and metadata.
 const backlogSQL = `
-INSERT INTO watermill_outbox (uuid, payload, metadata, transaction_id)
+INSERT INTO outbox_shard_table (uuid, payload, metadata, transaction_id)
 SELECT gen_random_uuid()::text,
        ('{"destination_topic":"orders.placed","uuid":"' || gen_random_uuid() ||
         '","payload":"' || translate(encode(convert_to(e.event, 'UTF8'), 'base64'), E'\n', '') ||
@@ -45,41 +50,82 @@ FROM (
            to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}' AS event
     FROM generate_series($1::int, $2::int) AS i) e`
 
-// measureDrain drains a small and a large backlog, each on a fresh
-// database: the drain rate should not depend on how much is waiting.
+// measureDrain drains a small and a large backlog, spread over each of
+// -drain-shards outbox shards, by each of -drain-procs forwarder processes:
+// the drain rate should not depend on how much is waiting, and should grow
+// with the shards until something else bounds it. Each backlog is built
+// once per shard count, on a fresh database; each run after the first
+// starts the forwarders from the beginning again.
 func measureDrain(ctx context.Context, st *stage, rep *report) error {
 	for _, n := range []int{st.opts.backlogSmall, st.opts.backlogLarge} {
-		r, err := drainBacklog(ctx, st, n)
-		if err != nil {
-			return fmt.Errorf("drain %s: %w", thousands(int64(n)), err)
+		for _, shards := range st.opts.drainShards {
+			db, err := st.freshDatabase(ctx)
+			if err != nil {
+				return err
+			}
+			began := time.Now()
+			err = insertBacklog(ctx, st, db, n, shards)
+			built := time.Since(began)
+			for i, procs := range st.opts.drainProcs {
+				if err != nil {
+					break
+				}
+				if i > 0 {
+					err = rewindForwarder(ctx, db, n)
+				}
+				var r *drainResult
+				if err == nil {
+					r, err = drainBacklog(ctx, st, n, shards, procs)
+				}
+				if r != nil {
+					r.insert = built
+					rep.drains = append(rep.drains, r)
+				}
+			}
+			db.Close()
+			if err != nil {
+				return fmt.Errorf("drain %s in %d shards: %w", thousands(int64(n)), shards, err)
+			}
 		}
-		rep.drains = append(rep.drains, r)
 	}
 	return nil
 }
 
-func drainBacklog(ctx context.Context, st *stage, n int) (*drainResult, error) {
-	db, err := st.freshDatabase(ctx)
-	if err != nil {
-		return nil, err
+// rewindForwarder puts the forwarder back before every row of the n
+// forwarded, as if none had been.
+func rewindForwarder(ctx context.Context, db *sql.DB, n int) error {
+	for shard := range events.MaxOutboxShards {
+		if _, err := db.ExecContext(ctx, `UPDATE watermill_offsets_`+events.OutboxTopic(shard)+`
+			SET offset_acked = 0, last_processed_transaction_id = '0'`); err != nil {
+			return fmt.Errorf("rewind the forwarder: %w", err)
+		}
 	}
-	defer db.Close()
-	r := &drainResult{backlog: n}
-	began := time.Now()
-	if err := insertBacklog(ctx, st, db, n); err != nil {
-		return nil, err
-	}
-	r.insert = time.Since(began)
+	return nil
+}
 
-	prefix := st.streamPrefix(fmt.Sprintf("drain%d", n))
+func drainBacklog(ctx context.Context, st *stage, n, shards, procs int) (*drainResult, error) {
+	r := &drainResult{backlog: n, shards: shards, procs: procs}
+	prefix := st.streamPrefix(fmt.Sprintf("drain%d-%d-%d", n, shards, procs))
 	defer func() { _ = st.clearStreams(context.WithoutCancel(ctx), prefix) }()
 	stream := prefix + events.StreamOrdersPlaced
-	fwd, err := st.start("forwarder", prefix)
-	if err != nil {
-		return nil, err
+	var fwds []*proc
+	stopAll := func() error {
+		var errs []error
+		for _, f := range fwds {
+			errs = append(errs, f.stop())
+		}
+		return errors.Join(errs...)
 	}
-	defer func() { _ = fwd.stop() }()
-	before := sampleCPU(fwd)
+	defer func() { _ = stopAll() }()
+	for range procs {
+		fwd, err := st.start("forwarder", prefix)
+		if err != nil {
+			return nil, err
+		}
+		fwds = append(fwds, fwd)
+	}
+	fwd := fwds[0]
+	before := sampleCPU(fwds...)
 
 	var firstAt time.Time
 	var firstSeen int64
@@ -106,38 +152,54 @@ func drainBacklog(ctx context.Context, st *stage, n int) (*drainResult, error) {
 			r.overall = float64(got) / now.Sub(fwd.started).Seconds()
 			break
 		}
+		for _, f := range fwds {
+			select {
+			case <-f.exited:
+				return nil, fmt.Errorf("forwarder exited: %v", f.err)
+			default:
+			}
+		}
 		select {
-		case <-fwd.exited:
-			return nil, fmt.Errorf("forwarder exited: %v", fwd.err)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	r.cpu = sampleCPU(fwd).usageSince(before)
-	return r, fwd.stop()
+	r.cpu = sampleCPU(fwds...).usageSince(before)
+	return r, stopAll()
 }
 
-// insertBacklog fills the outbox with n rows, then vacuums and analyzes it
-// as autovacuum would have while a real backlog built up.
-func insertBacklog(ctx context.Context, st *stage, db *sql.DB, n int) error {
+// insertBacklog fills the outbox with n rows, spread evenly over the first
+// shards shards, then vacuums and analyzes it as autovacuum would have
+// while a real backlog built up.
+func insertBacklog(ctx context.Context, st *stage, db *sql.DB, n, shards int) error {
 	last := time.Now()
-	for from := 1; from <= n; from += backlogBatch {
-		to := min(from+backlogBatch-1, n)
-		if _, err := db.ExecContext(ctx, backlogSQL, from, to, st.opts.skus); err != nil {
-			return fmt.Errorf("insert outbox backlog: %w", err)
+	per := (n + shards - 1) / shards
+	for shard := range shards {
+		table := "watermill_" + events.OutboxTopic(shard)
+		end := min((shard+1)*per, n)
+		for from := shard*per + 1; from <= end; from += backlogBatch {
+			to := min(from+backlogBatch-1, end)
+			if _, err := db.ExecContext(ctx, strings.Replace(backlogSQL, "outbox_shard_table", table, 1), from, to, st.opts.skus); err != nil {
+				return fmt.Errorf("insert outbox backlog: %w", err)
+			}
+			if time.Since(last) > 10*time.Second {
+				st.logger.Info("bench: building the outbox backlog", "rows", thousands(int64(to)), "of", thousands(int64(n)))
+				last = time.Now()
+			}
 		}
-		if time.Since(last) > 10*time.Second {
-			st.logger.Info("bench: building the outbox backlog", "rows", thousands(int64(to)), "of", thousands(int64(n)))
-			last = time.Now()
-		}
-	}
-	if _, err := db.ExecContext(ctx, `VACUUM (ANALYZE) watermill_outbox`); err != nil {
-		return fmt.Errorf("vacuum outbox: %w", err)
 	}
 	var rows int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM watermill_outbox`).Scan(&rows); err != nil {
-		return fmt.Errorf("count outbox: %w", err)
+	for shard := range shards {
+		table := "watermill_" + events.OutboxTopic(shard)
+		if _, err := db.ExecContext(ctx, `VACUUM (ANALYZE) `+table); err != nil {
+			return fmt.Errorf("vacuum outbox: %w", err)
+		}
+		var k int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&k); err != nil {
+			return fmt.Errorf("count outbox: %w", err)
+		}
+		rows += k
 	}
 	if rows != n {
 		return fmt.Errorf("outbox holds %d rows, want %d", rows, n)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orderstream/orderstream/events"
 )
 
 // options are the command-line flags, and the servers from the environment.
@@ -28,6 +30,8 @@ type options struct {
 	maxInFlight   int           // requests of the open loop outstanding at once
 	backlogSmall  int           // outbox rows of the first drain
 	backlogLarge  int           // outbox rows of the second drain
+	drainShards   []int         // the outbox shards each backlog is spread over, one drain each
+	drainProcs    []int         // the forwarder processes of each drain
 	workerEvents  int           // stream entries for the worker
 	idleWindow    time.Duration // how long idle transactions are counted
 	drainTimeout  time.Duration // the most one drain or worker run may take
@@ -72,6 +76,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 2000, "most open-loop requests outstanding at once; beyond it a send is counted as skipped")
 	fs.IntVar(&o.backlogSmall, "backlog-small", 20_000, "outbox rows of the first drain")
 	fs.IntVar(&o.backlogLarge, "backlog-large", 1_000_000, "outbox rows of the second drain")
+	drainShards, drainProcs := "1,2,4", "1,2"
+	fs.StringVar(&drainShards, "drain-shards", drainShards, "outbox shards to spread each drain's backlog over, comma-separated")
+	fs.StringVar(&drainProcs, "drain-procs", drainProcs, "forwarder processes of each drain, comma-separated")
 	fs.IntVar(&o.workerEvents, "worker-events", 50_000, "OrderPlaced entries waiting for the worker")
 	fs.DurationVar(&o.idleWindow, "idle-window", 30*time.Second, "how long transactions of the idle process are counted")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 4*time.Minute, "the most one drain or worker run may take; past it the rate so far is reported")
@@ -93,6 +100,13 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 			return o, fmt.Errorf("-only: unknown measurement %q (known: %s)", p, strings.Join(phaseNames(), ", "))
 		}
 		o.only = append(o.only, p)
+	}
+	var err error
+	if o.drainShards, err = counts("-drain-shards", drainShards, 1, events.MaxOutboxShards); err != nil {
+		return o, err
+	}
+	if o.drainProcs, err = counts("-drain-procs", drainProcs, 1, 8); err != nil {
+		return o, err
 	}
 	o.databaseURL = getenv("DATABASE_URL")
 	o.redisURL = getenv("REDIS_URL")
@@ -122,6 +136,19 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	o.bin = bin
 	return o, nil
+}
+
+// counts parses a comma-separated list of whole numbers from lo to hi.
+func counts(flag, list string, lo, hi int) ([]int, error) {
+	var ns []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < lo || n > hi {
+			return nil, fmt.Errorf("%s: %q is not a whole number from %d to %d", flag, f, lo, hi)
+		}
+		ns = append(ns, n)
+	}
+	return ns, nil
 }
 
 // applyQuick scales the run down to a smoke test of a minute or two,

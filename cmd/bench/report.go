@@ -128,11 +128,11 @@ func (r *report) rawRows() [][]string {
 		}
 	}
 	for _, x := range r.drains {
-		add(fmt.Sprintf("forwarder drain, %s outbox rows", thousands(int64(x.backlog))),
+		add(fmt.Sprintf("forwarder drain, %s outbox rows in %d shards, %d forwarder processes", thousands(int64(x.backlog)), x.shards, x.procs),
 			fmt.Sprintf("%s msgs/s from the first entry on the stream (%s in %s); %s msgs/s from the process start "+
 				"(first entry after %s); backlog built in %s",
 				drainText(x), thousands(x.forwarded), secs(x.drain), rate(x.overall), secs(x.startup), secs(x.insert)))
-		add(fmt.Sprintf("CPU during the %s drain", short(x.backlog)), x.cpu.String())
+		add(fmt.Sprintf("CPU during the %s drain (%d shards, %d processes)", short(x.backlog), x.shards, x.procs), x.cpu.String())
 	}
 	if x := r.worker; x != nil {
 		add(fmt.Sprintf("worker: %s OrderPlaced waiting", thousands(int64(x.events))),

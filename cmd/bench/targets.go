@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -74,8 +75,10 @@ func (r *report) targets() []row {
 		return fmt.Sprintf("%.2f", r.idle.perSecond), r.idle.perSecond <= 2
 	}, r.idle != nil)
 
-	small, large := r.drain(0), r.drain(1)
-	add(fmt.Sprintf("forwarder drain at %s backlog", short(r.opts.backlogSmall)), ">= 15,000 msgs/s", func() (string, bool) {
+	// At the most shards measured, by one process.
+	shards := slices.Max(r.opts.drainShards)
+	small, large := r.drain(r.opts.backlogSmall, shards, 1), r.drain(r.opts.backlogLarge, shards, 1)
+	add(fmt.Sprintf("forwarder drain at %s backlog (%d shards, 1 process)", short(r.opts.backlogSmall), shards), ">= 15,000 msgs/s", func() (string, bool) {
 		return drainText(small) + " msgs/s", small.complete && small.perSecond >= 15_000
 	}, small != nil)
 
@@ -110,9 +113,13 @@ func (r *report) latencyAt(fraction float64) *openLoopResult {
 	return nil
 }
 
-func (r *report) drain(i int) *drainResult {
-	if i < len(r.drains) {
-		return r.drains[i]
+// drain is the drain of backlog rows in shards shards by procs processes,
+// if it ran.
+func (r *report) drain(backlog, shards, procs int) *drainResult {
+	for _, d := range r.drains {
+		if d.backlog == backlog && d.shards == shards && d.procs == procs {
+			return d
+		}
 	}
 	return nil
 }

@@ -102,7 +102,7 @@ func readSnapshot(ctx context.Context, db *sql.DB) (*snapshot, error) {
 			return err
 		}},
 		// The forwarder's envelope holds each event's own metadata.
-		{"outbox", `SELECT coalesce(payload::jsonb->'metadata'->>'event_type', ''), count(*) FROM watermill_outbox GROUP BY 1`,
+		{"outbox", `SELECT coalesce(payload::jsonb->'metadata'->>'event_type', ''), count(*) FROM ` + outboxRows + ` AS o GROUP BY 1`,
 			func(scan func(...any) error) error {
 				var typ string
 				var n int
@@ -157,3 +157,13 @@ func countReserved(ctx context.Context, db *sql.DB, ids []string) (int, error) {
 	}
 	return n, nil
 }
+
+// outboxRows is the payloads of every outbox shard: the tables
+// watermill_outbox and watermill_outbox_1 to _15 (migration 00007).
+var outboxRows = func() string {
+	tables := []string{"SELECT payload FROM watermill_outbox"}
+	for shard := 1; shard < 16; shard++ {
+		tables = append(tables, fmt.Sprintf("SELECT payload FROM watermill_outbox_%d", shard))
+	}
+	return "(" + strings.Join(tables, " UNION ALL ") + ")"
+}()

@@ -16,11 +16,11 @@ func DecodePayload(t testing.TB, e outbox.Envelope, v any) {
 	}
 }
 
-// OutboxEvents returns the outbox's events whose payload has the string
+// OutboxEvents returns the events of every outbox shard whose payload has the string
 // field equal to value, in the order they were written.
 func OutboxEvents(t testing.TB, db *sql.DB, field, value string) []outbox.Envelope {
 	t.Helper()
-	rows, err := db.Query(`SELECT payload FROM watermill_outbox ORDER BY transaction_id, "offset"`)
+	rows, err := db.Query(`SELECT payload FROM ` + outbox.AllRows + ` AS o ORDER BY transaction_id, "offset"`)
 	if err != nil {
 		t.Fatalf("read outbox: %v", err)
 	}
