@@ -153,7 +153,7 @@ func (a *app) handleMessages(ctx context.Context, handlers []router.Handler) err
 	// The handlers get a pool of their own, whose lock waits and statements
 	// the server bounds too: a stock row held elsewhere fails an attempt in
 	// DB_LOCK_TIMEOUT. The rest of the process must not have those limits
-	// (the standby forwarder waits on the outbox's lock by design).
+	// (migrations and the outbox's realignment may take long).
 	db, err := openDatabase(ctx, a.cfg, a.logger, postgres.Open, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
 		postgres.LockTimeout(a.cfg.DBLockTimeout), postgres.StatementTimeout(a.cfg.HandlerTimeout),
 		postgres.ApplicationName("orderstream worker"))

@@ -33,11 +33,13 @@ const notifyChannel = "watermill_outbox"
 // crash costs a fallback poll, no more. Commits that come while it
 // notifies, or within notifySpacing after, share one notification.
 //
-// A process that forwards too (`orderstream all`) wakes its own forwarder
-// directly (WakesLocally), at no cost, and notifies the other processes'
-// forwarders only every localSpacing: theirs is the turn only while its
-// own forwarder waits for the offsets row they hold, so a notification per
-// commit would mostly wake forwarders that find nothing.
+// Each notification names the outbox shards committed to since the last
+// (its payload), so that only their loops poll. A process that forwards
+// too (`orderstream all`) wakes its own forwarder directly (WakesLocally),
+// at no cost, and notifies the other processes' forwarders only every
+// localSpacing: theirs is the turn only while its own forwarder holds the
+// shard's offsets row, so a notification per commit would mostly wake
+// forwarders that skip it.
 type CommitNotifier struct {
 	db      *sql.DB
 	pending chan struct{}
