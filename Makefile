@@ -73,3 +73,4 @@ compose-config:
 	$(COMPOSE) config -q
 	$(COMPOSE) --profile app config -q
 	$(COMPOSE) --profile observability config -q
+	$(COMPOSE) --profile scale config -q
