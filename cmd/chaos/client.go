@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,15 +17,22 @@ import (
 // HTTP_REQUEST_TIMEOUT (10 s), so a slow answer is seen, not cut.
 const requestTimeout = 12 * time.Second
 
-// apiClient talks to the harness's api.
+// apiClient talks to the harness's api instances, in turn: a request that
+// fails on one (killed, stopping) is retried on the next.
 type apiClient struct {
-	base string
-	http *http.Client
+	bases []string
+	next  atomic.Uint64
+	http  *http.Client
 }
 
-func newAPIClient(base string, conns int) *apiClient {
+// base is the api instance the next request goes to.
+func (c *apiClient) base() string {
+	return c.bases[(c.next.Add(1)-1)%uint64(len(c.bases))]
+}
+
+func newAPIClient(bases []string, conns int) *apiClient {
 	return &apiClient{
-		base: base,
+		bases: bases,
 		http: &http.Client{
 			Timeout:   requestTimeout,
 			Transport: &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second},
@@ -66,7 +74,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, header http.Hea
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.base()+path, rd)
 	if err != nil {
 		return 0, fmt.Errorf("build request: %w", err)
 	}
@@ -127,18 +135,21 @@ func retry(ctx context.Context, limit time.Duration, rng func() float64, fn func
 	}
 }
 
-// waitReady waits for the api's /readyz to answer 200 (PostgreSQL and Redis
-// reachable from it).
+// waitReady waits for every api instance's /readyz to answer 200
+// (PostgreSQL and Redis reachable from it).
 func (c *apiClient) waitReady(ctx context.Context, limit time.Duration) error {
-	_, err := retry(ctx, limit, rand.Float64, func(ctx context.Context) error {
-		_, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil, nil)
-		if errors.Is(err, errPermanent) {
-			return errors.New(err.Error()) // not ready yet is not final here
+	for _, base := range c.bases {
+		one := &apiClient{bases: []string{base}, http: c.http}
+		_, err := retry(ctx, limit, rand.Float64, func(ctx context.Context) error {
+			_, err := one.do(ctx, http.MethodGet, "/readyz", nil, nil, nil)
+			if errors.Is(err, errPermanent) {
+				return errors.New(err.Error()) // not ready yet is not final here
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("wait for the api at %s to be ready: %w", base, err)
 		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("wait for the api to be ready: %w", err)
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 // Command chaos checks orderstream's guarantees under faults. It starts its
-// own PostgreSQL and Redis, runs the api, two forwarders and two workers as
-// separate processes of the binary given with -bin, and runs scenarios
+// own PostgreSQL and Redis, runs two apis, two forwarders and three workers
+// as separate processes of the binary given with -bin (the events spread
+// over four outbox shards that the forwarders share; the clients send to
+// the two apis in turn), and runs scenarios
 // against them one after another, each placing orders from concurrent
 // clients that retry with the same Idempotency-Key:
 //

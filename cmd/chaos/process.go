@@ -40,10 +40,12 @@ type proc struct {
 	notes    []string // why, for the first few of them
 }
 
-// cluster is the application: one api, two forwarders, two workers.
+// cluster is the application: two apis, two forwarders, three workers,
+// the events spread over four outbox shards (unless OUTBOX_SHARDS says
+// otherwise).
 type cluster struct {
 	procs   []*proc
-	apiURL  string
+	apiURLs []string
 	cancel  context.CancelFunc
 	stopped sync.WaitGroup
 }
@@ -56,17 +58,27 @@ type servers struct{ databaseURL, redisURL string }
 // startCluster starts the processes, each reaching the servers at the URLs
 // route gives for its name (a proxy of its own, for the network faults).
 func startCluster(logger *slog.Logger, bin, dir string, route func(process string) (servers, error)) (*cluster, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+	var ports [2]int
+	for i := range ports {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = port
 	}
 	base := append(inheritedEnv(),
 		"ADMIN_TOKEN="+adminToken,
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=info",
 	)
+	if os.Getenv("OUTBOX_SHARDS") == "" {
+		base = append(base, "OUTBOX_SHARDS=4")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &cluster{apiURL: fmt.Sprintf("http://127.0.0.1:%d", port), cancel: cancel}
+	c := &cluster{cancel: cancel}
+	for _, port := range ports {
+		c.apiURLs = append(c.apiURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
+	}
 	var routeErr error
 	add := func(name, command string, extra ...string) {
 		at, err := route(name)
@@ -84,11 +96,13 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 			logger:  logger,
 		})
 	}
-	add("api", "api", fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", port))
+	add("api-1", "api", fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", ports[0]))
+	add("api-2", "api", fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", ports[1]))
 	add("forwarder-1", "forwarder")
 	add("forwarder-2", "forwarder")
 	add("worker-1", "worker")
 	add("worker-2", "worker")
+	add("worker-3", "worker")
 	if routeErr != nil {
 		cancel()
 		return nil, routeErr

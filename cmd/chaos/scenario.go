@@ -64,7 +64,7 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	nw *network, f *faults, rep *report) error {
 	h := &harness{
 		opts: opts, logger: logger, cluster: cl, pg: pg, redis: rd, net: nw,
-		client: newAPIClient(cl.apiURL, opts.clients+4),
+		client: newAPIClient(cl.apiURLs, opts.clients+4),
 		plan:   newPlan(),
 		faults: f,
 		found:  newFindings(),
