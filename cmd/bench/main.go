@@ -14,7 +14,7 @@
 // 127.0.0.1. The binary given with -bin runs as child processes, which are
 // stopped when the run ends, is interrupted, or dies.
 //
-//	go run ./cmd/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-only raw,pipeline,placement,e2e,capacity,worker,idle,drain]
+//	go run ./cmd/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-only raw,pipeline,placement,e2e,capacity,worker,idle,drain,scale]
 package main
 
 import (
@@ -55,6 +55,7 @@ var phases = []phase{
 	{"worker", "inventory handler throughput", measureWorker},
 	{"idle", "database transactions of an idle process", measureIdle},
 	{"drain", "forwarder drain of a small and a large outbox backlog", measureDrain},
+	{"scale", "the worker's load by 1, 2 and 3 worker processes", measureScale},
 }
 
 // run measures what opts select, prints the report and writes it to

@@ -21,6 +21,7 @@ type report struct {
 	latency   []*openLoopResult // at latencyFractions of the raw pipeline
 	capacity  *capacityResult
 	drains    []*drainResult
+	scale     []*workerResult // 1, 2, 3 worker processes
 	worker    *workerResult
 	idle      *idleResult
 	failures  []string
@@ -133,6 +134,29 @@ func (r *report) rawRows() [][]string {
 				"(first entry after %s); backlog built in %s",
 				drainText(x), thousands(x.forwarded), secs(x.drain), rate(x.overall), secs(x.startup), secs(x.insert)))
 		add(fmt.Sprintf("CPU during the %s drain (%d shards, %d processes)", short(x.backlog), x.shards, x.procs), x.cpu.String())
+	}
+	if len(r.scale) > 0 {
+		var steps []string
+		for _, x := range r.scale {
+			step := fmt.Sprintf("%d: %s events/s (%.2f of one)", x.procs, rate(x.perSecond), x.perSecond/r.scale[0].perSecond)
+			if !x.complete {
+				step += " (partial)"
+			}
+			steps = append(steps, step+", CPU "+x.cpu.String())
+		}
+		add(fmt.Sprintf("scale: worker processes over %s OrderPlaced", thousands(int64(r.scale[0].events))), strings.Join(steps, "; "))
+	}
+	if len(r.drains) > 0 {
+		var steps []string
+		for _, x := range r.drains {
+			if one := r.drain(x.backlog, x.shards, 1); x.procs > 1 && one != nil && one.perSecond > 0 {
+				steps = append(steps, fmt.Sprintf("%s rows in %d shards: %d processes %s msgs/s, %.2f of one",
+					short(x.backlog), x.shards, x.procs, rate(x.perSecond), x.perSecond/one.perSecond))
+			}
+		}
+		if len(steps) > 0 {
+			add("scale: forwarder processes (from the drains)", strings.Join(steps, "; "))
+		}
 	}
 	if x := r.worker; x != nil {
 		add(fmt.Sprintf("worker: %s OrderPlaced waiting", thousands(int64(x.events))),

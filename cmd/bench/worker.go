@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 // events that were waiting for it.
 type workerResult struct {
 	events      int
+	procs       int           // worker processes
 	startup     time.Duration // from the process's start to the first acknowledgement seen
 	handling    time.Duration // from the first acknowledgement seen to the last
 	acked       int64
@@ -38,45 +40,95 @@ const inventoryGroup = "inventory"
 // figure is the inventory handler's alone (inbox row, stock locks,
 // reservation and outbox write in one transaction per event).
 func measureWorker(ctx context.Context, st *stage, rep *report) error {
-	if err := st.needRedis7(ctx); err != nil {
-		return err
+	r, db, prefix, err := runWorkers(ctx, st, st.opts.workerEvents, 1)
+	if db != nil {
+		defer db.Close()
+		defer func() { _ = st.clearStreams(context.WithoutCancel(ctx), prefix) }()
 	}
-	db, err := st.freshDatabase(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	if err := db.QueryRowContext(ctx, `SELECT count(DISTINCT order_id) FROM reservations`).Scan(&r.reserved); err != nil {
+		return fmt.Errorf("count reservations: %w", err)
+	}
+	r.deadLetters, _ = st.rdb.XLen(ctx, prefix+events.StreamDeadLetter).Result()
+	// The ceiling: the handler's transaction alone, as many at once as the
+	// worker handles.
+	if r.raw, err = runPgbench(ctx, st, st.opts.workerConcurrency, reserveStockScript(st.opts.skus)); err != nil {
+		return err
+	}
+	rep.worker = r
+	return nil
+}
+
+// measureScale runs the worker phase's load with 1, 2 and 3 worker
+// processes, each on a fresh database: how the handlers' throughput grows
+// with processes on this machine.
+func measureScale(ctx context.Context, st *stage, rep *report) error {
+	for _, procs := range []int{1, 2, 3} {
+		r, db, prefix, err := runWorkers(ctx, st, st.opts.workerEvents, procs)
+		if db != nil {
+			db.Close()
+			_ = st.clearStreams(context.WithoutCancel(ctx), prefix)
+		}
+		if err != nil {
+			return fmt.Errorf("%d workers: %w", procs, err)
+		}
+		rep.scale = append(rep.scale, r)
+	}
+	return nil
+}
+
+// runWorkers puts n OrderPlaced on a fresh database's stream and runs
+// procs worker processes until they have handled them all. The database
+// and the stream prefix are returned for the caller to read and close.
+func runWorkers(ctx context.Context, st *stage, n, procs int) (*workerResult, *sql.DB, string, error) {
+	if err := st.needRedis7(ctx); err != nil {
+		return nil, nil, "", err
+	}
+	db, err := st.freshDatabase(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	prefix := st.streamPrefix(fmt.Sprintf("worker%d", procs))
+	fail := func(err error) (*workerResult, *sql.DB, string, error) { return nil, db, prefix, err }
 	if _, err := db.ExecContext(ctx, `
 		INSERT INTO stock (sku, available)
 		SELECT 'SKU-' || lpad(i::text, 3, '0'), $2 FROM generate_series(0, $1 - 1) AS i`,
 		st.opts.skus, stockUnits); err != nil {
-		return fmt.Errorf("set stock: %w", err)
+		return fail(fmt.Errorf("set stock: %w", err))
 	}
-	prefix := st.streamPrefix("worker")
-	defer func() { _ = st.clearStreams(context.WithoutCancel(ctx), prefix) }()
 	stream := prefix + events.StreamOrdersPlaced
-	n := st.opts.workerEvents
 	if err := addOrderPlaced(ctx, st.rdb, stream, n, st.opts.skus); err != nil {
-		return err
+		return fail(err)
 	}
 	if err := st.checkpoint(ctx); err != nil {
-		return err
+		return fail(err)
 	}
 
-	r := &workerResult{events: n}
-	w, err := st.start("worker", prefix)
-	if err != nil {
-		return err
+	r := &workerResult{events: n, procs: procs}
+	var ws []*proc
+	defer func() {
+		for _, w := range ws {
+			_ = w.stop()
+		}
+	}()
+	for range procs {
+		w, err := st.start("worker", prefix)
+		if err != nil {
+			return fail(err)
+		}
+		ws = append(ws, w)
 	}
-	defer func() { _ = w.stop() }()
-	before := sampleCPU(w)
+	w := ws[0]
+	before := sampleCPU(ws...)
 	var firstAt time.Time
 	var firstAcked int64
 	deadline := w.started.Add(st.opts.drainTimeout)
 	for {
 		g, err := groupProgress(ctx, st.rdb, stream, inventoryGroup)
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		now := time.Now()
 		r.acked = g.EntriesRead - g.Pending
@@ -94,29 +146,27 @@ func measureWorker(ctx context.Context, st *stage, rep *report) error {
 			r.overall = float64(r.acked) / now.Sub(w.started).Seconds()
 			break
 		}
+		for _, w := range ws {
+			select {
+			case <-w.exited:
+				return fail(fmt.Errorf("worker exited: %v", w.err))
+			default:
+			}
+		}
 		select {
-		case <-w.exited:
-			return fmt.Errorf("worker exited: %v", w.err)
 		case <-ctx.Done():
-			return ctx.Err()
+			return fail(ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	r.cpu = sampleCPU(w).usageSince(before)
-	if err := w.stop(); err != nil {
-		return err
+	r.cpu = sampleCPU(ws...).usageSince(before)
+	for _, w := range ws {
+		if err := w.stop(); err != nil {
+			return fail(err)
+		}
 	}
-	if err := db.QueryRowContext(ctx, `SELECT count(DISTINCT order_id) FROM reservations`).Scan(&r.reserved); err != nil {
-		return fmt.Errorf("count reservations: %w", err)
-	}
-	r.deadLetters, _ = st.rdb.XLen(ctx, prefix+events.StreamDeadLetter).Result()
-	// The ceiling: the handler's transaction alone, as many at once as the
-	// worker handles.
-	if r.raw, err = runPgbench(ctx, st, st.opts.workerConcurrency, reserveStockScript(st.opts.skus)); err != nil {
-		return err
-	}
-	rep.worker = r
-	return nil
+	ws = nil
+	return r, db, prefix, nil
 }
 
 // groupProgress returns the state of group on stream; a group not created
