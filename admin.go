@@ -28,7 +28,7 @@ import (
 // the occasion would say that all is well (nothing pending, the forwarder
 // never ran) when nothing is. Only `migrate` and the servers create and
 // migrate.
-func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logger, redisOpts *redis.Options, stdout io.Writer) error {
+func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logger, redisOpts *redis.UniversalOptions, stdout io.Writer) error {
 	a := &app{cfg: cfg, logger: logger}
 	a.streams = newStreams(cfg, redisOpts, logger, router.ConsumedStreams(a.handlers()))
 	cmd := inv.cmd.name
@@ -73,7 +73,7 @@ func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logge
 	// deadletters list and replay read and write only Redis: they open no
 	// database at all.
 	if cmd != "migrate status" {
-		a.rdb = redis.NewClient(redisOpts)
+		a.rdb = a.streams.NewClient()
 		defer a.rdb.Close()
 	}
 	switch cmd {

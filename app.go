@@ -29,7 +29,7 @@ type app struct {
 	cfg       config
 	logger    *slog.Logger
 	db        *sql.DB
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	streams   redisstreams.Config
 	metrics   *metrics.Metrics
 	tracer    trace.TracerProvider

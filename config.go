@@ -19,6 +19,10 @@ type config struct {
 	LogLevel     string
 	LogFormat    string
 	StreamPrefix string
+	// Replicas that must have each entry orderstream writes before the
+	// write counts as done (WAIT); 0 waits for none.
+	RedisWaitReplicas int
+	RedisWaitTimeout  time.Duration
 
 	DBMaxConns         int
 	RequestTimeout     time.Duration
@@ -86,6 +90,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogLevel:     str("LOG_LEVEL", "info"),
 		LogFormat:    str("LOG_FORMAT", "text"),
 		StreamPrefix: getenv("STREAM_PREFIX"),
+
+		RedisWaitReplicas: num("REDIS_WAIT_REPLICAS", 0, 0),
+		RedisWaitTimeout:  dur("REDIS_WAIT_TIMEOUT", time.Second),
 
 		DBMaxConns:         num("DB_MAX_CONNS", 20, 2),
 		RequestTimeout:     dur("HTTP_REQUEST_TIMEOUT", 10*time.Second),

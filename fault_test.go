@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/postgres"
@@ -93,12 +91,7 @@ func TestRun_survivesKilledProcesses(t *testing.T) {
 		"PARK_BACKOFF_MAX":     "1s",
 		"LOG_LEVEL":            "info",
 	}
-	getenv := func(k string) string {
-		if v, ok := vars[k]; ok {
-			return v
-		}
-		return base(k)
-	}
+	getenv := with(base, vars)
 	start(t, getenv, "api")
 	c := client{t, "http://" + addr}
 	c.waitHealthy()
@@ -111,18 +104,7 @@ func TestRun_survivesKilledProcesses(t *testing.T) {
 		newProcess(t, getenv, "worker", names...),
 	}
 
-	skus := map[string]int{}
-	for i := range 4 {
-		sku := testenv.Unique(fmt.Sprintf("SKU%d", i))
-		skus[sku] = 40
-		if code := c.do("PUT", "/inventory/"+sku, `{"available":40}`, nil); code != 200 {
-			t.Fatalf("PUT /inventory = %d", code)
-		}
-	}
-	var list []string
-	for sku := range skus {
-		list = append(list, sku)
-	}
+	skus, list := c.stockUp(4, 40)
 
 	// Kill until the orders are placed and at least minKills happened.
 	const minKills = 10
@@ -151,11 +133,7 @@ func TestRun_survivesKilledProcesses(t *testing.T) {
 	const orders = 120
 	var wg sync.WaitGroup
 	for i := range orders {
-		wg.Go(func() {
-			a, b := list[i%len(list)], list[(i+1)%len(list)]
-			c.place(fmt.Sprintf(`{"customer_id":"c-%d","items":[{"sku":%q,"quantity":%d},{"sku":%q,"quantity":1}]}`,
-				i, a, 1+i%3, b))
-		})
+		wg.Go(func() { c.place(orderBody(i, list)) })
 		if i%8 == 7 { // a steady flow, so that kills land in the middle of it
 			wg.Wait()
 			time.Sleep(100 * time.Millisecond)
@@ -174,12 +152,7 @@ func TestRun_survivesKilledProcesses(t *testing.T) {
 	checkLedger(t, db, skus, orders)
 
 	// Kills and timeouts are no fault of the messages': none is dead-lettered.
-	opts, _ := redis.ParseURL(getenv("REDIS_URL"))
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	if n, err := rdb.XLen(context.Background(), getenv("STREAM_PREFIX")+events.StreamDeadLetter).Result(); err != nil || n != 0 {
-		t.Errorf("dead-letter stream holds %d entries (%v), want none", n, err)
-	}
+	noDeadLetters(t, getenv)
 }
 
 func waitSettled(t *testing.T, db *sql.DB, orders int) {
@@ -218,6 +191,31 @@ func stuckAt(t *testing.T, db *sql.DB) string {
 		}
 	}
 	return out.String()
+}
+
+// stockUp sets n new SKUs to units each, and returns their stock and
+// names.
+func (c client) stockUp(n, units int) (map[string]int, []string) {
+	c.t.Helper()
+	skus := map[string]int{}
+	var list []string
+	for i := range n {
+		sku := testenv.Unique(fmt.Sprintf("SKU%d", i))
+		if code := c.do("PUT", "/inventory/"+sku, fmt.Sprintf(`{"available":%d}`, units), nil); code != 200 {
+			c.t.Fatalf("PUT /inventory = %d", code)
+		}
+		skus[sku] = units
+		list = append(list, sku)
+	}
+	return skus, list
+}
+
+// orderBody is the i-th order of a load over the SKUs of list: one to
+// three of one SKU and one of the next, so that the orders compete for
+// stock and some are rejected.
+func orderBody(i int, list []string) string {
+	a, b := list[i%len(list)], list[(i+1)%len(list)]
+	return fmt.Sprintf(`{"customer_id":"c-%d","items":[{"sku":%q,"quantity":%d},{"sku":%q,"quantity":1}]}`, i, a, 1+i%3, b)
 }
 
 // checkLedger checks that stock, reservations and order outcomes agree, and

@@ -65,8 +65,7 @@ func TestRun_gracefulStop(t *testing.T) {
 	}
 	getenv := func(k string) string { return vars[k] }
 	g := &graceful{t: t, base: "http://" + addr, prefix: vars["STREAM_PREFIX"], host: hostname(t)}
-	opts, _ := redis.ParseURL(vars["REDIS_URL"])
-	g.rdb = redis.NewClient(opts)
+	g.rdb = redisOf(t, vars["REDIS_URL"])
 	defer g.rdb.Close()
 
 	procs := map[string]*process{}
@@ -133,7 +132,7 @@ type graceful struct {
 	prefix string
 	host   string
 	db     *sql.DB
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 
 	mu      sync.Mutex
 	placed  int

@@ -20,6 +20,7 @@ import (
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -59,8 +60,11 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	opts, _ := redis.ParseURL(cfg.RedisURL)
-	rdb := redis.NewClient(opts)
+	opts, err := redisstreams.ParseURL(cfg.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
 	logger := testenv.Logger(t)
 	a := &app{cfg: cfg, logger: logger, db: db, rdb: rdb, metrics: metrics.New(), live: router.NewLive(),

@@ -74,10 +74,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	redisOpts, err := redisstreams.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
+	redis.SetLogger(logging.Redis(logger)) // go-redis has one logger per process
+
 	if !inv.cmd.serve && cmd != "migrate" {
 		return operate(ctx, inv, cfg, logger, redisOpts, stdout)
 	}
@@ -109,13 +111,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 	m := metrics.New()
-	rdb := redis.NewClient(redisOpts) // for reads: readiness, backlog, clean-up, dead letters
-	defer rdb.Close()
 	a := app{
 		cfg:       cfg,
 		logger:    logger,
 		db:        db,
-		rdb:       rdb,
 		metrics:   m,
 		tracer:    tracer,
 		live:      router.NewLive(),
@@ -123,7 +122,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		inventory: inventory.NewService(db),
 	}
 	a.streams = newStreams(cfg, redisOpts, logger, router.ConsumedStreams(a.handlers()))
-	redisstreams.WarnIfNotDurable(ctx, rdb, logger) // the forwarder's acks rely on Redis keeping what it acknowledged
+	a.rdb = a.streams.NewClient() // for reads (readiness, backlog, clean-up, dead letters) and replays
+	defer a.rdb.Close()
+	redisstreams.WarnIfNotDurable(ctx, a.rdb, logger) // the forwarder's acks rely on Redis keeping what it acknowledged
 	g, ctx := errgroup.WithContext(ctx)
 	// Everything starts to stop at once, when ctx is done, and has
 	// SHUTDOWN_TIMEOUT to finish what it started: the HTTP requests in
@@ -179,7 +180,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // newStreams describes the Redis streams as cfg configures them, consumed
 // those that the handlers read.
-func newStreams(cfg config, redisOpts *redis.Options, logger *slog.Logger, consumed []string) redisstreams.Config {
+func newStreams(cfg config, redisOpts *redis.UniversalOptions, logger *slog.Logger, consumed []string) redisstreams.Config {
 	return redisstreams.Config{
 		Redis:      redisOpts,
 		Prefix:     cfg.StreamPrefix,
@@ -189,7 +190,9 @@ func newStreams(cfg config, redisOpts *redis.Options, logger *slog.Logger, consu
 		Consumers:  cfg.WorkerConcurrency,
 		Logger:     logging.Watermill(logger),
 		// A stopping worker's handlers finish within it.
-		StopTimeout: cfg.ShutdownTimeout,
+		StopTimeout:  cfg.ShutdownTimeout,
+		WaitReplicas: cfg.RedisWaitReplicas,
+		WaitTimeout:  cfg.RedisWaitTimeout,
 	}
 }
 

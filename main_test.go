@@ -297,7 +297,7 @@ func TestRun_operatorCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	msg, _ := events.NewMessage(context.Background(), events.OrderPlaced{OrderID: "o-poison"})
 	if err := pub.Publish(events.StreamOrdersPlaced, msg); err != nil {

@@ -115,8 +115,7 @@ func TestRun_metrics(t *testing.T) {
 	}
 
 	// The same OrderPlaced entry once more: the inbox skips it, and counts.
-	opts, _ := redis.ParseURL(getenv("REDIS_URL"))
-	rdb := redis.NewClient(opts)
+	rdb := redisOf(t, getenv("REDIS_URL"))
 	defer rdb.Close()
 	key := getenv("STREAM_PREFIX") + events.StreamOrdersPlaced
 	entries, err := rdb.XRange(context.Background(), key, "-", "+").Result()

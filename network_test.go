@@ -11,11 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/netfault"
-	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -68,25 +65,12 @@ func TestRun_survivesNetworkFaults(t *testing.T) {
 	c := client{t, "http://" + addr}
 	c.waitHealthy()
 
-	skus := map[string]int{}
-	var list []string
-	for i := range 3 {
-		sku := testenv.Unique(fmt.Sprintf("SKU%d", i))
-		skus[sku] = 30
-		list = append(list, sku)
-		if code := c.do("PUT", "/inventory/"+sku, `{"available":30}`, nil); code != 200 {
-			t.Fatalf("PUT /inventory = %d", code)
-		}
-	}
+	skus, list := c.stockUp(3, 30)
 	const orders = 60
-	body := func(i int) string {
-		a, b := list[i%len(list)], list[(i+1)%len(list)]
-		return fmt.Sprintf(`{"customer_id":"c-%d","items":[{"sku":%q,"quantity":%d},{"sku":%q,"quantity":1}]}`, i, a, 1+i%3, b)
-	}
 	var wg sync.WaitGroup
 	placeRange := func(from, to int) {
 		for i := from; i < to; i++ {
-			wg.Go(func() { placeRetrying(t, c.base, fmt.Sprintf("net-%d", i), body(i)) })
+			wg.Go(func() { placeRetrying(t, c.base, fmt.Sprintf("net-%d", i), orderBody(i, list)) })
 			time.Sleep(100 * time.Millisecond) // a steady flow for the faults to hit
 		}
 	}
@@ -147,8 +131,7 @@ func TestRun_survivesNetworkFaults(t *testing.T) {
 	defer db.Close()
 	waitSettled(t, db, orders)
 	checkLedger(t, db, skus, orders)
-	opts, _ := redis.ParseURL(base("REDIS_URL"))
-	rdb := redis.NewClient(opts)
+	rdb := redisOf(t, base("REDIS_URL"))
 	defer rdb.Close()
 	if n, err := rdb.XLen(context.Background(), base("STREAM_PREFIX")+events.StreamDeadLetter).Result(); err != nil || n != 0 {
 		t.Errorf("dead-letter stream holds %d entries (%v), want none: a network fault is no fault of the message's", n, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // ownPostgres starts a PostgreSQL cluster of the test's own (the shared one
@@ -98,13 +99,23 @@ func ownRedis(t *testing.T) string {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	startServer(t, cmd, syscall.SIGTERM)
 	u := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	opts, _ := redis.ParseURL(u)
 	waitServer(t, "redis", func(ctx context.Context) error {
-		rdb := redis.NewClient(opts)
+		rdb := redisOf(t, u)
 		defer rdb.Close()
 		return rdb.Ping(ctx).Err()
 	})
 	return u
+}
+
+// redisOf returns a client of the Redis that url names, read as the
+// program reads REDIS_URL.
+func redisOf(t *testing.T, url string) redis.UniversalClient {
+	t.Helper()
+	opts, err := redisstreams.ParseURL(url)
+	if err != nil {
+		t.Fatalf("redis URL: %v", err)
+	}
+	return redis.NewUniversalClient(opts)
 }
 
 func unavailableServer(t *testing.T, what string) {

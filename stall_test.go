@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/postgres"
 )
@@ -40,8 +38,7 @@ func TestRun_stalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	opts, _ := redis.ParseURL(getenv("REDIS_URL"))
-	rdb := redis.NewClient(opts)
+	rdb := redisOf(t, getenv("REDIS_URL"))
 	defer rdb.Close()
 	start(t, getenv, "api")
 	start(t, getenv, "forwarder")

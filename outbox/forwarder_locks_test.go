@@ -47,7 +47,7 @@ func TestForwarder_waitsForAWriterThatPgLocksShowsAmiss(t *testing.T) {
 				t.Fatal(err)
 			}
 			streams := testenv.Streams(t)
-			rdb := streams.Client()
+			rdb := streams.NewClient()
 			defer rdb.Close()
 			key := streams.Name(events.StreamOrdersPlaced)
 

@@ -32,7 +32,7 @@ func TestForwarder_forwardsATransactionThatStartedFirstAndCommitsLast(t *testing
 	ctx := context.Background()
 	db := testenv.OwnDB(t)
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	key := streams.Name(events.StreamOrdersPlaced)
 
@@ -62,7 +62,7 @@ func TestForwarder_doesNotWaitForTransactionsThatCannotWriteTheOutbox(t *testing
 	db := testenv.OwnDB(t)
 	other := testenv.OwnDB(t)
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	key := streams.Name(events.StreamOrdersPlaced)
 	if _, err := db.Exec(`INSERT INTO inbox (handler, message_uuid) VALUES ('locked', 'row')`); err != nil {
@@ -152,7 +152,7 @@ func TestForwarder_rechecksAWakeUpWhoseRowsAreStillHidden(t *testing.T) {
 // older open transaction (endOlder) hides a committed row.
 type hiddenRow struct {
 	streams  redisstreams.Config
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	endOlder func(commit bool)
 }
 
@@ -170,7 +170,7 @@ func untilEmptyPolls(t *testing.T, orderID string, n float64) hiddenRow {
 	}
 	t.Cleanup(func() { db.Close() })
 	w := hiddenRow{streams: testenv.Streams(t)}
-	w.rdb = w.streams.Client()
+	w.rdb = w.streams.NewClient()
 	t.Cleanup(func() { w.rdb.Close() })
 
 	w.endOlder = openTx(t, ctx, db, func(ctx context.Context, tx *sql.Tx) error {
@@ -225,7 +225,7 @@ func TestForwarder_keepsTheOutboxUUIDAndMetadata(t *testing.T) {
 			t.Parallel()
 			db := testenv.OwnDB(t)
 			streams := testenv.Streams(t)
-			rdb := streams.Client()
+			rdb := streams.NewClient()
 			defer rdb.Close()
 			ctx := events.WithCorrelationID(context.Background(), "corr-"+tc.name)
 			cfg := outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10}

@@ -65,7 +65,7 @@ func TestForwarder_waitsForTheDatabaseAtStart(t *testing.T) {
 	}
 	defer own.Close()
 	publish(t, own, context.Background(), events.OrderPlaced{OrderID: "after-the-outage"})
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)
 }
@@ -120,7 +120,7 @@ func TestForwarder_subscribesOnceTheDatabaseLetsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, own, context.Background(), events.OrderPlaced{OrderID: "after-the-lock"})
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	entries(t, rdb, streams.Name(events.StreamOrdersPlaced), 1)
 }

@@ -77,7 +77,7 @@ func openTx(t *testing.T, ctx context.Context, db *sql.DB, fn func(ctx context.C
 var errRolledBack = errors.New("rolled back by the test")
 
 // entries waits until key holds n entries and returns them as messages.
-func entries(t *testing.T, rdb *redis.Client, key string, n int) []*message.Message {
+func entries(t *testing.T, rdb redis.UniversalClient, key string, n int) []*message.Message {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -147,7 +147,7 @@ func TestForwarder(t *testing.T) {
 	t.Parallel()
 	db := testenv.OwnDB(t)
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	ctx := events.WithCorrelationID(context.Background(), "corr-f")
 
@@ -232,7 +232,7 @@ func TestForwarder_wakesOnCommit(t *testing.T) {
 	}
 	defer db.Close()
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	runForwarder(t, db, streams, outbox.ForwarderConfig{DatabaseURL: url, PollInterval: time.Minute, BatchSize: 100})
 	time.Sleep(200 * time.Millisecond) // past the first, empty poll: now it waits
@@ -259,7 +259,7 @@ func TestForwarder_wakesLocallyWithoutNotifications(t *testing.T) {
 	t.Parallel()
 	db := testenv.OwnDB(t)
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	f, err := outbox.NewForwarder(db, streams, outbox.ForwarderConfig{PollInterval: time.Minute, BatchSize: 100})
 	if err != nil {

@@ -42,7 +42,7 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	key := streams.Name(events.StreamOrdersPlaced)
 	cfg := outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}
@@ -147,7 +147,7 @@ func TestRealignOutbox_changesNothingWhenAligned(t *testing.T) {
 	ctx := context.Background()
 	db := testenv.OwnDB(t)
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "o"})
 	stop := startForwarder(t, db, streams, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10})
@@ -177,7 +177,7 @@ func TestRealignOutbox_rowsAheadOfAPositionBehind(t *testing.T) {
 	ctx := context.Background()
 	db := testenv.OwnDB(t)
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "local"})
 	// A row from a cluster 2^32 transactions ahead.

@@ -52,7 +52,7 @@ func TestForwarder_forwardsEveryRowWhenTheShardCountChanges(t *testing.T) {
 	t.Parallel()
 	db := testenv.OwnDB(t)
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 
 	publishOrders(t, db, 4, "grown", 30) // a backlog in 4 shards
@@ -98,7 +98,7 @@ func TestForwarder_twoForwardersShareTheShards(t *testing.T) {
 	t.Parallel()
 	db := testenv.OwnDB(t)
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 
 	const orders = 150
@@ -167,7 +167,7 @@ func checkForwardedOnce(t *testing.T, msgs []*message.Message, orders int) {
 }
 
 // entriesNow is every entry key holds now.
-func entriesNow(t *testing.T, rdb *redis.Client, key string) []*message.Message {
+func entriesNow(t *testing.T, rdb redis.UniversalClient, key string) []*message.Message {
 	t.Helper()
 	n, err := rdb.XLen(context.Background(), key).Result()
 	if err != nil {

@@ -34,7 +34,7 @@ func TestStore(t *testing.T) {
 	ctx := context.Background()
 	db := testenv.DB(t)
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	t.Cleanup(func() { rdb.Close() })
 	stream := streams.Name("orders.placed")
 	store := NewStore(db, Backoff{Initial: time.Millisecond, Max: time.Millisecond}, time.Hour)

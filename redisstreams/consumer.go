@@ -34,7 +34,7 @@ import (
 // name, the consumer leaves the group, so that names do not pile up; the
 // consumers a killed process left are removed by the others once stale.
 type groupSubscriber struct {
-	client       *redis.Client
+	client       redis.UniversalClient
 	group        string
 	name         string
 	slots        int

@@ -68,7 +68,7 @@ func TestSubscriber_closeFinishesMessagesInHand(t *testing.T) {
 		t.Error("a message was handed out after the messages in hand")
 	}
 
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	groups, err := rdb.XInfoGroups(context.Background(), stream).Result()
 	if err != nil || len(groups) != 1 {
@@ -94,7 +94,7 @@ func TestSubscriber_claimsWhatAConsumerLeftUnacked(t *testing.T) {
 	streams.ClaimIdle = 200 * time.Millisecond
 	streams.Consumers = 4
 	stream := streams.Name("claim")
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	pub, err := streams.Publisher()
 	if err != nil {

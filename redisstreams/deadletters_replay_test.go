@@ -25,7 +25,7 @@ func TestStreams_replay(t *testing.T) {
 	ctx := context.Background()
 	streams := testenv.Streams(t)
 	streams.Consumed = []string{events.StreamOrdersPlaced}
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	deadLetter := func(from, reason string, meta message.Metadata) (id, uuid string) {
 		t.Helper()

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,10 +24,89 @@ const durabilityTimeout = 3 * time.Second
 // later deletes the row, so an entry Redis loses after acknowledging it is an
 // event lost for good: its order stays pending, and no metric shows it.
 //
+// It reads the server that takes the writes: the one server, or the master
+// of a Sentinel client, or every master of a Cluster (CONFIG GET goes to one
+// node only, and each master holds entries of its own slots), each problem
+// then named by the master's address. Replicas are not read: a process
+// started after a failover reads the new master.
+//
+// A master with replicas is unsafe too unless each entry waits for them
+// (Config.WaitReplicas): replication is asynchronous, so a failover to a
+// replica loses what the master acknowledged and had not yet sent it. And
+// a wait for more replicas than are connected fails every publish.
+//
 // It returns what is unsafe (nothing: every acknowledged entry is on disk
 // before the answer), or an error when the settings cannot be read, as on a
 // managed Redis that refuses CONFIG.
 func RedisDurability(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
+	wait := 0
+	if r, ok := rdb.(replicatedClient); ok {
+		rdb, wait = r.UniversalClient, r.replicas
+	}
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return serverDurability(ctx, rdb, wait)
+	}
+	var (
+		mu     sync.Mutex
+		unsafe []string
+	)
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
+		addr := master.Options().Addr
+		found, err := serverDurability(ctx, master, wait)
+		if err != nil {
+			return fmt.Errorf("%s: %w", addr, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range found {
+			unsafe = append(unsafe, addr+": "+p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(unsafe) // the masters answer in any order
+	return unsafe, nil
+}
+
+// serverDurability reads the settings of the one server rdb writes to,
+// whose writes wait for wait replicas.
+func serverDurability(ctx context.Context, rdb redis.Cmdable, wait int) ([]string, error) {
+	unsafe, err := diskDurability(ctx, rdb)
+	if err != nil {
+		return nil, err
+	}
+	replicas, err := connectedReplicas(ctx, rdb)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case replicas > 0 && wait == 0:
+		unsafe = append(unsafe, fmt.Sprintf("%d replicas and REDIS_WAIT_REPLICAS is 0: a failover loses the entries the master acknowledged and had not yet replicated", replicas))
+	case wait > replicas:
+		unsafe = append(unsafe, fmt.Sprintf("REDIS_WAIT_REPLICAS is %d and %d replicas are connected: every publish fails until enough are", wait, replicas))
+	}
+	return unsafe, nil
+}
+
+// connectedReplicas counts the replicas connected to the server of rdb.
+func connectedReplicas(ctx context.Context, rdb redis.Cmdable) (int, error) {
+	info, err := rdb.Info(ctx, "replication").Result()
+	if err != nil {
+		return 0, fmt.Errorf("read redis replication: %w", err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("read redis replication: no connected_slaves")
+}
+
+// diskDurability reads the persistence settings of the server of rdb.
+func diskDurability(ctx context.Context, rdb redis.Cmdable) ([]string, error) {
 	get := func(name string) (string, error) {
 		m, err := rdb.ConfigGet(ctx, name).Result()
 		if err != nil {

@@ -3,61 +3,21 @@ package redisstreams_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/redisstreams"
 )
 
-// privateRedis starts a redis-server of the test's own on a free loopback
-// port with args, so that its settings can be anything, and returns a client
-// of it. The shared Redis is never reconfigured.
+// privateRedis returns a client of a redis-server of the test's own,
+// started with args.
 func privateRedis(t *testing.T, args ...string) *redis.Client {
 	t.Helper()
-	server, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server is required (CI is set): %v", err)
-		}
-		t.Skipf("redis-server is not installed, skipping: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(server, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--dir", dir, "--save", "", "--daemonize", "no"}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	// Dial before the client exists, so that it does not log its failures.
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("private redis-server did not listen within 30s:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.StartRedis(t, args...)})
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
 }
@@ -98,5 +58,81 @@ func TestWarnIfNotDurable(t *testing.T) {
 				t.Errorf("want a note %q, got:\n%s", tc.note, got)
 			}
 		})
+	}
+}
+
+// warnings runs WarnIfNotDurable on rdb and returns its warnings, failing
+// t when the settings could not be read.
+func warnings(t *testing.T, rdb redis.UniversalClient) string {
+	t.Helper()
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	redisstreams.WarnIfNotDurable(context.Background(), rdb, logger)
+	if strings.Contains(logs.String(), "cannot check") {
+		t.Fatalf("could not check the settings:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "level=WARN") {
+		return ""
+	}
+	return logs.String()
+}
+
+// A master with a replica is durable only if each entry waits for the
+// replica: else a failover loses what had not been replicated yet.
+func TestWarnIfNotDurable_replicas(t *testing.T) {
+	t.Parallel()
+	servers := testenv.StartReplicated(t, 1)
+	for _, tc := range []struct {
+		name string
+		wait int
+		warn string // "" for none
+	}{
+		{"warns_without_a_wait", 0, "1 replicas and REDIS_WAIT_REPLICAS is 0"},
+		{"quiet_when_each_entry_waits", 1, ""},
+		{"warns_of_a_wait_for_more_than_are_connected", 2, "REDIS_WAIT_REPLICAS is 2 and 1 replicas are connected"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			streams := redisstreams.Config{Redis: &redis.UniversalOptions{Addrs: servers[:1]}, WaitReplicas: tc.wait}
+			rdb := streams.NewClient()
+			defer rdb.Close()
+			got := warnings(t, rdb)
+			switch {
+			case tc.warn == "" && got != "":
+				t.Errorf("warned, want no warning:\n%s", got)
+			case tc.warn != "" && !strings.Contains(got, tc.warn):
+				t.Errorf("want a warning naming %q, got:\n%s", tc.warn, got)
+			}
+		})
+	}
+}
+
+// Of a Cluster, each master's settings are read, and a problem is named by
+// the master that has it.
+func TestWarnIfNotDurable_cluster(t *testing.T) {
+	t.Parallel()
+	cluster := testenv.StartRedisCluster(t)
+	opts, err := redisstreams.ParseURL(cluster.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redisstreams.Config{Redis: opts}.NewClient()
+	defer rdb.Close()
+	if got := warnings(t, rdb); got != "" {
+		t.Fatalf("warned of a durable cluster:\n%s", got)
+	}
+	lax := cluster.Masters[1]
+	node := redis.NewClient(&redis.Options{Addr: lax})
+	defer node.Close()
+	if err := node.ConfigSet(context.Background(), "appendfsync", "everysec").Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := warnings(t, rdb)
+	if !strings.Contains(got, lax+": appendfsync is everysec") {
+		t.Errorf("want a warning naming %s: appendfsync is everysec, got:\n%s", lax, got)
+	}
+	for _, m := range cluster.Masters {
+		if m != lax && strings.Contains(got, m+":") {
+			t.Errorf("warned of the durable master %s:\n%s", m, got)
+		}
 	}
 }

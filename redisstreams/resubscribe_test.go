@@ -23,7 +23,7 @@ func TestSubscriber_subscribesOnceRedisAnswers(t *testing.T) {
 	streams := testenv.Streams(t)
 	srv := netfault.NewServer()
 	defer srv.Close()
-	proxy, err := srv.Proxy("redis", streams.Redis.Addr)
+	proxy, err := srv.Proxy("redis", streams.Redis.Addrs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestSubscriber_subscribesOnceRedisAnswers(t *testing.T) {
 	log := &testenv.Buffer{}
 	cut := streams
 	opts := *streams.Redis
-	opts.Addr = proxy.Addr()
+	opts.Addrs = []string{proxy.Addr()}
 	cut.Redis = &opts
 	cut.Logger = watermill.NewSlogLogger(slog.New(slog.NewTextHandler(log, nil)))
 	sub, err := cut.Subscriber("patient")

@@ -2,6 +2,7 @@ package redisstreams
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -17,7 +18,9 @@ import (
 
 // Config makes Watermill publishers and subscribers for the Redis streams.
 type Config struct {
-	Redis *redis.Options
+	// Redis says which Redis: one server, a master that Sentinels watch,
+	// or a Cluster (see ParseURL).
+	Redis *redis.UniversalOptions
 	// Prefix is put before every stream name, so that several environments
 	// (or tests) can share one Redis.
 	Prefix string
@@ -41,20 +44,57 @@ type Config struct {
 	// a closing Subscriber lets the messages in hand finish for most of it
 	// (DrainTimeout) before it cancels them.
 	StopTimeout time.Duration
+	// WaitReplicas, when above zero, makes a publish wait until that many
+	// replicas have each entry (WAIT), and fail when fewer have it within
+	// WaitTimeout: what a failover can lose is then only what no publish
+	// reported written (REDIS_WAIT_REPLICAS, REDIS_WAIT_TIMEOUT).
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // Name is the Redis key of stream.
 func (s Config) Name(stream string) string { return s.Prefix + stream }
 
-// Client returns a new Redis client. watermill-redisstream closes the client
-// of a publisher or subscriber with it, so each gets its own.
-func (s Config) Client() *redis.Client { return redis.NewClient(s.Redis) }
+// NewClient returns a new Redis client of the kind s.Redis names: of one
+// server, of the master that the Sentinels name (following it through a
+// failover), or of a Cluster. With WaitReplicas set, each XADD it sends
+// waits for the replicas (see replicatedClient): it is what publishers,
+// replays and the parked messages' republisher write with. Its other
+// commands are as usual. watermill-redisstream closes the client of a
+// publisher or subscriber with it, so each gets its own.
+func (s Config) NewClient() redis.UniversalClient {
+	opts := *s.Redis // the client may fill in defaults; s is shared
+	if s.WaitReplicas <= 0 {
+		return redis.NewUniversalClient(&opts)
+	}
+	timeout := s.WaitTimeout
+	if timeout <= 0 {
+		timeout = DefaultWaitTimeout
+	}
+	// A pipeline reads its replies within the client's ReadTimeout, not
+	// the WAIT's own: it must outlast the wait.
+	read := opts.ReadTimeout
+	if read == 0 {
+		read = 5 * time.Second // go-redis's default
+	}
+	if read > 0 && read < timeout+time.Second {
+		opts.ReadTimeout = timeout + time.Second
+	}
+	return replicatedClient{redis.NewUniversalClient(&opts), s.WaitReplicas, timeout}
+}
 
-// Publisher publishes to the streams named by topic, prefix added.
+// DefaultWaitTimeout is how long a write waits for its replicas when
+// WaitReplicas is set and WaitTimeout is not (REDIS_WAIT_TIMEOUT's default).
+const DefaultWaitTimeout = time.Second
+
+// Publisher publishes to the streams named by topic, prefix added. With
+// WaitReplicas set, a publish returns once that many replicas have its
+// entries, and fails with ErrNotReplicated when fewer have them in time.
 func (s Config) Publisher() (message.Publisher, error) {
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: s.Client()}, s.Logger)
+	client := s.NewClient()
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client}, s.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("create stream publisher: %w", err)
+		return nil, errors.Join(fmt.Errorf("create stream publisher: %w", err), client.Close())
 	}
 	return prefixedPublisher{pub, s.Prefix}, nil
 }
@@ -66,14 +106,15 @@ func (s Config) Subscriber(group string) (message.Subscriber, error) {
 	host, _ := os.Hostname()
 	n := max(s.Consumers, 1)
 	opts := *s.Redis
-	// A connection for the reads, and one for the ack of each entry in hand.
+	// A connection for the reads, and one for the ack of each entry in
+	// hand (of a Cluster, per node: a stream is on one).
 	if opts.PoolSize == 0 {
 		opts.PoolSize = 10 * runtime.GOMAXPROCS(0)
 	}
 	opts.PoolSize = max(opts.PoolSize, n+2)
 	// patientSubscriber: creating the group at Subscribe needs Redis.
 	return patientSubscriber{&groupSubscriber{
-		client: redis.NewClient(&opts),
+		client: redis.NewUniversalClient(&opts),
 		group:  group,
 		// A name of its own per process start: what a stopped process held
 		// is told apart from what a new one holds.

@@ -16,7 +16,7 @@ import (
 func TestTrimStream(t *testing.T) {
 	t.Parallel()
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	ctx := context.Background()
 	key := streams.Name("trim")
@@ -69,7 +69,7 @@ func TestTrimStream(t *testing.T) {
 func TestTrimStream_keepsWhatAGroupHoldsUnacked(t *testing.T) {
 	t.Parallel()
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	ctx := context.Background()
 	key := streams.Name("trim-pending")
@@ -112,7 +112,7 @@ func TestTrimStream_keepsWhatAGroupHoldsUnacked(t *testing.T) {
 func TestTrimStream_comparesEntriesOfOneMillisecondBySequence(t *testing.T) {
 	t.Parallel()
 	streams := testenv.Streams(t)
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	defer rdb.Close()
 	ctx := context.Background()
 	key := streams.Name("trim-seq")

@@ -79,7 +79,7 @@ type Messages struct {
 	router      *message.Router
 	deadLetter  message.Publisher
 	parked      *parked.Store
-	parkedRedis *redis.Client
+	parkedRedis redis.UniversalClient
 	streams     []string // the Redis keys of the streams handled
 	logger      *slog.Logger
 }
@@ -147,7 +147,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	// Watermill's handler and subscriber metrics, per attempt.
 	measure.AddPrometheusRouterMetrics(r)
 
-	m := &Messages{router: r, deadLetter: deadLetter, parked: store, parkedRedis: cfg.Streams.Client(), logger: cfg.Logger}
+	m := &Messages{router: r, deadLetter: deadLetter, parked: store, parkedRedis: cfg.Streams.NewClient(), logger: cfg.Logger}
 	for _, h := range cfg.Handlers {
 		if err := m.add(cfg.Streams, h); err != nil {
 			return nil, errors.Join(err, deadLetter.Close(), m.parkedRedis.Close())

@@ -25,7 +25,7 @@ type worker struct {
 	t         *testing.T
 	ctx       context.Context
 	streams   redisstreams.Config
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	db        *sql.DB
 	pub       message.Publisher
 	orders    *orders.Service
@@ -70,7 +70,7 @@ func startWorkerOn(t *testing.T, db *sql.DB, configure ...func(*router.MessagesC
 		inventory: inventory.NewService(db),
 		metrics:   metrics.New(),
 	}
-	w.rdb = w.streams.Client()
+	w.rdb = w.streams.NewClient()
 	t.Cleanup(func() { w.rdb.Close() })
 	pub, err := w.streams.Publisher()
 	if err != nil {

@@ -124,7 +124,7 @@ func FuzzHTTP(f *testing.F) {
 type routeEnv struct {
 	url     string
 	client  *http.Client
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	streams redisstreams.Config
 	orderID string
 	cursor  string
@@ -140,7 +140,7 @@ func newRouteEnv(t testing.TB) *routeEnv {
 	streams := testenv.Streams(t)
 	inv, ord := inventory.NewService(db), orders.NewService(db)
 	streams.Consumed = router.ConsumedStreams(flowHandlers(ord, inv))
-	rdb := streams.Client()
+	rdb := streams.NewClient()
 	t.Cleanup(func() { rdb.Close() })
 	for _, sku := range []string{"SKU-1", "SKU-2"} {
 		if _, err := inv.Set(ctx, sku, 1_000_000); err != nil {

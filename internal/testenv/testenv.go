@@ -173,11 +173,7 @@ func dropDatabase(name string) error {
 // RedisURL returns the URL of the test Redis, checking that it answers.
 func RedisURL(t testing.TB) string {
 	t.Helper()
-	opts, err := redis.ParseURL(redisURL())
-	if err != nil {
-		t.Fatalf("TEST_REDIS_URL: %v", err)
-	}
-	rdb := redis.NewClient(opts)
+	rdb := redis.NewUniversalClient(redisOptions(t))
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -187,29 +183,56 @@ func RedisURL(t testing.TB) string {
 	return redisURL()
 }
 
+// redisOptions are the options of the test Redis, as REDIS_URL is read.
+func redisOptions(t testing.TB) *redis.UniversalOptions {
+	t.Helper()
+	opts, err := redisstreams.ParseURL(redisURL())
+	if err != nil {
+		t.Fatalf("TEST_REDIS_URL: %v", err)
+	}
+	return opts
+}
+
 // StreamPrefix returns a stream name prefix that no other test uses; the
 // streams under it are deleted when t ends.
 func StreamPrefix(t testing.TB) string {
 	t.Helper()
-	opts, _ := redis.ParseURL(RedisURL(t))
+	RedisURL(t)
+	opts := redisOptions(t)
 	prefix := "test:" + randomHex(6) + ":"
-	t.Cleanup(func() {
-		rdb := redis.NewClient(opts)
-		defer rdb.Close()
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
+	t.Cleanup(func() { deleteKeys(redis.NewUniversalClient(opts), prefix) })
 	return prefix
+}
+
+// deleteKeys deletes the keys under prefix and closes rdb. SCAN reads one
+// server: of a Cluster, each master is scanned.
+func deleteKeys(rdb redis.UniversalClient, prefix string) {
+	defer rdb.Close()
+	ctx := context.Background()
+	scan := func(ctx context.Context, node redis.Cmdable) error {
+		iter := node.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			node.Del(ctx, iter.Val())
+		}
+		return iter.Err()
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+		return
+	}
+	_ = scan(ctx, rdb)
 }
 
 // Streams returns redisstreams.Config on the test Redis under a fresh prefix.
 func Streams(t testing.TB) redisstreams.Config {
 	t.Helper()
-	prefix := StreamPrefix(t)
-	opts, _ := redis.ParseURL(RedisURL(t))
+	return StreamsOn(t, redisOptions(t), StreamPrefix(t))
+}
+
+// StreamsOn returns redisstreams.Config on the Redis of opts under prefix,
+// with the tests' settings.
+func StreamsOn(t testing.TB, opts *redis.UniversalOptions, prefix string) redisstreams.Config {
+	t.Helper()
 	return redisstreams.Config{
 		Redis:      opts,
 		Prefix:     prefix,
