@@ -99,3 +99,24 @@ func TestPublisher_waitsOnTheMasterOfTheSlot(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPublisher_replicaWait measures what waiting for a replica adds
+// to one publish (one entry, as the forwarder publishes): go test -run '^$'
+// -bench Publisher_replicaWait ./redisstreams/
+func BenchmarkPublisher_replicaWait(b *testing.B) {
+	servers := testenv.StartReplicated(b, 1)
+	for _, wait := range []int{0, 1} {
+		b.Run(fmt.Sprintf("replicas=%d", wait), func(b *testing.B) {
+			pub, err := redisstreams.Config{Redis: &redis.UniversalOptions{Addrs: servers[:1]}, WaitReplicas: wait}.Publisher()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pub.Close()
+			for b.Loop() {
+				if err := pub.Publish("bench", message.NewMessage(watermill.NewUUID(), []byte(`{"order_id":"x"}`))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
