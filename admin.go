@@ -44,13 +44,16 @@ func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logge
 		}
 		// At once, not waiting as a starting server does: an operator at
 		// a prompt wants the answer, and a database that cannot be reached
-		// is one.
-		db, err := postgres.OpenExisting(ctx, cfg.DatabaseURL, cfg.DBMaxConns, opts...)
+		// is one. On a session of its own, which a read-only one must be.
+		dsn, variable := cfg.sessionURL()
+		db, err := postgres.OpenExisting(ctx, dsn, cfg.DBMaxConns, opts...)
 		switch {
 		case errors.Is(err, postgres.ErrNoDatabase):
-			return fmt.Errorf("%w: is DATABASE_URL right? If it is, `orderstream migrate` creates the database", err)
+			return fmt.Errorf("%w: is %s right? If it is, `orderstream migrate` creates the database", err, variable)
+		case errors.Is(err, postgres.ErrParameterRefused):
+			return refused(cfg, variable, err)
 		case postgres.IsUnavailable(err):
-			return fmt.Errorf("the database cannot be reached (is DATABASE_URL right, and the server up?): %w", err)
+			return fmt.Errorf("the database cannot be reached (is %s right, and the server up?): %w", variable, err)
 		case err != nil:
 			return err
 		}

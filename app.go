@@ -131,8 +131,9 @@ func (a *app) janitor() outbox.Janitor {
 // forward runs the outbox forwarder until ctx is done. A notifier of the
 // same process, when not nil, wakes it directly.
 func (a *app) forward(ctx context.Context, notifier *outbox.CommitNotifier) error {
+	listen, _ := a.cfg.sessionURL()
 	f, err := outbox.NewForwarder(a.db, a.streams, outbox.ForwarderConfig{
-		DatabaseURL:  a.cfg.DatabaseURL,
+		DatabaseURL:  listen,
 		PollInterval: a.cfg.OutboxPollInterval,
 		BatchSize:    a.cfg.OutboxBatchSize,
 		Metrics:      a.metrics.Registry,
@@ -154,7 +155,7 @@ func (a *app) handleMessages(ctx context.Context, handlers []router.Handler) err
 	// the server bounds too: a stock row held elsewhere fails an attempt in
 	// DB_LOCK_TIMEOUT. The rest of the process must not have those limits
 	// (migrations and the outbox's realignment may take long).
-	db, err := openDatabase(ctx, a.cfg, a.logger, postgres.Open, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
+	db, err := openPool(ctx, a.cfg, a.logger, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
 		postgres.LockTimeout(a.cfg.DBLockTimeout), postgres.StatementTimeout(a.cfg.HandlerTimeout),
 		postgres.ApplicationName("orderstream worker"))
 	if err != nil {

@@ -24,6 +24,13 @@ type config struct {
 	RedisWaitReplicas int
 	RedisWaitTimeout  time.Duration
 
+	// DatabaseSessionURL is what needs a session of its own connects to,
+	// "" for DatabaseURL (see sessionURL).
+	DatabaseSessionURL string
+	// DatabasePooler is what DatabaseURL reaches: "" PostgreSQL itself,
+	// "pgbouncer" PgBouncer in transaction pooling mode.
+	DatabasePooler string
+
 	DBMaxConns         int
 	RequestTimeout     time.Duration
 	OutboxPollInterval time.Duration
@@ -94,6 +101,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		RedisWaitReplicas: num("REDIS_WAIT_REPLICAS", 0, 0),
 		RedisWaitTimeout:  dur("REDIS_WAIT_TIMEOUT", time.Second),
 
+		DatabaseSessionURL: getenv("DATABASE_SESSION_URL"),
+		DatabasePooler:     getenv("DATABASE_POOLER"),
+
 		DBMaxConns:         num("DB_MAX_CONNS", 20, 2),
 		RequestTimeout:     dur("HTTP_REQUEST_TIMEOUT", 10*time.Second),
 		OutboxPollInterval: dur("OUTBOX_POLL_INTERVAL", time.Second),
@@ -129,10 +139,38 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.OutboxShards > events.MaxOutboxShards {
 		errs = append(errs, fmt.Errorf("OUTBOX_SHARDS=%d: at most %d (the outbox tables there are)", c.OutboxShards, events.MaxOutboxShards))
 	}
+	if err := c.checkPooler(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ParkBackoffMax < c.ParkBackoffInitial {
 		errs = append(errs, fmt.Errorf("PARK_BACKOFF_MAX=%s must be at least PARK_BACKOFF_INITIAL=%s", c.ParkBackoffMax, c.ParkBackoffInitial))
 	}
 	return c, errors.Join(errs...)
+}
+
+// checkPooler checks that behind PgBouncer what needs a session of its
+// own has one: through transaction pooling, a LISTEN would hear nothing
+// and the migrations' advisory lock would stay on a session that others'
+// transactions then run on.
+func (c config) checkPooler() error {
+	switch {
+	case c.DatabasePooler != "" && c.DatabasePooler != "pgbouncer":
+		return fmt.Errorf("DATABASE_POOLER=%q: want pgbouncer, or nothing for PostgreSQL itself", c.DatabasePooler)
+	case c.DatabasePooler == "pgbouncer" && (c.DatabaseSessionURL == "" || c.DatabaseSessionURL == c.DatabaseURL):
+		return errors.New("DATABASE_POOLER=pgbouncer needs DATABASE_SESSION_URL, another URL than DATABASE_URL: " +
+			"PostgreSQL itself, for LISTEN, the migrations' lock and the operator commands")
+	}
+	return nil
+}
+
+// sessionURL is the URL of what needs a session of its own (LISTEN, the
+// migrations under their session-level lock, the operator commands with
+// their read-only sessions), and the variable that set it.
+func (c config) sessionURL() (url, variable string) {
+	if c.DatabaseSessionURL != "" {
+		return c.DatabaseSessionURL, "DATABASE_SESSION_URL"
+	}
+	return c.DatabaseURL, "DATABASE_URL"
 }
 
 // worstHandlingTime is the longest one delivery of a message can hold its

@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,7 +27,6 @@ import (
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/metrics"
-	"github.com/orderstream/orderstream/migrations"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
@@ -84,20 +82,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return operate(ctx, inv, cfg, logger, redisOpts, stdout)
 	}
 
-	db, err := openDatabase(ctx, cfg, logger, postgres.Open,
-		postgres.IdleInTransactionTimeout(cfg.DBIdleInTransactionTimeout), postgres.ApplicationName("orderstream "+cmd))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
 	// Schema before serving: the outbox table must exist before the first
 	// order is placed, and a publisher on a transaction cannot create it.
-	if err := migrations.Apply(ctx, db, logger); err != nil {
+	if err := migrate(ctx, cfg, logger, cmd); err != nil {
 		return err
 	}
 	if cmd == "migrate" {
 		return nil
 	}
+	db, err := openPool(ctx, cfg, logger,
+		postgres.IdleInTransactionTimeout(cfg.DBIdleInTransactionTimeout), postgres.ApplicationName("orderstream "+cmd))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 
 	tracer, shutdownTracing, err := newTracerProvider(ctx, cfg.OTLPEndpoint, cfg.ServiceName)
 	if err != nil {
@@ -193,26 +191,5 @@ func newStreams(cfg config, redisOpts *redis.UniversalOptions, logger *slog.Logg
 		StopTimeout:  cfg.ShutdownTimeout,
 		WaitReplicas: cfg.RedisWaitReplicas,
 		WaitTimeout:  cfg.RedisWaitTimeout,
-	}
-}
-
-// openDatabase connects to the database with open (postgres.Open, which
-// creates a missing database, or postgres.OpenExisting), waiting up to
-// cfg.StartupTimeout while it cannot be reached: under docker compose or an
-// orchestrator, the database may come up after the process.
-func openDatabase(ctx context.Context, cfg config, logger *slog.Logger,
-	open func(context.Context, string, int, ...postgres.Option) (*sql.DB, error), opts ...postgres.Option) (*sql.DB, error) {
-	deadline := time.Now().Add(cfg.StartupTimeout)
-	for {
-		db, err := open(ctx, cfg.DatabaseURL, cfg.DBMaxConns, opts...)
-		if err == nil || !postgres.IsUnavailable(err) || time.Now().After(deadline) {
-			return db, err
-		}
-		logger.Warn("waiting for the database", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
 	}
 }

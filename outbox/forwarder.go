@@ -26,7 +26,8 @@ import (
 type ForwarderConfig struct {
 	// DatabaseURL, when set, is used to listen for the notification that
 	// events were committed, so the forwarder moves them at once. Without
-	// it, only Wake (a CommitNotifier of the same process) does.
+	// it, only Wake (a CommitNotifier of the same process) does. LISTEN
+	// needs a session of its own: not a pooler in transaction mode.
 	DatabaseURL string
 	// PollInterval is how long the forwarder waits before looking again at
 	// an outbox it found empty (and was not woken).

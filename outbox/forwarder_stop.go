@@ -11,6 +11,7 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
 )
 
@@ -52,7 +53,7 @@ type finishingOutbox struct {
 // between polls, and a stop within cfg.StopTimeout (which must be set).
 func newFinishingOutbox(db *sql.DB, cfg ForwarderConfig, backoff wsql.BackoffManager, logger watermill.LoggerAdapter) (*finishingOutbox, error) {
 	gate := newBatchGate(backoff)
-	outbox, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
+	outbox, err := wsql.NewSubscriber(limitedDB{db}, wsql.SubscriberConfig{
 		ConsumerGroup:  forwarderGroup,
 		SchemaAdapter:  outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: cfg.BatchSize}},
 		OffsetsAdapter: skipLockedOffsets{},
@@ -63,6 +64,16 @@ func newFinishingOutbox(db *sql.DB, cfg ForwarderConfig, backoff wsql.BackoffMan
 	}
 	return &finishingOutbox{sub: outbox, gate: gate, drain: redisstreams.DrainTimeout(cfg.StopTimeout), stop: cfg.StopTimeout,
 		logger: logger}, nil
+}
+
+// limitedDB begins the subscriber's transactions with the pool's limits
+// (postgres.BeginTx): through a transaction pooler, the server ends a poll
+// left idle in its transaction, which holds its shard's offsets row, as
+// it ends one of a session of its own.
+type limitedDB struct{ *sql.DB }
+
+func (d limitedDB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	return postgres.BeginTx(ctx, d.DB, opts)
 }
 
 func (f *finishingOutbox) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {

@@ -53,6 +53,11 @@ func Open(ctx context.Context, dsn string, maxConns int, opts ...Option) (*sql.D
 // URL does not exist.
 var ErrNoDatabase = errors.New("no such database")
 
+// ErrParameterRefused says that the server refused a run-time parameter
+// that the session asked for as it started: a pooler such as PgBouncer
+// passes on only the few it knows (see OpenPooled).
+var ErrParameterRefused = errors.New("a startup parameter was refused")
+
 // OpenExisting is Open without creating the database: when the server has
 // no database of that name it returns an error wrapping ErrNoDatabase that
 // names it. It is for the commands that must not change anything on a
@@ -71,18 +76,24 @@ func open(ctx context.Context, dsn string, maxConns int, create bool, opts []Opt
 	for _, o := range opts {
 		params = append(params, o.param)
 	}
-	dsn, err := withParams(dsn, params)
+	withOpts, err := withParams(dsn, params)
 	if err != nil {
 		return nil, err
 	}
-	db, err := sql.Open("postgres", dsn)
+	db, err := sql.Open("postgres", withOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	return connect(ctx, db, dsn, maxConns, create)
+}
+
+// connect sizes db's pool and checks that the database answers, creating
+// it first when create allows and the server has no database of dsn's name.
+func connect(ctx context.Context, db *sql.DB, dsn string, maxConns int, create bool) (*sql.DB, error) {
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
 
-	err = db.PingContext(ctx)
+	err := db.PingContext(ctx)
 	if isMissingDatabase(err) && !create {
 		db.Close()
 		return nil, fmt.Errorf("connect to database%s: %w (%w)", onServer(dsn), ErrNoDatabase, err)
@@ -93,6 +104,10 @@ func open(ctx context.Context, dsn string, maxConns int, create bool, opts []Opt
 			err = db.PingContext(ctx)
 		}
 	}
+	if isRefusedParameter(err) {
+		db.Close()
+		return nil, fmt.Errorf("connect to database%s: %w (%w)", onServer(dsn), ErrParameterRefused, err)
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
@@ -101,37 +116,42 @@ func open(ctx context.Context, dsn string, maxConns int, create bool, opts []Opt
 }
 
 // An Option sets a server parameter for every session of a pool.
-type Option struct{ param param }
+type Option struct {
+	param param
+	// perTransaction: a pool through a transaction pooler (OpenPooled)
+	// sets it within each transaction instead.
+	perTransaction bool
+}
 
 type param struct{ name, value string }
 
 // ReadOnly makes every transaction of the pool's sessions read-only
 // (default_transaction_read_only): a statement that would write, DDL
 // included, fails with SQLSTATE 25006 instead of changing anything.
-func ReadOnly() Option { return Option{param{"default_transaction_read_only", "on"}} }
+func ReadOnly() Option { return Option{param: param{"default_transaction_read_only", "on"}} }
 
 // IdleInTransactionTimeout ends a session that sits idle inside a
 // transaction for longer than d (idle_in_transaction_session_timeout),
 // releasing its locks and its transaction id: one such session anywhere in
 // the cluster hides every later commit from the outbox forwarder.
 func IdleInTransactionTimeout(d time.Duration) Option {
-	return Option{param{"idle_in_transaction_session_timeout", millis(d)}}
+	return Option{param{"idle_in_transaction_session_timeout", millis(d)}, true}
 }
 
 // LockTimeout makes a statement that waits longer than d for a lock fail
 // (lock_timeout, SQLSTATE 55P03, which IsTransient reports), instead of
 // waiting as long as the holder keeps it.
-func LockTimeout(d time.Duration) Option { return Option{param{"lock_timeout", millis(d)}} }
+func LockTimeout(d time.Duration) Option { return Option{param{"lock_timeout", millis(d)}, true} }
 
 // StatementTimeout makes the server cancel a statement that runs longer
 // than d (statement_timeout), even when the client is gone and cannot.
 func StatementTimeout(d time.Duration) Option {
-	return Option{param{"statement_timeout", millis(d)}}
+	return Option{param{"statement_timeout", millis(d)}, true}
 }
 
 // ApplicationName names the sessions in pg_stat_activity, so that an
 // operator can tell whose a long transaction is.
-func ApplicationName(name string) Option { return Option{param{"application_name", name}} }
+func ApplicationName(name string) Option { return Option{param: param{"application_name", name}} }
 
 // millis is d in whole milliseconds, at least 1: 0 would turn the limit off.
 func millis(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
@@ -155,6 +175,15 @@ func withParams(dsn string, params []param) (string, error) {
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// isRefusedParameter reports whether err is PgBouncer's answer to a
+// startup parameter it does not pass on. Its other protocol_violation
+// errors (SQLSTATE 08P01) include passing ones, such as a server it cannot
+// log in to yet.
+func isRefusedParameter(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && pqErr.Code == "08P01" && strings.HasPrefix(pqErr.Message, "unsupported startup parameter")
 }
 
 func isMissingDatabase(err error) bool {
@@ -214,7 +243,8 @@ func IsUnavailable(err error) bool {
 	case errors.As(err, &pqErr):
 		// Class 08: connection exception. 57P01-57P03: admin shutdown,
 		// crash shutdown, cannot connect now (starting up or shutting down).
-		return pqErr.Code.Class() == "08" || pqErr.Code == "57P01" || pqErr.Code == "57P02" || pqErr.Code == "57P03"
+		// A refused startup parameter is refused again on every try.
+		return (pqErr.Code.Class() == "08" && !isRefusedParameter(err)) || pqErr.Code == "57P01" || pqErr.Code == "57P02" || pqErr.Code == "57P03"
 	}
 	return false
 }

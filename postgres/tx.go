@@ -85,17 +85,22 @@ func LockOutboxWritersID() (classid, objid uint32) {
 	return uint32(uint64(LockOutboxWriters) >> 32), uint32(uint64(LockOutboxWriters) & 0xffffffff)
 }
 
-// writerLockQuery has no parameters: one round trip (the simple protocol).
-var writerLockQuery = fmt.Sprintf(`SELECT pg_advisory_xact_lock_shared(%d)`, LockOutboxWriters)
+// writerLock takes LockOutboxWriters. writerLockQuery, the statement,
+// has no parameters: one round trip (the simple protocol).
+var (
+	writerLock      = fmt.Sprintf(`pg_advisory_xact_lock_shared(%d)`, LockOutboxWriters)
+	writerLockQuery = "SELECT " + writerLock
+)
 
-// begin starts a transaction that holds LockOutboxWriters and returns a
-// context that carries it.
+// begin starts a transaction that holds LockOutboxWriters (and, through a
+// transaction pooler, the pool's limits) and returns a context that
+// carries it.
 func begin(ctx context.Context, db *sql.DB) (context.Context, *txState, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return ctx, nil, fmt.Errorf("begin transaction: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, writerLockQuery); err != nil {
+	if _, err := tx.ExecContext(ctx, lockQueryOf(db)); err != nil {
 		tx.Rollback() //nolint:errcheck // the lock's error is the one to report
 		return ctx, nil, fmt.Errorf("begin transaction: take outbox writers' lock: %w", err)
 	}

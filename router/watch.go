@@ -53,7 +53,7 @@ type databaseFigures struct {
 // are most of what an idle process costs the database.
 func (w Watcher) readDatabase(ctx context.Context) (databaseFigures, error) {
 	var f databaseFigures
-	tx, err := w.DB.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := postgres.BeginTx(ctx, w.DB, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return f, fmt.Errorf("read the backlog: %w", err)
 	}

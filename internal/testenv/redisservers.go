@@ -58,11 +58,18 @@ func StartReplicated(t testing.TB, replicas int) []string {
 		servers = append(servers, startRedis(t, bin, fmt.Sprintf("replica-%d", i),
 			append([]string{"--replicaof", "127.0.0.1", portOf(master)}, durableArgs...)...))
 	}
-	for _, r := range servers[1:] {
-		waitFor(ctx, t, "replica "+r+" to sync with the master", func(ctx context.Context) error {
-			return infoHas(ctx, r, "replication", "master_link_status:up")
+	// Online on the master's side too: until a synced replica's first
+	// acknowledgement the master streams nothing to it, and a WAIT counts
+	// it out.
+	waitFor(ctx, t, "the replicas to be online", func(ctx context.Context) error {
+		return infoOf(ctx, master, func(ctx context.Context, rdb *redis.Client) (string, error) {
+			info, err := rdb.Info(ctx, "replication").Result()
+			if err == nil && strings.Count(info, ",state=online,") != replicas {
+				err = fmt.Errorf("not every replica online:\n%s", info)
+			}
+			return info, err
 		})
-	}
+	})
 	return servers
 }
 
@@ -263,12 +270,19 @@ func startRedis(t testing.TB, bin, name string, args ...string) string {
 // address once it listens on port. Its output is logged if t fails.
 func runRedis(t testing.TB, bin, name string, port int, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return runServer(t, exec.Command(bin, args...), "redis-server "+name, port, nil)
+}
+
+// runServer runs cmd, the server called name, until t ends (as cred's
+// user, when not nil), and returns its address once it listens on the
+// loopback port. Its output is logged if t fails.
+func runServer(t testing.TB, cmd *exec.Cmd, name string, port int, cred *syscall.Credential) string {
+	t.Helper()
 	logs := &Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server %s: %v", name, err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -276,7 +290,7 @@ func runRedis(t testing.TB, bin, name string, port int, args ...string) string {
 		_ = cmd.Process.Kill()
 		<-exited
 		if t.Failed() {
-			t.Logf("redis-server %s:\n%s", name, logs.String())
+			t.Logf("%s:\n%s", name, logs.String())
 		}
 	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -284,7 +298,7 @@ func runRedis(t testing.TB, bin, name string, port int, args ...string) string {
 	defer cancel()
 	// Dialled before any client exists, so that no client logs the
 	// refusals.
-	waitFor(ctx, t, "redis-server "+name+" to listen", func(ctx context.Context) error {
+	waitFor(ctx, t, name+" to listen", func(ctx context.Context) error {
 		select {
 		case <-exited:
 			return fmt.Errorf("exited:\n%s", logs.String())
