@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -66,7 +67,13 @@ type Forwarder struct {
 	// announced (PollInterval).
 	idle  time.Duration
 	wakes [events.MaxOutboxShards]chan struct{}
-	done  chan struct{}
+	// commits fires at every wake-up: a commit was announced, which may
+	// have moved the horizon that hides the rows of other shards.
+	commits signal
+	done    chan struct{}
+	// ownNotifications is the origin of the notifications of this
+	// process's CommitNotifier, which wakes the loops itself (WakesLocally).
+	ownNotifications atomic.Pointer[string]
 }
 
 // NewForwarder reads every outbox shard as the consumer group "forwarder".
@@ -115,7 +122,7 @@ func NewForwarder(db *sql.DB, streams redisstreams.Config, cfg ForwarderConfig) 
 	}
 	for shard := range f.wakes {
 		f.wakes[shard] = make(chan struct{}, 1)
-		var backoff wsql.BackoffManager = &outboxWaker{wake: f.wakes[shard], done: f.done, fallback: cfg.PollInterval,
+		var backoff wsql.BackoffManager = &outboxWaker{wake: f.wakes[shard], done: f.done, fallback: cfg.PollInterval, commits: &f.commits, beyond: f.beyond(shard),
 			errors: wsql.NewDefaultBackoffManager(cfg.PollInterval, time.Second)}
 		if polls != nil {
 			backoff = countPolls{backoff, polls, strconv.Itoa(shard)}
@@ -207,6 +214,11 @@ func (f *Forwarder) Wake(shard int) {
 	if shard < 0 || shard >= len(f.wakes) {
 		return
 	}
+	f.wakeShard(shard)
+	f.commits.fire()
+}
+
+func (f *Forwarder) wakeShard(shard int) {
 	select {
 	case f.wakes[shard] <- struct{}{}:
 	default:
@@ -216,8 +228,9 @@ func (f *Forwarder) Wake(shard int) {
 // WakeAll makes the forwarder look at every shard now.
 func (f *Forwarder) WakeAll() {
 	for shard := range f.wakes {
-		f.Wake(shard)
+		f.wakeShard(shard)
 	}
+	f.commits.fire()
 }
 
 // countPolls counts the polls of the backoff manager it wraps, which

@@ -63,6 +63,28 @@ var unforwardedShards = `
 		shard, messagesTable(shard), offsetsTable(shard))
 }) + `) AS s(shard, unforwarded) WHERE unforwarded`
 
+// beyondPosition says whether shard holds rows past the forwarder group's
+// position, visible or not: rows that a poll did not return are then
+// hidden by the writers' horizon (or the shard is another forwarder's).
+func beyondPosition(shard int) string {
+	return fmt.Sprintf(`SELECT EXISTS (SELECT FROM %s o WHERE (o.transaction_id, o."offset") >
+		(SELECT last_processed_transaction_id, offset_acked FROM %s WHERE consumer_group = $1))`,
+		messagesTable(shard), offsetsTable(shard))
+}
+
+// beyond reports whether shard holds rows past the group's position; when
+// that cannot be told, that it does, so that the loop rechecks.
+func (f *Forwarder) beyond(shard int) func() bool {
+	query := beyondPosition(shard)
+	return func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), f.idle)
+		defer cancel()
+		var found bool
+		err := f.db.QueryRowContext(ctx, query, forwarderGroup).Scan(&found)
+		return found || err != nil
+	}
+}
+
 // watchIdle wakes, every f.idle until ctx is done, the loops of the shards
 // that hold rows not yet forwarded: the fallback for a wake-up that never
 // came (a notification lost while the listener reconnected, a commit of

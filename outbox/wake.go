@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,9 +40,13 @@ const notifyChannel = "watermill_outbox"
 // at no cost, and notifies the other processes' forwarders only every
 // localSpacing: theirs is the turn only while its own forwarder holds the
 // shard's offsets row, so a notification per commit would mostly wake
-// forwarders that skip it.
+// forwarders that skip it. Its notifications name it (origin), and its own
+// forwarder's listener ignores them: they announce commits it was woken
+// for already, and a wake-up for rows already forwarded costs an empty
+// poll and the rechecks after it.
 type CommitNotifier struct {
 	db      *sql.DB
+	origin  string // names this notifier in its payloads
 	pending chan struct{}
 	shards  atomic.Uint32 // the shards committed to since the last notification, a bit each
 	logger  watermill.LoggerAdapter
@@ -60,15 +65,15 @@ const (
 	localSpacing = 50 * time.Millisecond
 )
 
-// notifyQuery notifies the forwarders of the shards in $1, as
-// notification's payload.
+// notifyQuery notifies the forwarders with the payload $1 (see
+// notification).
 const notifyQuery = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', $1)`
 
 // NewCommitNotifier returns a notifier that notifies through db; it does so
 // while Run runs. With reg, it counts the notifications it sends
 // (orderstream_outbox_notifications_total).
 func NewCommitNotifier(db *sql.DB, logger watermill.LoggerAdapter, reg prometheus.Registerer) (*CommitNotifier, error) {
-	n := &CommitNotifier{db: db, pending: make(chan struct{}, 1), logger: logger}
+	n := &CommitNotifier{db: db, origin: watermill.NewShortUUID(), pending: make(chan struct{}, 1), logger: logger}
 	if reg != nil {
 		n.sent = prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "orderstream", Name: "outbox_notifications_total",
@@ -81,8 +86,12 @@ func NewCommitNotifier(db *sql.DB, logger watermill.LoggerAdapter, reg prometheu
 	return n, nil
 }
 
-// WakesLocally makes Committed wake f, this process's forwarder, directly.
-func (n *CommitNotifier) WakesLocally(f *Forwarder) { n.local.Store(f) }
+// WakesLocally makes Committed wake f, this process's forwarder, directly,
+// and f's listener ignore n's notifications.
+func (n *CommitNotifier) WakesLocally(f *Forwarder) {
+	f.ownNotifications.Store(&n.origin)
+	n.local.Store(f)
+}
 
 // Committed says that events were committed to outbox shard; it never
 // blocks.
@@ -105,7 +114,7 @@ func (n *CommitNotifier) Run(ctx context.Context) {
 			return
 		case <-n.pending:
 		}
-		if _, err := n.db.ExecContext(ctx, notifyQuery, notification(n.shards.Swap(0))); err != nil && ctx.Err() == nil {
+		if _, err := n.db.ExecContext(ctx, notifyQuery, notification(n.origin, n.shards.Swap(0))); err != nil && ctx.Err() == nil {
 			// The forwarders' fallback poll moves the events regardless,
 			// later. (Watermill's Info is Debug here: an error shows.)
 			n.logger.Error("Cannot notify the forwarders", err, nil)
@@ -124,13 +133,14 @@ func (n *CommitNotifier) Run(ctx context.Context) {
 	}
 }
 
-// notification is the payload that names the shards of bits: their numbers,
-// separated by commas.
-func notification(bits uint32) string {
+// notification is the payload of origin's notification of the shards of
+// bits: "origin/" and their numbers, separated by commas.
+func notification(origin string, bits uint32) string {
 	var b strings.Builder
+	b.WriteString(origin + "/")
 	for shard := range events.MaxOutboxShards {
 		if bits&(1<<shard) != 0 {
-			if b.Len() > 0 {
+			if b.Len() > len(origin)+1 {
 				b.WriteByte(',')
 			}
 			b.WriteString(strconv.Itoa(shard))
@@ -140,13 +150,20 @@ func notification(bits uint32) string {
 }
 
 // wakeFor wakes f's loops of the shards payload names; every loop when it
-// names none (the payload of a notifier that does not name shards).
+// names none (the payload of a notifier that does not name shards), and
+// none when f's own notifier sent it.
 func wakeFor(f *Forwarder, payload string) {
-	if payload == "" {
+	origin, shards, named := strings.Cut(payload, "/")
+	if !named {
+		shards = payload
+	} else if own := f.ownNotifications.Load(); own != nil && *own == origin {
+		return
+	}
+	if shards == "" {
 		f.WakeAll()
 		return
 	}
-	for _, s := range strings.Split(payload, ",") {
+	for _, s := range strings.Split(shards, ",") {
 		shard, err := strconv.Atoi(s)
 		if err != nil {
 			f.WakeAll()
@@ -177,12 +194,24 @@ type outboxWaker struct {
 	errors   wsql.BackoffManager
 	// After a wake-up, a poll may find nothing: the committed rows stay
 	// hidden while an older transaction that may write the outbox still
-	// runs (see writersHorizon), and its end, a rollback or a commit
-	// without events, notifies nobody. So look again,
-	// sooner than the fallback and less often as time goes on, until rows
-	// show up or a fallback interval has passed.
-	recheck      time.Duration
-	recheckUntil time.Time
+	// runs (see writersHorizon), or another forwarder holds the shard. If
+	// the shard holds rows past the group's position (beyond; a check
+	// without the horizon's read of pg_locks), look again, a recheck at a
+	// time, until rows show up or the rechecks that the schedule fits in a
+	// fallback interval are spent (recheckSteps); past them, watchIdle
+	// finds rows still hidden. If it holds none, the wake-up was for rows
+	// a poll had already taken, and nothing is to be rechecked. A recheck
+	// comes once a commit to any shard is announced after the last poll
+	// began (commits): the older transaction may be the one that
+	// committed, and its commit woke the loop of its own shard only. Else
+	// it comes after the schedule's wait, which grows from firstRecheck to
+	// maxRecheck: an end that notifies nobody (a rollback, a commit
+	// without events) is found that way.
+	beyond    func() bool
+	commits   *signal
+	seen      <-chan struct{} // closed once a commit is announced after the last poll began
+	rechecks  int             // rechecks left
+	recheckIn time.Duration   // the schedule's wait before the next
 }
 
 const (
@@ -198,7 +227,20 @@ const (
 	maxRecheck   = 100 * time.Millisecond
 )
 
+// recheckSteps is how many rechecks the schedule, from firstRecheck
+// doubling up to maxRecheck, fits in fallback: the most a wake-up for rows
+// that a poll already took can cost.
+func recheckSteps(fallback time.Duration) int {
+	n := 0
+	for d, total := firstRecheck, time.Duration(0); total < fallback; d = min(2*d, maxRecheck) {
+		total += d
+		n++
+	}
+	return n
+}
+
 func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
+	defer func() { w.seen = w.commits.next() }() // before the next poll
 	if err != nil {
 		// A second forwarder waits on the offsets row's lock while the
 		// first works, then fails to serialize: it is the standby, and
@@ -209,21 +251,61 @@ func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 		return w.errors.HandleError(logger, noMsg, err)
 	}
 	if !noMsg {
-		w.recheck = 0
+		w.rechecks = 0
 		return pollSpacing
 	}
-	if w.recheck > 0 && time.Now().Before(w.recheckUntil) {
-		d := w.recheck
-		w.recheck = min(2*w.recheck, maxRecheck)
-		return d
+	if w.rechecks < 0 { // the wake-up's poll found nothing
+		w.rechecks = 0
+		if w.beyond() {
+			w.rechecks = recheckSteps(w.fallback)
+		}
 	}
-	w.recheck = 0
+	if w.rechecks > 0 {
+		w.rechecks--
+		wait := time.NewTimer(w.recheckIn)
+		defer wait.Stop()
+		w.recheckIn = min(2*w.recheckIn, maxRecheck)
+		select {
+		case <-w.seen:
+		case <-w.wake:
+		case <-wait.C:
+		case <-w.done:
+		}
+		return 0
+	}
 	select {
 	case <-w.wake:
-		w.recheck, w.recheckUntil = firstRecheck, time.Now().Add(w.fallback)
+		w.rechecks, w.recheckIn = -1, firstRecheck // once the wake-up's poll has found nothing
 	case <-w.done:
 	}
 	return 0
+}
+
+// signal tells those who wait that something happened: next returns a
+// channel that the next fire closes.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *signal) next() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+// fire closes the channel next returned, if any: with no one waiting it
+// costs a lock.
+func (s *signal) fire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
 }
 
 // listenOutbox listens for the CommitNotifiers' notifications on a
