@@ -26,6 +26,17 @@ func wokenAndEmpty(w *outboxWaker, wake chan struct{}) {
 	w.recheckIn = time.Hour
 }
 
+// emptyPoll tells w that a poll found nothing, and closes the channel it
+// returns once w lets the next poll go.
+func emptyPoll(w *outboxWaker) <-chan struct{} {
+	returned := make(chan struct{})
+	go func() {
+		w.HandleError(nil, true, nil)
+		close(returned)
+	}()
+	return returned
+}
+
 // A commit announced to any shard, after the poll that found nothing
 // began, rechecks at once: it may have ended the transaction that hid the
 // rows, and it woke only its own shard's loop.
@@ -33,11 +44,7 @@ func TestOutboxWaker_rechecksOnceACommitIsAnnounced(t *testing.T) {
 	t.Parallel()
 	w, wake, commits := waker(true)
 	wokenAndEmpty(w, wake)
-	returned := make(chan struct{})
-	go func() {
-		w.HandleError(nil, true, nil)
-		close(returned)
-	}()
+	returned := emptyPoll(w)
 	commits.fire()
 	select {
 	case <-returned:
@@ -81,11 +88,7 @@ func TestOutboxWaker_rechecksNothingWhenNoRowIsHidden(t *testing.T) {
 // not with a commit announced to another shard.
 func waitsForItsWakeUp(t *testing.T, w *outboxWaker, wake chan struct{}, commits *signal) {
 	t.Helper()
-	returned := make(chan struct{})
-	go func() {
-		w.HandleError(nil, true, nil)
-		close(returned)
-	}()
+	returned := emptyPoll(w)
 	commits.fire()
 	select {
 	case <-returned:
