@@ -16,6 +16,7 @@ import (
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 func TestMain(m *testing.M) {
@@ -283,6 +284,14 @@ func TestRun_operatorCommands(t *testing.T) {
 	start(t, getenv)
 	c := client{t, "http://" + addr}
 	c.waitHealthy()
+	operatorCommands(t, getenv)
+}
+
+// operatorCommands runs the operator commands against the running parts
+// of getenv: a message dead-lettered, listed, replayed and dead-lettered
+// again, and the status naming the groups and streams.
+func operatorCommands(t *testing.T, getenv func(string) string) {
+	t.Helper()
 	cli := func(args ...string) (string, error) {
 		var out bytes.Buffer
 		err := run(context.Background(), args, getenv, &out, io.Discard)
@@ -290,8 +299,11 @@ func TestRun_operatorCommands(t *testing.T) {
 	}
 
 	// An OrderPlaced without items can never be handled: it is dead-lettered.
-	streams := testenv.Streams(t)
-	streams.Prefix = getenv("STREAM_PREFIX")
+	opts, err := redisstreams.ParseURL(getenv("REDIS_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams := testenv.StreamsOn(t, opts, getenv("STREAM_PREFIX"))
 	pub, err := streams.Publisher()
 	if err != nil {
 		t.Fatal(err)

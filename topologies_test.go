@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"sync"
 	"testing"
 	"time"
@@ -77,7 +76,8 @@ func TestRun_onRedisSentinel(t *testing.T) {
 
 // TestRun_onRedisCluster runs the parts on a Redis Cluster of three
 // masters, under a stream prefix that puts each stream on another master:
-// the flow and the operator commands work as on one server.
+// the flow, the dead letters and their replay, and the operator commands
+// work as on one server.
 func TestRun_onRedisCluster(t *testing.T) {
 	t.Parallel()
 	cluster := testenv.StartRedisCluster(t)
@@ -93,11 +93,9 @@ func TestRun_onRedisCluster(t *testing.T) {
 	c.waitHealthy()
 	flow(t, c)
 	noDeadLetters(t, getenv)
-	for _, cmd := range [][]string{{"outbox", "status"}, {"deadletters", "list"}} {
-		if err := run(context.Background(), cmd, getenv, io.Discard, io.Discard); err != nil {
-			t.Errorf("%v on the cluster = %v", cmd, err)
-		}
-	}
+	// A dead letter moves from the orders' stream to the dead letters'
+	// and back, each on another master.
+	operatorCommands(t, getenv)
 }
 
 // spreadPrefix returns a stream prefix under which the streams of the
