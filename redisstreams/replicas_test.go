@@ -25,7 +25,7 @@ func TestPublisher_waitsForReplicas(t *testing.T) {
 	streams := redisstreams.Config{
 		Redis:        &redis.UniversalOptions{Addrs: servers[:1]},
 		WaitReplicas: 1,
-		WaitTimeout:  300 * time.Millisecond,
+		WaitTimeout:  time.Second, // long, for a loaded machine: the failing wait below takes it whole
 	}
 	pub, err := streams.Publisher()
 	if err != nil {
