@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // config is everything the environment can set. Each knob, its variable and
@@ -99,7 +100,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		StreamPrefix: getenv("STREAM_PREFIX"),
 
 		RedisWaitReplicas: num("REDIS_WAIT_REPLICAS", 0, 0),
-		RedisWaitTimeout:  dur("REDIS_WAIT_TIMEOUT", time.Second),
+		RedisWaitTimeout:  dur("REDIS_WAIT_TIMEOUT", redisstreams.DefaultWaitTimeout),
 
 		DatabaseSessionURL: getenv("DATABASE_SESSION_URL"),
 		DatabasePooler:     getenv("DATABASE_POOLER"),

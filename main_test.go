@@ -46,6 +46,16 @@ func env(t *testing.T, addr string) func(string) string {
 	return func(k string) string { return vars[k] }
 }
 
+// with is getenv with vars set over it.
+func with(getenv func(string) string, vars map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := vars[k]; ok {
+			return v
+		}
+		return getenv(k)
+	}
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -238,12 +248,7 @@ func TestRun_separateProcesses(t *testing.T) {
 	t.Parallel()
 	addr := freeAddr(t)
 	base := env(t, addr)
-	getenv := func(k string) string {
-		if k == "OUTBOX_SHARDS" {
-			return "4"
-		}
-		return base(k)
-	}
+	getenv := with(base, map[string]string{"OUTBOX_SHARDS": "4"})
 	for _, cmd := range []string{"api", "forwarder", "forwarder", "worker", "worker"} {
 		start(t, getenv, cmd)
 	}

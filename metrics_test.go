@@ -61,15 +61,7 @@ func TestRun_metrics(t *testing.T) {
 	t.Parallel()
 	addr, workerAddr, forwarderAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	base := env(t, addr)
-	with := func(vars map[string]string) func(string) string {
-		return func(k string) string {
-			if v, ok := vars[k]; ok {
-				return v
-			}
-			return base(k)
-		}
-	}
-	getenv := with(map[string]string{"METRICS_INTERVAL": "50ms"})
+	getenv := with(base, map[string]string{"METRICS_INTERVAL": "50ms"})
 	api, worker := "http://"+addr, "http://"+workerAddr
 	start(t, getenv, "api")
 	c := client{t, api}
@@ -91,8 +83,8 @@ func TestRun_metrics(t *testing.T) {
 		t.Errorf("orders placed = %v, want 1", n)
 	}
 
-	start(t, with(map[string]string{"METRICS_ADDR": forwarderAddr}), "forwarder")
-	start(t, with(map[string]string{"METRICS_ADDR": workerAddr}), "worker")
+	start(t, with(base, map[string]string{"METRICS_ADDR": forwarderAddr}), "forwarder")
+	start(t, with(base, map[string]string{"METRICS_ADDR": workerAddr}), "worker")
 	if got := c.settled(o.ID); got.Status != "confirmed" {
 		t.Fatalf("order = %+v", got)
 	}

@@ -53,12 +53,7 @@ func TestRun_survivesNetworkFaults(t *testing.T) {
 		"DB_MAX_CONNS":       "10",
 		"WORKER_CONCURRENCY": "2",
 	}
-	getenv := func(k string) string {
-		if v, ok := vars[k]; ok {
-			return v
-		}
-		return base(k)
-	}
+	getenv := with(base, vars)
 	for _, cmd := range []string{"api", "forwarder", "worker", "worker"} {
 		start(t, getenv, cmd)
 	}

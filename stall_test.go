@@ -26,12 +26,7 @@ func TestRun_stalls(t *testing.T) {
 		"DB_LOCK_TIMEOUT": "100ms", "PARK_BACKOFF_INITIAL": "100ms", "PARK_BACKOFF_MAX": "500ms",
 		"DB_IDLE_IN_TRANSACTION_TIMEOUT": "1s",
 	}
-	getenv := func(k string) string {
-		if v, ok := vars[k]; ok {
-			return v
-		}
-		return base(k)
-	}
+	getenv := with(base, vars)
 	ctx := context.Background()
 	db, err := sql.Open("postgres", getenv("DATABASE_URL")) // someone else's sessions: no limits
 	if err != nil {

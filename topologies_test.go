@@ -126,16 +126,6 @@ func spreadPrefix(t *testing.T, url string) string {
 	}
 }
 
-// with is getenv with vars set over it.
-func with(getenv func(string) string, vars map[string]string) func(string) string {
-	return func(k string) string {
-		if v, ok := vars[k]; ok {
-			return v
-		}
-		return getenv(k)
-	}
-}
-
 // noDeadLetters checks that the dead-letter stream is empty.
 func noDeadLetters(t *testing.T, getenv func(string) string) {
 	t.Helper()

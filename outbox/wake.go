@@ -210,6 +210,7 @@ type outboxWaker struct {
 	beyond    func() bool
 	commits   *signal
 	seen      <-chan struct{} // closed once a commit is announced after the last poll began
+	woken     bool            // the last poll followed a wake-up
 	rechecks  int             // rechecks left
 	recheckIn time.Duration   // the schedule's wait before the next
 }
@@ -251,15 +252,13 @@ func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 		return w.errors.HandleError(logger, noMsg, err)
 	}
 	if !noMsg {
-		w.rechecks = 0
+		w.woken, w.rechecks = false, 0
 		return pollSpacing
 	}
-	if w.rechecks < 0 { // the wake-up's poll found nothing
-		w.rechecks = 0
-		if w.beyond() {
-			w.rechecks = recheckSteps(w.fallback)
-		}
+	if w.woken && w.beyond() {
+		w.rechecks = recheckSteps(w.fallback)
 	}
+	w.woken = false
 	if w.rechecks > 0 {
 		w.rechecks--
 		wait := time.NewTimer(w.recheckIn)
@@ -275,7 +274,7 @@ func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 	}
 	select {
 	case <-w.wake:
-		w.rechecks, w.recheckIn = -1, firstRecheck // once the wake-up's poll has found nothing
+		w.woken, w.recheckIn = true, firstRecheck
 	case <-w.done:
 	}
 	return 0

@@ -1,6 +1,7 @@
 package redisstreams
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,13 +72,10 @@ func (s Config) NewClient() redis.UniversalClient {
 	if timeout <= 0 {
 		timeout = DefaultWaitTimeout
 	}
-	// A pipeline reads its replies within the client's ReadTimeout, not
-	// the WAIT's own: it must outlast the wait.
-	read := opts.ReadTimeout
-	if read == 0 {
-		read = 5 * time.Second // go-redis's default
-	}
-	if read > 0 && read < timeout+time.Second {
+	// A pipeline reads its replies within the client's ReadTimeout (5 s
+	// when 0, none when negative), not the WAIT's own: it must outlast the
+	// wait.
+	if read := cmp.Or(opts.ReadTimeout, 5*time.Second); read > 0 && read < timeout+time.Second {
 		opts.ReadTimeout = timeout + time.Second
 	}
 	return replicatedClient{redis.NewUniversalClient(&opts), s.WaitReplicas, timeout}
