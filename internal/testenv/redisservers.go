@@ -85,8 +85,8 @@ func StartReplicated(t testing.TB, replicas int) []string {
 // Sentinel knows every replica and the other Sentinels.
 func StartSentinelSet(t testing.TB, replicas, sentinels int) SentinelSet {
 	t.Helper()
+	bin := redisBinary(t, "redis-sentinel") // Debian's redis-sentinel package
 	servers := StartReplicated(t, replicas)
-	bin := redisServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
 	defer cancel()
 	const name = "orderstream"
@@ -103,7 +103,7 @@ func StartSentinelSet(t testing.TB, replicas, sentinels int) SentinelSet {
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		set.Sentinels = append(set.Sentinels, runRedis(t, bin, fmt.Sprintf("sentinel-%d", i), port, conf, "--sentinel"))
+		set.Sentinels = append(set.Sentinels, runRedis(t, bin, fmt.Sprintf("sentinel-%d", i), port, conf))
 	}
 	// A Sentinel learns the replicas from the master's INFO, the other
 	// Sentinels from their hello messages.
@@ -187,17 +187,17 @@ type RedisCluster struct {
 }
 
 // StartRedisCluster starts three cluster nodes on free loopback ports,
-// each with the durable settings, gives each a third of the slots, has
-// them meet, and returns once every node sees the cluster whole. They stop
-// when t ends. Without redis-server, t skips, or fails when CI is set.
+// each with the durable settings, makes them a cluster as an operator
+// does (redis-cli --cluster create: a third of the slots each), and
+// returns once every node sees the cluster whole. They stop when t ends.
+// Without redis-server or redis-cli, t skips, or fails when CI is set.
 func StartRedisCluster(t testing.TB) RedisCluster {
 	t.Helper()
-	bin := redisServer(t)
+	bin, cli := redisServer(t), redisBinary(t, "redis-cli")
 	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
 	defer cancel()
 	var c RedisCluster
 	const nodes = 3
-	var buses []int
 	for i := range nodes {
 		// The bus port is chosen too: the default, port + 10000, may be
 		// taken or past 65535.
@@ -207,26 +207,11 @@ func StartRedisCluster(t testing.TB) RedisCluster {
 			"--cluster-port", strconv.Itoa(bus), "--cluster-node-timeout", "5000",
 		}, durableArgs...)...)
 		c.Masters = append(c.Masters, addr)
-		buses = append(buses, bus)
 	}
-	// As redis-cli --cluster create does: slots and a distinct config
-	// epoch each, then one node meets the others.
-	for i, addr := range c.Masters {
-		rdb := redis.NewClient(&redis.Options{Addr: addr})
-		first, last := i*16384/nodes, (i+1)*16384/nodes-1
-		err := rdb.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", first, last).Err()
-		if err == nil {
-			err = rdb.Do(ctx, "CLUSTER", "SET-CONFIG-EPOCH", i+1).Err()
-		}
-		if err == nil && i > 0 {
-			meet := redis.NewClient(&redis.Options{Addr: c.Masters[0]})
-			err = meet.Do(ctx, "CLUSTER", "MEET", "127.0.0.1", portOf(addr), buses[i]).Err()
-			meet.Close()
-		}
-		rdb.Close()
-		if err != nil {
-			t.Fatalf("make the cluster: node %s: %v", addr, err)
-		}
+	// redis-cli learns each node's bus port from the node.
+	create := exec.CommandContext(ctx, cli, append(append([]string{"--cluster", "create"}, c.Masters...), "--cluster-yes")...)
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	for _, addr := range c.Masters {
 		waitFor(ctx, t, "node "+addr+" to see the cluster whole", func(ctx context.Context) error {
@@ -243,12 +228,19 @@ func StartRedisCluster(t testing.TB) RedisCluster {
 // CI is set).
 func redisServer(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	return redisBinary(t, "redis-server")
+}
+
+// redisBinary returns the path of Redis's program name, or skips t (fails
+// it when CI is set).
+func redisBinary(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server is required (CI is set): %v", err)
+			t.Fatalf("%s is required (CI is set): %v", name, err)
 		}
-		t.Skipf("redis-server is not installed, skipping: %v", err)
+		t.Skipf("%s is not installed, skipping: %v", name, err)
 	}
 	return bin
 }
