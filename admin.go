@@ -20,6 +20,7 @@ import (
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/worker"
 )
 
 // operate runs the one-off operator commands. Each opens only what it
@@ -28,16 +29,16 @@ import (
 // the occasion would say that all is well (nothing pending, the forwarder
 // never ran) when nothing is. Only `migrate` and the servers create and
 // migrate.
-func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logger, redisOpts *redis.UniversalOptions, stdout io.Writer) error {
+func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logger, redisOpts *redis.UniversalOptions, stdout, stderr io.Writer) error {
 	a := &app{cfg: cfg, logger: logger}
-	a.streams = newStreams(cfg, redisOpts, logger, router.ConsumedStreams(a.handlers()))
+	a.streams = newStreams(cfg, redisOpts, logger, worker.ConsumedStreams(a.subscriptions()))
 	cmd := inv.cmd.name
 	switch cmd {
-	case "outbox status", "migrate status", "outbox realign":
+	case "outbox status", "migrate status", "outbox realign", "handlers backfill":
 		opts := []postgres.Option{
 			postgres.IdleInTransactionTimeout(cfg.DBIdleInTransactionTimeout), postgres.ApplicationName("orderstream " + cmd),
 		}
-		if cmd != "outbox realign" {
+		if cmd != "outbox realign" && cmd != "handlers backfill" {
 			// The server refuses every write of a reading command's
 			// sessions, whatever the code below would do.
 			opts = append(opts, postgres.ReadOnly())
@@ -90,6 +91,8 @@ func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logge
 		return a.listDeadLetters(ctx, stdout, inv.json)
 	case "deadletters replay":
 		return a.replayDeadLetters(ctx, inv.args, inv.all, stdout)
+	case "handlers backfill":
+		return a.backfill(ctx, inv.args[0], inv.since, stdout, stderr)
 	}
 	return fmt.Errorf("run %s: not an operator command", cmd)
 }

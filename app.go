@@ -22,6 +22,7 @@ import (
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/worker"
 )
 
 // app holds what the parts of the program share.
@@ -149,8 +150,8 @@ func (a *app) forward(ctx context.Context, notifier *outbox.CommitNotifier) erro
 	return f.Run(ctx)
 }
 
-// handleMessages runs the message router with handlers until ctx is done.
-func (a *app) handleMessages(ctx context.Context, handlers []router.Handler) error {
+// handleMessages runs the message router with subs until ctx is done.
+func (a *app) handleMessages(ctx context.Context, subs []worker.Subscription) error {
 	// The handlers get a pool of their own, whose lock waits and statements
 	// the server bounds too: a stock row held elsewhere fails an attempt in
 	// DB_LOCK_TIMEOUT. The rest of the process must not have those limits
@@ -162,10 +163,10 @@ func (a *app) handleMessages(ctx context.Context, handlers []router.Handler) err
 		return err
 	}
 	defer db.Close()
-	m, err := router.NewMessages(router.MessagesConfig{
+	m, err := worker.NewMessages(worker.MessagesConfig{
 		DB:             db,
 		Streams:        a.streams,
-		Handlers:       handlers,
+		Subscriptions:  subs,
 		Logger:         a.logger,
 		Metrics:        a.metrics,
 		Tracer:         a.tracer,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 )
 
 // A command is one of orderstream's subcommands.
@@ -44,6 +45,16 @@ func commands() []command {
 		{name: "deadletters replay", args: "ID... | --all", summary: "puts dead letters back on their stream (same\n" +
 			"UUID: the inbox still deduplicates)",
 			detail: "Writes only to Redis; it opens no database."},
+		{name: "handlers list", json: true, summary: "the message handlers: each group's name, stream,\nconsumer group and event types",
+			detail: "Reads the list the worker registers (handlers.go); needs neither the\nenvironment nor the services."},
+		{name: "handlers backfill", args: "NAME [--since DURATION|TIME]", summary: "runs one handler group over the events its stream\nand the outbox still hold (all, or since a time)",
+			detail: "For a handler added to an existing stream: it handles the events written\n" +
+				"before it was registered, from the stream's entries and the outbox rows\n" +
+				"that clean-up has not deleted (STREAM_RETENTION, OUTBOX_RETENTION). Each\n" +
+				"event goes through the handler's inbox, so an event handled already, by the\n" +
+				"worker or an earlier run, is skipped: it is safe while the worker runs, and\n" +
+				"safe to interrupt and run again. --since takes a duration back from now\n" +
+				"(2h, 30m) or an RFC 3339 time; without it, everything retained."},
 		{name: "version", json: true, summary: "the module version and VCS revision of this binary",
 			detail: "Reads the build information the Go toolchain recorded in the binary; needs\n" +
 				"neither the environment nor the services. Without a VCS stamp (go run, a build\n" +
@@ -104,7 +115,10 @@ type invocation struct {
 	args []string // the positional arguments: the IDs of deadletters replay
 	json bool
 	all  bool // deadletters replay --all
-	help bool // print the usage (cmd's, when cmd is set) and exit
+	// since is handlers backfill's --since: the events written at or
+	// after it; the zero time for all.
+	since time.Time
+	help  bool // print the usage (cmd's, when cmd is set) and exit
 }
 
 // usageError is a command line that names no command, or gives a command
@@ -158,6 +172,10 @@ func parseArgs(args []string) (invocation, error) {
 	if cmd.name == "deadletters replay" {
 		fs.BoolVar(&inv.all, "all", false, "")
 	}
+	var since string
+	if cmd.name == "handlers backfill" {
+		fs.StringVar(&since, "since", "", "")
+	}
 	// flag stops at the first argument that is not a flag: parse again
 	// after each one, so that flags may follow arguments.
 	for {
@@ -178,10 +196,35 @@ func parseArgs(args []string) (invocation, error) {
 		return invocation{}, &usageError{"deadletters replay needs dead-letter IDs or --all", cmd.usage()}
 	case cmd.name == "deadletters replay" && len(inv.args) > 0 && inv.all:
 		return invocation{}, &usageError{"deadletters replay takes IDs or --all, not both", cmd.usage()}
-	case cmd.name != "deadletters replay" && len(inv.args) > 0:
+	case cmd.name == "handlers backfill" && len(inv.args) != 1:
+		return invocation{}, &usageError{"handlers backfill needs the name of one handler group (orderstream handlers list)", cmd.usage()}
+	case cmd.name != "deadletters replay" && cmd.name != "handlers backfill" && len(inv.args) > 0:
 		return invocation{}, &usageError{fmt.Sprintf("orderstream %s takes no arguments, got %q", cmd.name, strings.Join(inv.args, " ")), cmd.usage()}
 	}
+	if since != "" {
+		t, err := parseSince(since, time.Now())
+		if err != nil {
+			return invocation{}, &usageError{err.Error(), cmd.usage()}
+		}
+		inv.since = t
+	}
 	return inv, nil
+}
+
+// parseSince reads --since: a positive duration back from now, or an RFC
+// 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, fmt.Errorf("--since %s: give a positive duration back from now", s)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--since %q: neither a duration (2h, 30m) nor an RFC 3339 time (2026-12-07T10:00:00Z)", s)
+	}
+	return t, nil
 }
 
 // findCommand returns the command that args begin with, of two words or

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
 )
 
@@ -137,8 +137,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if worst := c.worstHandlingTime(); c.StreamClaimIdle <= worst {
 		errs = append(errs, fmt.Errorf("STREAM_CLAIM_IDLE=%s must exceed the longest a message can be handled (%s: HANDLER_TIMEOUT × (HANDLER_MAX_RETRIES+2) plus backoff)", c.StreamClaimIdle, worst))
 	}
-	if c.OutboxShards > events.MaxOutboxShards {
-		errs = append(errs, fmt.Errorf("OUTBOX_SHARDS=%d: at most %d (the outbox tables there are)", c.OutboxShards, events.MaxOutboxShards))
+	if c.OutboxShards > postgres.MaxOutboxShards {
+		errs = append(errs, fmt.Errorf("OUTBOX_SHARDS=%d: at most %d (the outbox tables there are)", c.OutboxShards, postgres.MaxOutboxShards))
 	}
 	if err := c.checkPooler(); err != nil {
 		errs = append(errs, err)

@@ -313,12 +313,12 @@ func (g *graceful) terminate(p *process, restart bool) func() {
 	}
 }
 
-// groups is the consumer group of each stream, as the handlers register
-// them.
+// groups is the consumer group of each stream, as the subscriptions
+// register them.
 var groups = func() map[string]string {
 	m := map[string]string{}
-	for _, h := range (&app{}).handlers() {
-		m[h.Stream] = h.Group
+	for _, s := range (&app{}).subscriptions() {
+		m[s.Stream] = s.Group
 	}
 	return m
 }()

@@ -6,10 +6,12 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/redis/go-redis/v9"
@@ -22,23 +24,18 @@ import (
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/worker"
 )
 
-// audited is the event of a stream that only the test's handler reads.
-type audited struct {
-	Note string `json:"note"`
-}
-
-const auditStream = "audit.notes"
-
-func (audited) Stream() string    { return auditStream }
-func (audited) EventType() string { return "Audited" }
-
 // TestHandlers_aRegisteredStreamIsHandledEverywhere: one more entry in the
-// handler list, on a stream nothing else names, and that stream is
-// subscribed by the worker, reported by `outbox status`, measured by the
-// lag and pending gauges, shown on the live page, trimmed by the clean-up,
-// and open to dead-letter replay.
+// subscription list, on a stream nothing else in it names, and that stream
+// is subscribed by the worker, reported by `outbox status`, measured by
+// the lag and pending gauges, shown on the live page, trimmed by the
+// clean-up, and open to dead-letter replay.
+//
+// The stream is the one of the order outcomes, with the list's own
+// subscriptions of it left out: a subscription handles events of the
+// contract only.
 func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -70,21 +67,30 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 	a := &app{cfg: cfg, logger: logger, db: db, rdb: rdb, metrics: metrics.New(), live: router.NewLive(),
 		orders: orders.NewService(db), inventory: inventory.NewService(db)}
 
+	const auditStream = events.StreamOrderOutcomes
+	subs := slices.DeleteFunc(a.subscriptions(), func(s worker.Subscription) bool { return s.Stream == auditStream })
+	if slices.Contains(worker.ConsumedStreams(subs), auditStream) {
+		t.Fatalf("%s is still consumed without the test's subscription", auditStream)
+	}
 	notes := make(chan string, 10)
-	handlers := append(a.handlers(), router.Handler{Name: "audit.record", Stream: auditStream, Group: "audit",
-		On: []router.EventHandler{router.On(func(_ context.Context, e audited) error { notes <- e.Note; return nil })}})
-	a.streams = newStreams(cfg, opts, logger, router.ConsumedStreams(handlers))
+	subs = append(subs, worker.Subscription{Name: "audit.record", Stream: auditStream, Group: "audit",
+		Handlers: []cqrs.GroupEventHandler{cqrs.NewGroupEventHandler(postgres.InInbox(
+			func(_ context.Context, _ *postgres.Tx, e *events.OrderConfirmed) error {
+				notes <- e.OrderID
+				return nil
+			}))}})
+	a.streams = newStreams(cfg, opts, logger, worker.ConsumedStreams(subs))
 
 	// The worker subscribes it.
-	worker := make(chan error, 1)
-	go func() { worker <- a.handleMessages(ctx, handlers) }()
+	handling := make(chan error, 1)
+	go func() { handling <- a.handleMessages(ctx, subs) }()
 	pub, err := a.streams.Publisher()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
 	for _, note := range []string{"first", "second"} {
-		msg, err := events.NewMessage(ctx, audited{Note: note})
+		msg, err := events.NewMessage(ctx, events.OrderConfirmed{OrderID: note})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +102,7 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 			if got != note {
 				t.Fatalf("handled %q, want %q", got, note)
 			}
-		case err := <-worker:
+		case err := <-handling:
 			t.Fatalf("worker ended: %v", err)
 		case <-time.After(time.Minute):
 			t.Fatal("the registered handler was not called")
@@ -137,8 +143,8 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 	}
 
 	// A dead letter of it goes back to it.
-	dead := message.NewMessage(testenv.Unique("dead"), []byte(`{"note":"replayed"}`))
-	dead.Metadata.Set(events.MetadataEventType, "Audited")
+	dead := message.NewMessage(testenv.Unique("dead"), []byte(`{"order_id":"replayed"}`))
+	dead.Metadata.Set(events.MetadataEventType, "OrderConfirmed")
 	dead.Metadata.Set(middleware.PoisonedTopicKey, a.streams.Name(auditStream))
 	dead.Metadata.Set(middleware.ReasonForPoisonedKey, "a test")
 	dlq, err := a.streams.Publisher()
@@ -166,7 +172,7 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 	}
 
 	cancel()
-	if err := <-worker; err != nil {
+	if err := <-handling; err != nil {
 		t.Errorf("worker: %v", err)
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/buildinfo"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/logging"
@@ -32,6 +31,7 @@ import (
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/worker"
 )
 
 func main() {
@@ -62,6 +62,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// Before the configuration: the build is the same whatever the
 		// environment says.
 		return printVersion(stdout, buildinfo.Read(), inv.json)
+	case inv.cmd.name == "handlers list":
+		// The list is data: no environment, no services.
+		return listHandlers(stdout, (&app{}).subscriptions(), inv.json)
 	}
 	cmd := inv.cmd.name
 	cfg, err := loadConfig(getenv)
@@ -79,7 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	redis.SetLogger(logging.Redis(logger)) // go-redis has one logger per process
 
 	if !inv.cmd.serve && cmd != "migrate" {
-		return operate(ctx, inv, cfg, logger, redisOpts, stdout)
+		return operate(ctx, inv, cfg, logger, redisOpts, stdout, stderr)
 	}
 
 	// Schema before serving: the outbox table must exist before the first
@@ -119,7 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		orders:    orders.NewService(db, orders.WithSettled(func(d time.Duration) { m.OrderSettle.Observe(d.Seconds()) })),
 		inventory: inventory.NewService(db),
 	}
-	a.streams = newStreams(cfg, redisOpts, logger, router.ConsumedStreams(a.handlers()))
+	a.streams = newStreams(cfg, redisOpts, logger, worker.ConsumedStreams(a.subscriptions()))
 	a.rdb = a.streams.NewClient() // for reads (readiness, backlog, clean-up, dead letters) and replays
 	defer a.rdb.Close()
 	redisstreams.WarnIfNotDurable(ctx, a.rdb, logger) // the forwarder's acks rely on Redis keeping what it acknowledged
@@ -136,7 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return func() error { defer committing.Done(); return part() }
 	}
 	// Orders and handlers spread their events over the outbox's shards.
-	ctx = events.WithOutboxShards(ctx, cfg.OutboxShards)
+	ctx = postgres.WithOutboxShards(ctx, cfg.OutboxShards)
 	var notifier *outbox.CommitNotifier
 	if cmd == "all" || cmd == "api" || cmd == "worker" {
 		// Orders and handlers publish events: wake the forwarders once
@@ -157,7 +160,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		g.Go(func() error { a.janitor().Run(ctx); return nil })
 	}
 	if cmd == "all" || cmd == "worker" {
-		g.Go(commits(func() error { return a.handleMessages(ctx, a.handlers()) }))
+		g.Go(commits(func() error { return a.handleMessages(ctx, a.subscriptions()) }))
 	}
 	if (cmd == "forwarder" || cmd == "worker") && cfg.MetricsAddr != "" {
 		g.Go(func() error { return a.serveMetrics(ctx) })

@@ -144,7 +144,7 @@ func TestRun_stalls(t *testing.T) {
 		// left idle: the forwarder waits for it.
 		idle, release, ended := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 		go func() {
-			ended <- postgres.InTx(ctx, own, func(ctx context.Context, tx *sql.Tx) error {
+			ended <- postgres.InTx(ctx, own, func(ctx context.Context, tx *postgres.Tx) error {
 				if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
 					return err
 				}

@@ -120,6 +120,70 @@ func TestAsyncAPI_describesEveryEvent(t *testing.T) {
 	}
 }
 
+// TestAsyncAPI_operations: every stream of the contract has a send
+// operation (the forwarder's) listing each message of its channel, every
+// operation's messages are messages of its channel, and every $ref in the
+// document resolves.
+func TestAsyncAPI_operations(t *testing.T) {
+	t.Parallel()
+	doc := readAsyncAPI(t)
+	sent := map[string][]string{} // channel $ref → message $refs of send operations
+	for name, op := range doc.get("operations").(map[string]any) {
+		op := op.(map[string]any)
+		channel, _ := doc.get("operations", name, "channel", "$ref").(string)
+		if op["action"] != "send" && op["action"] != "receive" {
+			t.Errorf("operation %s: action %v", name, op["action"])
+		}
+		list, _ := op["messages"].([]any)
+		if len(list) == 0 {
+			t.Errorf("operation %s lists no messages", name)
+		}
+		for _, m := range list {
+			ref, _ := m.(map[string]any)["$ref"].(string)
+			if !strings.HasPrefix(ref, channel+"/messages/") {
+				t.Errorf("operation %s: message %s is not of its channel %s", name, ref, channel)
+			}
+			if op["action"] == "send" {
+				sent[channel] = append(sent[channel], strings.TrimPrefix(ref, channel+"/messages/"))
+			}
+		}
+		if op["action"] == "receive" && (op["x-consumer-group"] == nil || op["x-handler"] == nil) {
+			t.Errorf("receive operation %s names no x-consumer-group and x-handler", name)
+		}
+	}
+	for key, ch := range doc.get("channels").(map[string]any) {
+		var messages []string
+		for name := range ch.(map[string]any)["messages"].(map[string]any) {
+			messages = append(messages, name)
+		}
+		got := sent["#/channels/"+key]
+		slices.Sort(messages)
+		slices.Sort(got)
+		if !slices.Equal(got, messages) {
+			t.Errorf("channel %s: messages %v, sent by operations %v", key, messages, got)
+		}
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch node := v.(type) {
+		case map[string]any:
+			if ref, ok := node["$ref"].(string); ok {
+				if doc.get(strings.Split(strings.TrimPrefix(ref, "#/"), "/")...) == nil {
+					t.Errorf("%s: $ref %s does not resolve", path, ref)
+				}
+			}
+			for k, child := range node {
+				walk(path+"."+k, child)
+			}
+		case []any:
+			for _, child := range node {
+				walk(path+"[]", child)
+			}
+		}
+	}
+	walk("", doc.root)
+}
+
 // asyncAPI is the AsyncAPI document, as YAML decodes it.
 type asyncAPI struct{ root map[string]any }
 

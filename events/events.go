@@ -1,8 +1,8 @@
 // Package events is the contract between the services: the event types, the
-// streams they travel on, the message metadata and the outbox write
-// (Publish). It imports no other package of orderstream: the forwarder that
-// moves the outbox onto Redis Streams is package outbox, the Redis Streams
-// plumbing package redisstreams.
+// streams they travel on, the message metadata and the cqrs marshaler that
+// reads and writes them. It imports no other package of orderstream; the
+// outbox write (postgres.Tx.Publish) and the forwarder (package outbox)
+// carry what it defines.
 package events
 
 import (
@@ -13,9 +13,10 @@ import (
 
 // Streams on Redis, as named in the event contract.
 const (
-	StreamOrdersPlaced = "orders.placed"
-	StreamReservations = "inventory.reservations"
-	StreamDeadLetter   = "deadletter"
+	StreamOrdersPlaced  = "orders.placed"
+	StreamReservations  = "inventory.reservations"
+	StreamOrderOutcomes = "orders.outcomes"
+	StreamDeadLetter    = "deadletter"
 )
 
 // Metadata keys every message carries.
@@ -48,7 +49,16 @@ type Event interface {
 
 // Contract is every event type of the contract, as its zero value.
 func Contract() []Event {
-	return []Event{OrderPlaced{}, OrderCancelled{}, StockReserved{}, StockRejected{}, StockReleased{}}
+	return []Event{OrderPlaced{}, OrderCancelled{}, StockReserved{}, StockRejected{}, StockReleased{},
+		OrderConfirmed{}, OrderRejected{}, OrderCancellationCompleted{}}
+}
+
+// Keyed is an event that belongs to an aggregate, one order: all events of
+// one key are written to one outbox shard, so that they reach their streams
+// in the order they were written. An event without a key goes to a shard
+// chosen by its message UUID.
+type Keyed interface {
+	Key() string
 }
 
 // MaxSKULen is the longest a SKU can be.
@@ -126,3 +136,42 @@ type StockReleased struct {
 func (StockReleased) Stream() string    { return StreamReservations }
 func (StockReleased) EventType() string { return "StockReleased" }
 func (e StockReleased) Key() string     { return e.OrderID }
+
+// OrderConfirmed announces that an order is confirmed: every item is
+// reserved for it. It is written in the transaction that confirms it.
+type OrderConfirmed struct {
+	OrderID     string    `json:"order_id"`
+	CustomerID  string    `json:"customer_id"`
+	ConfirmedAt time.Time `json:"confirmed_at"`
+}
+
+func (OrderConfirmed) Stream() string    { return StreamOrderOutcomes }
+func (OrderConfirmed) EventType() string { return "OrderConfirmed" }
+func (e OrderConfirmed) Key() string     { return e.OrderID }
+
+// OrderRejected announces that an order is rejected, and why (one of the
+// Reason… constants). It is written in the transaction that rejects it.
+type OrderRejected struct {
+	OrderID    string    `json:"order_id"`
+	CustomerID string    `json:"customer_id"`
+	Reason     string    `json:"reason"`
+	RejectedAt time.Time `json:"rejected_at"`
+}
+
+func (OrderRejected) Stream() string    { return StreamOrderOutcomes }
+func (OrderRejected) EventType() string { return "OrderRejected" }
+func (e OrderRejected) Key() string     { return e.OrderID }
+
+// OrderCancellationCompleted announces that a cancelled order holds
+// nothing any more: its stock is given back, and its status is cancelled.
+// (OrderCancelled is the request; this is its outcome.) It is written in
+// the transaction that makes the order cancelled.
+type OrderCancellationCompleted struct {
+	OrderID     string    `json:"order_id"`
+	CustomerID  string    `json:"customer_id"`
+	CancelledAt time.Time `json:"cancelled_at"`
+}
+
+func (OrderCancellationCompleted) Stream() string    { return StreamOrderOutcomes }
+func (OrderCancellationCompleted) EventType() string { return "OrderCancellationCompleted" }
+func (e OrderCancellationCompleted) Key() string     { return e.OrderID }

@@ -25,10 +25,10 @@ func ExtractTrace(ctx context.Context, md message.Metadata) context.Context {
 	return traceContext.Extract(ctx, propagation.MapCarrier(md))
 }
 
-// startSpan starts a span with the tracer provider of the span ctx already
+// StartSpan starts a span with the tracer provider of the span ctx already
 // carries: a request or message that is traced traces its outbox writes,
 // and one that is not costs nothing.
-func startSpan(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
+func StartSpan(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
 	tracer := trace.SpanFromContext(ctx).TracerProvider().Tracer(TracerName)
 	return tracer.Start(ctx, name, trace.WithSpanKind(kind))
 }

@@ -44,7 +44,7 @@ func TestService_OnOrderPlaced_leavesStockAsItWasWhenTheOutboxWriteFails(t *test
 		t.Fatal(err)
 	}
 	s := inventory.NewService(one)
-	err = s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: uuid.NewString(), Items: []events.Item{{SKU: sku, Quantity: 2}}})
+	err = handle(f.ctx, one, s.OnOrderPlaced, events.OrderPlaced{OrderID: uuid.NewString(), Items: []events.Item{{SKU: sku, Quantity: 2}}})
 	if err == nil || !strings.Contains(err.Error(), "outbox") {
 		t.Errorf("OnOrderPlaced() = %v, want the outbox write's error", err)
 	}
@@ -77,7 +77,7 @@ func TestService_OnOrderPlaced_decidesOnStockLockedForItself(t *testing.T) {
 	id := uuid.NewString()
 	done := make(chan error, 1)
 	go func() {
-		done <- f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: id, Items: []events.Item{{SKU: sku, Quantity: 1}}})
+		done <- handle(f.ctx, f.db, f.s.OnOrderPlaced, events.OrderPlaced{OrderID: id, Items: []events.Item{{SKU: sku, Quantity: 1}}})
 	}()
 	// Wait until the reservation is blocked on the other transaction
 	// (reading the row with the lock, or, without it, updating it).
@@ -115,7 +115,8 @@ func TestService_OnOrderPlaced_notesTheOutcome(t *testing.T) {
 		{1, []any{"outcome", "rejected", "reason", events.ReasonInsufficientStock}},
 	} {
 		ctx, notes := logging.WithNotes(context.Background())
-		if err := f.s.OnOrderPlaced(ctx, events.OrderPlaced{OrderID: uuid.NewString(), Items: []events.Item{{SKU: sku, Quantity: c.quantity}}}); err != nil {
+		e := events.OrderPlaced{OrderID: uuid.NewString(), Items: []events.Item{{SKU: sku, Quantity: c.quantity}}}
+		if err := handle(ctx, f.db, f.s.OnOrderPlaced, e); err != nil {
 			t.Fatal(err)
 		}
 		if n := notes(); len(n) < 2 || !slices.Equal(n[2:], c.want) {

@@ -62,7 +62,7 @@ func TestService_OnOrderPlaced_locksInSKUOrder(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		done <- s.OnOrderPlaced(ctx, events.OrderPlaced{OrderID: uuid.NewString(), CustomerID: "c",
+		done <- handle(ctx, seqDB, s.OnOrderPlaced, events.OrderPlaced{OrderID: uuid.NewString(), CustomerID: "c",
 			Items: []events.Item{{SKU: later, Quantity: 1}, {SKU: first, Quantity: 1}}})
 	}()
 	deadline := time.Now().Add(15 * time.Second)

@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/lib/pq"
@@ -20,36 +19,29 @@ import (
 // the order's OrderPlaced come after, it finds the release and reserves
 // nothing. A release is done once: another OrderCancelled of the same
 // order changes nothing and announces nothing.
-func (s *Service) OnOrderCancelled(ctx context.Context, e events.OrderCancelled) error {
-	var released []events.Item
-	var again bool
-	err := postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
-		if again, err = lockOrder(ctx, tx, e.OrderID); err != nil || again {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO stock_releases (order_id) VALUES ($1)`, e.OrderID); err != nil {
-			return fmt.Errorf("record release: %w", err)
-		}
-		if released, err = release(ctx, tx, e.OrderID); err != nil {
-			return err
-		}
-		return events.Publish(ctx, tx, events.StockReleased{OrderID: e.OrderID, Items: released})
-	})
+func (s *Service) OnOrderCancelled(ctx context.Context, tx *postgres.Tx, e *events.OrderCancelled) error {
+	again, err := lockOrder(ctx, tx, e.OrderID)
 	if err != nil {
 		return err
 	}
 	if again {
 		logging.Note(ctx, "order_id", e.OrderID, "outcome", "already_released")
-	} else {
-		logging.Note(ctx, "order_id", e.OrderID, "outcome", "released", "items", len(released))
+		return nil
 	}
-	return nil
+	if _, err := tx.ExecContext(ctx, `INSERT INTO stock_releases (order_id) VALUES ($1)`, e.OrderID); err != nil {
+		return fmt.Errorf("record release: %w", err)
+	}
+	released, err := release(ctx, tx, e.OrderID)
+	if err != nil {
+		return err
+	}
+	logging.Note(ctx, "order_id", e.OrderID, "outcome", "released", "items", len(released))
+	return tx.Publish(ctx, events.StockReleased{OrderID: e.OrderID, Items: released})
 }
 
 // release removes the reservations of the order and gives their units back,
 // and returns them (none when it holds nothing).
-func release(ctx context.Context, tx *sql.Tx, orderID string) ([]events.Item, error) {
+func release(ctx context.Context, tx *postgres.Tx, orderID string) ([]events.Item, error) {
 	rows, err := tx.QueryContext(ctx,
 		`SELECT sku, quantity FROM reservations WHERE order_id = $1 ORDER BY sku`, orderID)
 	if err != nil {
@@ -102,7 +94,7 @@ const orderLock = 0x6f73_7404
 // Without it, a cancellation that finds no reservation yet could commit
 // while the order's reservation is being made, and that reservation
 // would outlive it.
-func lockOrder(ctx context.Context, tx *sql.Tx, orderID string) (cancelled bool, err error) {
+func lockOrder(ctx context.Context, tx *postgres.Tx, orderID string) (cancelled bool, err error) {
 	if err := takeOrderLock(ctx, tx, orderID); err != nil {
 		return false, err
 	}
@@ -115,7 +107,7 @@ func lockOrder(ctx context.Context, tx *sql.Tx, orderID string) (cancelled bool,
 }
 
 // takeOrderLock takes the order's lock (orderLock) for the rest of tx.
-func takeOrderLock(ctx context.Context, tx *sql.Tx, orderID string) error {
+func takeOrderLock(ctx context.Context, tx *postgres.Tx, orderID string) error {
 	if _, ok := validate.UUID(orderID); !ok {
 		return fmt.Errorf("%w: order id %q", events.ErrMalformed, orderID)
 	}

@@ -13,10 +13,16 @@ import (
 	"github.com/orderstream/orderstream/internal/testenv"
 )
 
-// cancel runs OnOrderCancelled for order id.
+// cancel handles an OrderCancelled of order id: through the kit when f
+// has one.
 func (f fixture) cancel(id string) {
 	f.t.Helper()
-	if err := f.s.OnOrderCancelled(f.ctx, events.OrderCancelled{OrderID: id, CancelledAt: time.Now()}); err != nil {
+	e := events.OrderCancelled{OrderID: id, CancelledAt: time.Now()}
+	if f.kit != nil {
+		f.kit.Deliver(e)
+		return
+	}
+	if err := handle(f.ctx, f.db, f.s.OnOrderCancelled, e); err != nil {
 		f.t.Fatalf("OnOrderCancelled() = %v", err)
 	}
 }
@@ -46,10 +52,12 @@ func (f fixture) reservations(id string) int {
 
 func TestService_OnOrderCancelled(t *testing.T) {
 	t.Parallel()
+	// Delivered through the kit, one subtest after another, on a database
+	// of the test's own.
+	own := ownFixture(t)
 
 	t.Run("gives_back_what_the_order_holds_and_announces_it", func(t *testing.T) {
-		t.Parallel()
-		f := newFixture(t)
+		f := own.kitFor(t)
 		a, b := f.sku(5), f.sku(5)
 		id := f.place(events.Item{SKU: a, Quantity: 2}, events.Item{SKU: b, Quantity: 5})
 		f.cancel(id)
@@ -65,12 +73,11 @@ func TestService_OnOrderCancelled(t *testing.T) {
 	})
 
 	t.Run("releases_once_however_often_it_is_told", func(t *testing.T) {
-		t.Parallel()
-		f := newFixture(t)
+		f := own.kitFor(t)
 		sku := f.sku(5)
 		id := f.place(events.Item{SKU: sku, Quantity: 3})
-		// Two OrderCancelled events of one order (the inbox stops a
-		// redelivery of one; this is a second event).
+		// Two OrderCancelled events of one order (the kit shows that the
+		// inbox stops a redelivery of one; this is a second event).
 		f.cancel(id)
 		f.cancel(id)
 		f.want(sku, 5, 0)
@@ -80,14 +87,11 @@ func TestService_OnOrderCancelled(t *testing.T) {
 	})
 
 	t.Run("before_its_placement_the_placement_reserves_nothing", func(t *testing.T) {
-		t.Parallel()
-		f := newFixture(t)
+		f := own.kitFor(t)
 		sku := f.sku(5)
 		id := uuid.NewString()
 		f.cancel(id)
-		if err := f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: id, Items: []events.Item{{SKU: sku, Quantity: 2}}}); err != nil {
-			t.Fatal(err)
-		}
+		f.placeOrder(id, events.Item{SKU: sku, Quantity: 2})
 		f.want(sku, 5, 0)
 		types, items := f.events(id)
 		if len(types) != 1 || types[0] != "StockReleased" || len(items[0]) != 0 {
@@ -96,8 +100,7 @@ func TestService_OnOrderCancelled(t *testing.T) {
 	})
 
 	t.Run("of_a_rejected_order_releases_nothing", func(t *testing.T) {
-		t.Parallel()
-		f := newFixture(t)
+		f := own.kitFor(t)
 		sku := f.sku(1)
 		id := f.place(events.Item{SKU: sku, Quantity: 2})
 		f.cancel(id)
@@ -109,10 +112,10 @@ func TestService_OnOrderCancelled(t *testing.T) {
 	})
 
 	t.Run("refuses_an_order_id_that_is_no_uuid", func(t *testing.T) {
-		t.Parallel()
-		f := newFixture(t)
-		if err := f.s.OnOrderCancelled(f.ctx, events.OrderCancelled{OrderID: "not-a-uuid"}); !errors.Is(err, events.ErrMalformed) {
-			t.Errorf("OnOrderCancelled() = %v, want ErrMalformed", err)
+		f := own.kitFor(t)
+		published, err := f.kit.Attempt(events.OrderCancelled{OrderID: "not-a-uuid"})
+		if !errors.Is(err, events.ErrMalformed) || len(published) != 0 {
+			t.Errorf("OnOrderCancelled() = %v, published %v; want ErrMalformed and nothing", err, published)
 		}
 	})
 }
@@ -137,11 +140,11 @@ func TestService_cancellationRacesItsPlacement(t *testing.T) {
 		id := uuid.NewString()
 		holder := hold(t, db, `SELECT 1 FROM stock WHERE sku = $1 FOR UPDATE`, sku)
 		placed := goRun(func() error {
-			return f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: id, Items: []events.Item{{SKU: sku, Quantity: 2}}})
+			return handle(f.ctx, db, f.s.OnOrderPlaced, events.OrderPlaced{OrderID: id, Items: []events.Item{{SKU: sku, Quantity: 2}}})
 		})
 		waitBlockedBy(t, db, holder.pid)
 		cancelled := goRun(func() error {
-			return f.s.OnOrderCancelled(f.ctx, events.OrderCancelled{OrderID: id, CancelledAt: time.Now()})
+			return handle(f.ctx, db, f.s.OnOrderCancelled, events.OrderCancelled{OrderID: id, CancelledAt: time.Now()})
 		})
 		waitBlockedBehind(t, db, holder.pid, cancelled, "OnOrderCancelled") // on the placement, which waits on the row
 		holder.end()
@@ -168,11 +171,11 @@ func TestService_cancellationRacesItsPlacement(t *testing.T) {
 		id := uuid.NewString()
 		holder := hold(t, db, `INSERT INTO stock_releases (order_id) VALUES ($1)`, id)
 		cancelled := goRun(func() error {
-			return f.s.OnOrderCancelled(f.ctx, events.OrderCancelled{OrderID: id, CancelledAt: time.Now()})
+			return handle(f.ctx, db, f.s.OnOrderCancelled, events.OrderCancelled{OrderID: id, CancelledAt: time.Now()})
 		})
 		waitBlockedBy(t, db, holder.pid)
 		placed := goRun(func() error {
-			return f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: id, Items: []events.Item{{SKU: sku, Quantity: 2}}})
+			return handle(f.ctx, db, f.s.OnOrderPlaced, events.OrderPlaced{OrderID: id, Items: []events.Item{{SKU: sku, Quantity: 2}}})
 		})
 		waitBlockedBehind(t, db, holder.pid, placed, "OnOrderPlaced")
 		holder.end()
@@ -207,7 +210,7 @@ func TestService_ledgerUnderPlacesAndCancels(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: ids[i], Items: items}); err != nil {
+			if err := handle(f.ctx, f.db, f.s.OnOrderPlaced, events.OrderPlaced{OrderID: ids[i], Items: items}); err != nil {
 				t.Errorf("OnOrderPlaced() = %v", err)
 			}
 		}()
@@ -215,7 +218,7 @@ func TestService_ledgerUnderPlacesAndCancels(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := f.s.OnOrderCancelled(f.ctx, events.OrderCancelled{OrderID: ids[i]}); err != nil {
+				if err := handle(f.ctx, f.db, f.s.OnOrderCancelled, events.OrderCancelled{OrderID: ids[i]}); err != nil {
 					t.Errorf("OnOrderCancelled() = %v", err)
 				}
 			}()

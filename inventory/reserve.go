@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/lib/pq"
@@ -16,7 +15,7 @@ import (
 // outcome (StockReserved or StockRejected) through the outbox in the same
 // transaction. An order whose cancellation was handled first reserves
 // nothing and announces nothing: its StockReleased is out already.
-func (s *Service) OnOrderPlaced(ctx context.Context, e events.OrderPlaced) error {
+func (s *Service) OnOrderPlaced(ctx context.Context, tx *postgres.Tx, e *events.OrderPlaced) error {
 	if err := checkItems(e.Items); err != nil {
 		return err
 	}
@@ -25,49 +24,38 @@ func (s *Service) OnOrderPlaced(ctx context.Context, e events.OrderPlaced) error
 	for i, it := range e.Items {
 		skus[i], quantities[i] = it.SKU, int64(it.Quantity)
 	}
-	var reason string
-	var cancelled bool
-	err := postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
-		if err := takeOrderLock(ctx, tx, e.OrderID); err != nil {
-			return err
-		}
-		var available map[string]int
-		var err error
-		if cancelled, available, err = lockStockUnlessReleased(ctx, tx, e.OrderID, skus); err != nil || cancelled {
-			return err
-		}
-		if reason = Decide(e.Items, available); reason != "" {
-			return events.Publish(ctx, tx, events.StockRejected{OrderID: e.OrderID, Items: e.Items, Reason: reason})
-		}
-		_, err = tx.ExecContext(ctx, `
-			WITH r AS (
-				SELECT * FROM unnest($2::text[], $3::int[]) AS r(sku, quantity)),
-			upd AS (
-				UPDATE stock
-				SET available = stock.available - r.quantity,
-				    reserved = stock.reserved + r.quantity,
-				    updated_at = now()
-				FROM r WHERE stock.sku = r.sku)
-			INSERT INTO reservations (order_id, sku, quantity)
-			SELECT $1, sku, quantity FROM r`,
-			e.OrderID, pq.Array(skus), pq.Array(quantities))
-		if err != nil {
-			return fmt.Errorf("reserve stock: %w", err)
-		}
-		return events.Publish(ctx, tx, events.StockReserved{OrderID: e.OrderID, Items: e.Items})
-	})
+	if err := takeOrderLock(ctx, tx, e.OrderID); err != nil {
+		return err
+	}
+	cancelled, available, err := lockStockUnlessReleased(ctx, tx, e.OrderID, skus)
 	if err != nil {
 		return err
 	}
-	switch {
-	case cancelled:
+	if cancelled {
 		logging.Note(ctx, "order_id", e.OrderID, "outcome", "cancelled_before")
-	case reason == "":
-		logging.Note(ctx, "order_id", e.OrderID, "outcome", "reserved")
-	default:
-		logging.Note(ctx, "order_id", e.OrderID, "outcome", "rejected", "reason", reason)
+		return nil
 	}
-	return nil
+	if reason := Decide(e.Items, available); reason != "" {
+		logging.Note(ctx, "order_id", e.OrderID, "outcome", "rejected", "reason", reason)
+		return tx.Publish(ctx, events.StockRejected{OrderID: e.OrderID, Items: e.Items, Reason: reason})
+	}
+	_, err = tx.ExecContext(ctx, `
+		WITH r AS (
+			SELECT * FROM unnest($2::text[], $3::int[]) AS r(sku, quantity)),
+		upd AS (
+			UPDATE stock
+			SET available = stock.available - r.quantity,
+			    reserved = stock.reserved + r.quantity,
+			    updated_at = now()
+			FROM r WHERE stock.sku = r.sku)
+		INSERT INTO reservations (order_id, sku, quantity)
+		SELECT $1, sku, quantity FROM r`,
+		e.OrderID, pq.Array(skus), pq.Array(quantities))
+	if err != nil {
+		return fmt.Errorf("reserve stock: %w", err)
+	}
+	logging.Note(ctx, "order_id", e.OrderID, "outcome", "reserved")
+	return tx.Publish(ctx, events.StockReserved{OrderID: e.OrderID, Items: e.Items})
 }
 
 // stockInSKUOrder selects the stock rows of the SKUs in the text[]
@@ -95,7 +83,7 @@ var reserveLockQuery = `
 // order's rows are locked too, until its transaction ends, which changes
 // nothing: the order's lock, taken first, orders it with its cancellation
 // anyway.
-func lockStockUnlessReleased(ctx context.Context, tx *sql.Tx, orderID string, skus []string) (released bool, available map[string]int, err error) {
+func lockStockUnlessReleased(ctx context.Context, tx *postgres.Tx, orderID string, skus []string) (released bool, available map[string]int, err error) {
 	var locked []string
 	var units []int64
 	err = tx.QueryRowContext(ctx, reserveLockQuery, orderID, pq.Array(skus)).

@@ -17,7 +17,8 @@ import (
 // and from as many goroutines as a worker runs consumers by default.
 func BenchmarkService_OnOrderPlaced(b *testing.B) {
 	ctx := context.Background()
-	s := inventory.NewService(testenv.DB(b))
+	db := testenv.DB(b)
+	s := inventory.NewService(db)
 	// Many SKUs with plenty of units: orders rarely wait on each other's
 	// row locks, and none is rejected.
 	skus := make([]string, 100)
@@ -38,7 +39,7 @@ func BenchmarkService_OnOrderPlaced(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			i++
-			if err := s.OnOrderPlaced(ctx, order(i)); err != nil {
+			if err := handle(ctx, db, s.OnOrderPlaced, order(i)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -50,7 +51,7 @@ func BenchmarkService_OnOrderPlaced(b *testing.B) {
 			i := int(uuid.New().ID())
 			for pb.Next() {
 				i++
-				if err := s.OnOrderPlaced(ctx, order(i)); err != nil {
+				if err := handle(ctx, db, s.OnOrderPlaced, order(i)); err != nil {
 					b.Error(err)
 					return
 				}

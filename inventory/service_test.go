@@ -13,6 +13,7 @@ import (
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/validate"
+	"github.com/orderstream/orderstream/worker/handlertest"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -22,12 +23,31 @@ type fixture struct {
 	ctx context.Context
 	db  *sql.DB // one pool per fixture: each testenv.DB is a pool of its own
 	s   *inventory.Service
+	// kit, when set, delivers the events to the handlers as the worker
+	// does (kitFor); without it they are called in a transaction of InTx.
+	kit *handlertest.Kit
 }
 
 func newFixture(t *testing.T) fixture {
 	t.Helper()
 	db := testenv.DB(t)
-	return fixture{t, context.Background(), db, inventory.NewService(db)}
+	return fixture{t: t, ctx: context.Background(), db: db, s: inventory.NewService(db)}
+}
+
+// ownFixture is a fixture on a database of t's own, for the subtests that
+// deliver through the kit (kitFor). The kit compares the whole database
+// around each delivery, so those subtests run one after another.
+func ownFixture(t *testing.T) fixture {
+	t.Helper()
+	db := testenv.OwnDB(t)
+	return fixture{t: t, ctx: context.Background(), db: db, s: inventory.NewService(db)}
+}
+
+// kitFor is f in the subtest t, delivering the events through a kit of t's.
+func (f fixture) kitFor(t *testing.T) fixture {
+	t.Helper()
+	f.t, f.kit = t, handlertest.New(t, f.db, reserveStock(f.s))
+	return f
 }
 
 // sku sets up a new SKU with available units and returns its name.
@@ -51,14 +71,27 @@ func (f fixture) want(sku string, available, reserved int) {
 	}
 }
 
-// place runs OnOrderPlaced for a new order of items and returns the order id.
+// place handles the OrderPlaced of a new order of items and returns the
+// order id.
 func (f fixture) place(items ...events.Item) string {
 	f.t.Helper()
 	id := uuid.NewString()
-	if err := f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: id, CustomerID: "c", Items: items}); err != nil {
+	f.placeOrder(id, items...)
+	return id
+}
+
+// placeOrder handles the OrderPlaced of order id, of items: through the
+// kit when f has one.
+func (f fixture) placeOrder(id string, items ...events.Item) {
+	f.t.Helper()
+	e := events.OrderPlaced{OrderID: id, CustomerID: "c", Items: items}
+	if f.kit != nil {
+		f.kit.Deliver(e)
+		return
+	}
+	if err := handle(f.ctx, f.db, f.s.OnOrderPlaced, e); err != nil {
 		f.t.Fatalf("OnOrderPlaced() = %v", err)
 	}
-	return id
 }
 
 // outcome returns the event type and reason the outbox holds for order id.
@@ -114,10 +147,12 @@ func TestService_Set(t *testing.T) {
 
 func TestService_OnOrderPlaced(t *testing.T) {
 	t.Parallel()
+	// Delivered through the kit, one subtest after another, on a database
+	// of the test's own.
+	own := ownFixture(t)
 
 	t.Run("reserves_every_item_and_announces_it", func(t *testing.T) {
-		t.Parallel()
-		f := newFixture(t)
+		f := own.kitFor(t)
 		a, b := f.sku(5), f.sku(5)
 		id := f.place(events.Item{SKU: a, Quantity: 2}, events.Item{SKU: b, Quantity: 5})
 		f.want(a, 3, 2)
@@ -128,8 +163,7 @@ func TestService_OnOrderPlaced(t *testing.T) {
 	})
 
 	t.Run("reserves_nothing_when_one_item_is_short", func(t *testing.T) {
-		t.Parallel()
-		f := newFixture(t)
+		f := own.kitFor(t)
 		a, b := f.sku(5), f.sku(1)
 		id := f.place(events.Item{SKU: a, Quantity: 2}, events.Item{SKU: b, Quantity: 2})
 		f.want(a, 5, 0)
@@ -140,8 +174,7 @@ func TestService_OnOrderPlaced(t *testing.T) {
 	})
 
 	t.Run("rejects_an_unknown_sku", func(t *testing.T) {
-		t.Parallel()
-		f := newFixture(t)
+		f := own.kitFor(t)
 		a := f.sku(5)
 		id := f.place(events.Item{SKU: a, Quantity: 1}, events.Item{SKU: testenv.Unique("ghost"), Quantity: 1})
 		f.want(a, 5, 0)
@@ -151,14 +184,15 @@ func TestService_OnOrderPlaced(t *testing.T) {
 	})
 
 	t.Run("refuses_malformed_orders", func(t *testing.T) {
-		t.Parallel()
-		f := newFixture(t)
-		err := f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: uuid.NewString()})
-		if !errors.Is(err, events.ErrMalformed) {
-			t.Errorf("OnOrderPlaced(no items) = %v, want ErrMalformed", err)
+		f := own.kitFor(t)
+		published, err := f.kit.Attempt(events.OrderPlaced{OrderID: uuid.NewString()})
+		if !errors.Is(err, events.ErrMalformed) || len(published) != 0 {
+			t.Errorf("OnOrderPlaced(no items) = %v, published %v; want ErrMalformed and nothing", err, published)
 		}
 	})
 
+	// Orders that race each other for the stock: on the package's
+	// database, each handled in a transaction of its own.
 	t.Run("never_oversells_under_concurrent_orders", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
@@ -175,7 +209,7 @@ func TestService_OnOrderPlaced(t *testing.T) {
 					items = []events.Item{{SKU: other, Quantity: 1}, {SKU: sku, Quantity: 1}}
 				}
 				ids[i] = uuid.NewString()
-				if err := f.s.OnOrderPlaced(f.ctx, events.OrderPlaced{OrderID: ids[i], Items: items}); err != nil {
+				if err := handle(f.ctx, f.db, f.s.OnOrderPlaced, events.OrderPlaced{OrderID: ids[i], Items: items}); err != nil {
 					t.Errorf("OnOrderPlaced() = %v", err)
 				}
 			})

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/orderstream/orderstream/events"
@@ -47,7 +48,7 @@ func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string)
 	if err := errs.Err(); err != nil {
 		return Order{}, false, err
 	}
-	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *postgres.Tx) error {
 		// The order's row first: a settlement or another cancel of it waits
 		// until this one commits.
 		var status string
@@ -78,7 +79,7 @@ func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string)
 		}
 		cancelled = true
 		// The event commits with the status or not at all.
-		return events.Publish(ctx, tx, events.OrderCancelled{OrderID: id, Reason: reason, CancelledAt: at.Time})
+		return tx.Publish(ctx, events.OrderCancelled{OrderID: id, Reason: reason, CancelledAt: at.Time})
 	})
 	if err != nil {
 		return Order{}, false, fmt.Errorf("cancel order %s: %w", id, err)
@@ -99,37 +100,37 @@ func cancelHash(id, reason string) []byte {
 	return h[:]
 }
 
-// OnStockReleased makes the cancelling order cancelled: the inventory holds
-// nothing for it any more. An order cancelled already stays as it is.
-func (s *Service) OnStockReleased(ctx context.Context, e events.StockReleased) error {
+// OnStockReleased makes the cancelling order cancelled, and announces it
+// (OrderCancellationCompleted): the inventory holds nothing for it any
+// more. An order cancelled already stays as it is.
+func (s *Service) OnStockReleased(ctx context.Context, tx *postgres.Tx, e *events.StockReleased) error {
 	id, ok := validate.UUID(e.OrderID)
 	if !ok {
 		return fmt.Errorf("%w: order id %q", events.ErrMalformed, e.OrderID)
 	}
-	return postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
-		var status string
-		var changed bool
-		err := tx.QueryRowContext(ctx, `
-			WITH upd AS (
-				UPDATE orders
-				SET status = 'cancelled', cancelled_at = clock_timestamp(), updated_at = clock_timestamp()
-				WHERE id = $1 AND status = 'cancelling'
-				RETURNING status)
-			SELECT status, true FROM upd
-			UNION ALL
-			SELECT status, false FROM orders WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM upd)`,
-			id).Scan(&status, &changed)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: release of order %s: %w", events.ErrMalformed, id, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("mark order %s cancelled: %w", id, err)
-		}
-		if !changed {
-			logging.Note(ctx, "order_id", id, "outcome", "already_"+status)
-			return nil
-		}
-		logging.Note(ctx, "order_id", id, "outcome", StatusCancelled)
+	var status, customer string
+	var at time.Time
+	var changed bool
+	err := tx.QueryRowContext(ctx, `
+		WITH upd AS (
+			UPDATE orders
+			SET status = 'cancelled', cancelled_at = clock_timestamp(), updated_at = clock_timestamp()
+			WHERE id = $1 AND status = 'cancelling'
+			RETURNING status, customer_id, cancelled_at)
+		SELECT status, customer_id, cancelled_at, true FROM upd
+		UNION ALL
+		SELECT status, customer_id, updated_at, false FROM orders WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM upd)`,
+		id).Scan(&status, &customer, &at, &changed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: release of order %s: %w", events.ErrMalformed, id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("mark order %s cancelled: %w", id, err)
+	}
+	if !changed {
+		logging.Note(ctx, "order_id", id, "outcome", "already_"+status)
 		return nil
-	})
+	}
+	logging.Note(ctx, "order_id", id, "outcome", StatusCancelled)
+	return tx.Publish(ctx, events.OrderCancellationCompleted{OrderID: id, CustomerID: customer, CancelledAt: at})
 }

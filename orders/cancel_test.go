@@ -14,21 +14,23 @@ import (
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/validate"
+	"github.com/orderstream/orderstream/worker/handlertest"
 )
 
-// placed places an order, moved to status by the inventory's answer
-// ("" leaves it pending).
-func placed(t *testing.T, s *orders.Service, ctx context.Context, status string) orders.Order {
+// placed places an order with s, which keeps orders in db, moved to
+// status by the inventory's answer ("" leaves it pending).
+func placed(t *testing.T, db *sql.DB, s *orders.Service, status string) orders.Order {
 	t.Helper()
+	ctx := context.Background()
 	o, _, err := s.Place(ctx, request("c-cancel"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	switch status {
 	case orders.StatusConfirmed:
-		err = s.OnStockReserved(ctx, events.StockReserved{OrderID: o.ID, Items: o.Items})
+		err = handle(ctx, db, s.OnStockReserved, events.StockReserved{OrderID: o.ID, Items: o.Items})
 	case orders.StatusRejected:
-		err = s.OnStockRejected(ctx, events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonInsufficientStock})
+		err = handle(ctx, db, s.OnStockRejected, events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonInsufficientStock})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +54,10 @@ func cancelEvents(t *testing.T, db *sql.DB, id string) []events.OrderCancelled {
 
 func TestService_Cancel(t *testing.T) {
 	t.Parallel()
+	// The subtests that deliver the inventory's answers through the kit
+	// share a database of the test's own, one after another; the others
+	// run in parallel on the package's.
+	own := testenv.OwnDB(t)
 
 	for _, status := range []string{"", orders.StatusConfirmed} {
 		name := "a_" + status + "_order"
@@ -59,10 +65,10 @@ func TestService_Cancel(t *testing.T) {
 			name = "a_pending_order"
 		}
 		t.Run(name+"_becomes_cancelling_with_its_event", func(t *testing.T) {
-			t.Parallel()
-			db := testenv.DB(t)
+			db := own
 			s, ctx := orders.NewService(db), context.Background()
-			o := placed(t, s, ctx, status)
+			kit := handlertest.New(t, db, settleOrders(s))
+			o := placed(t, db, s, status)
 			got, cancelled, err := s.Cancel(ctx, o.ID, "changed my mind", "")
 			if err != nil || !cancelled || got.Status != orders.StatusCancelling || !got.CancelledAt.IsZero() {
 				t.Fatalf("Cancel() = %+v, %v, %v; want it cancelling", got, cancelled, err)
@@ -72,15 +78,18 @@ func TestService_Cancel(t *testing.T) {
 				t.Fatalf("OrderCancelled events = %+v, want one with the reason and time", evs)
 			}
 
-			// The inventory's answer makes it cancelled, once.
-			for range 2 {
-				if err := s.OnStockReleased(ctx, events.StockReleased{OrderID: o.ID}); err != nil {
-					t.Fatal(err)
-				}
+			// The inventory's answer makes it cancelled, and announces it,
+			// once: another StockReleased of it changes nothing.
+			published := kit.Deliver(events.StockReleased{OrderID: o.ID})
+			if len(published) != 1 || published[0].EventType() != "OrderCancellationCompleted" {
+				t.Errorf("StockReleased published %v, want one OrderCancellationCompleted", published)
 			}
 			got, _ = s.Get(ctx, o.ID)
 			if got.Status != orders.StatusCancelled || got.CancelledAt.IsZero() {
 				t.Errorf("after StockReleased: %+v, want cancelled with cancelled_at", got)
+			}
+			if published := kit.Deliver(events.StockReleased{OrderID: o.ID}); len(published) != 0 {
+				t.Errorf("a second StockReleased published %v, want nothing", published)
 			}
 			// Cancelled already: unchanged, no second event.
 			again, cancelled, err := s.Cancel(ctx, o.ID, "", "")
@@ -97,7 +106,7 @@ func TestService_Cancel(t *testing.T) {
 		t.Parallel()
 		db := testenv.DB(t)
 		s, ctx := orders.NewService(db), context.Background()
-		o := placed(t, s, ctx, "")
+		o := placed(t, db, s, "")
 		if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +123,7 @@ func TestService_Cancel(t *testing.T) {
 		t.Parallel()
 		db := testenv.DB(t)
 		s, ctx := orders.NewService(db), context.Background()
-		o := placed(t, s, ctx, orders.StatusRejected)
+		o := placed(t, db, s, orders.StatusRejected)
 		if _, _, err := s.Cancel(ctx, o.ID, "", ""); !errors.Is(err, orders.ErrNotCancellable) {
 			t.Errorf("Cancel() of a rejected order = %v, want ErrNotCancellable", err)
 		}
@@ -135,8 +144,9 @@ func TestService_Cancel(t *testing.T) {
 
 	t.Run("refuses_a_reason_too_long_or_not_text", func(t *testing.T) {
 		t.Parallel()
-		s, ctx := newService(t)
-		o := placed(t, s, ctx, "")
+		db := testenv.DB(t)
+		s, ctx := orders.NewService(db), context.Background()
+		o := placed(t, db, s, "")
 		var errs validate.Errors
 		if _, _, err := s.Cancel(ctx, o.ID, strings.Repeat("é", orders.MaxCancelReasonLen+1), ""); !errors.As(err, &errs) {
 			t.Errorf("Cancel() = %v, want validate.Errors", err)
@@ -150,21 +160,20 @@ func TestService_Cancel(t *testing.T) {
 	})
 
 	t.Run("a_settlement_after_the_cancel_changes_nothing", func(t *testing.T) {
-		t.Parallel()
-		s, ctx := newService(t)
+		db := own
+		s, ctx := orders.NewService(db), context.Background()
+		kit := handlertest.New(t, db, settleOrders(s))
 		for _, answer := range []string{orders.StatusConfirmed, orders.StatusRejected} {
-			o := placed(t, s, ctx, "")
+			o := placed(t, db, s, "")
 			if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
 				t.Fatal(err)
 			}
-			var err error
-			if answer == orders.StatusConfirmed {
-				err = s.OnStockReserved(ctx, events.StockReserved{OrderID: o.ID, Items: o.Items})
-			} else {
-				err = s.OnStockRejected(ctx, events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonUnknownSKU})
+			var e events.Event = events.StockReserved{OrderID: o.ID, Items: o.Items}
+			if answer == orders.StatusRejected {
+				e = events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonUnknownSKU}
 			}
-			if err != nil {
-				t.Fatal(err)
+			if published := kit.Deliver(e); len(published) != 0 {
+				t.Errorf("a %s answer after the cancel published %v, want nothing", answer, published)
 			}
 			if got, _ := s.Get(ctx, o.ID); got.Status != orders.StatusCancelling {
 				t.Errorf("a %s answer after the cancel made it %s, want it still cancelling", answer, got.Status)
@@ -174,8 +183,9 @@ func TestService_Cancel(t *testing.T) {
 
 	t.Run("an_idempotency_key_replays_and_refuses_another_request", func(t *testing.T) {
 		t.Parallel()
-		s, ctx := newService(t)
-		o, other := placed(t, s, ctx, ""), placed(t, s, ctx, "")
+		db := testenv.DB(t)
+		s, ctx := orders.NewService(db), context.Background()
+		o, other := placed(t, db, s, ""), placed(t, db, s, "")
 		key := testenv.Unique("cancel-key")
 		if _, cancelled, err := s.Cancel(ctx, o.ID, "r", key); err != nil || !cancelled {
 			t.Fatalf("Cancel() = %v, %v", cancelled, err)
@@ -200,7 +210,7 @@ func TestService_Cancel(t *testing.T) {
 		t.Parallel()
 		db := testenv.DB(t)
 		s, ctx := orders.NewService(db), context.Background()
-		o := placed(t, s, ctx, "")
+		o := placed(t, db, s, "")
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		cancelledBy := 0
@@ -226,12 +236,41 @@ func TestService_Cancel(t *testing.T) {
 	})
 }
 
-func TestService_OnStockReleased_refusesWhatNamesNoOrder(t *testing.T) {
+// TestService_OnStockReleased delivers the inventory's release as the
+// worker does, through the kit. The subtests share a database of the
+// test's own, one after another.
+func TestService_OnStockReleased(t *testing.T) {
 	t.Parallel()
-	s, ctx := newService(t)
-	for _, id := range []string{"not-a-uuid", uuid.NewString()} {
-		if err := s.OnStockReleased(ctx, events.StockReleased{OrderID: id}); !errors.Is(err, events.ErrMalformed) {
-			t.Errorf("OnStockReleased(%q) = %v, want ErrMalformed", id, err)
+	db := testenv.OwnDB(t)
+	s, ctx := orders.NewService(db), context.Background()
+
+	t.Run("makes_the_cancelling_order_cancelled_and_announces_it", func(t *testing.T) {
+		kit := handlertest.New(t, db, settleOrders(s))
+		o := placed(t, db, s, "")
+		if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
+			t.Fatal(err)
 		}
-	}
+		published := kit.Deliver(events.StockReleased{OrderID: o.ID, Items: o.Items})
+		got, _ := s.Get(ctx, o.ID)
+		if got.Status != orders.StatusCancelled {
+			t.Errorf("order is %s, want cancelled", got.Status)
+		}
+		if len(published) != 1 {
+			t.Fatalf("published %v, want one OrderCancellationCompleted", published)
+		}
+		if c, ok := published[0].(events.OrderCancellationCompleted); !ok || c.OrderID != o.ID || c.CustomerID != o.CustomerID ||
+			!c.CancelledAt.Equal(got.CancelledAt) {
+			t.Errorf("published %#v, want the OrderCancellationCompleted of %s for %s at its cancelled_at %v",
+				published[0], o.ID, o.CustomerID, got.CancelledAt)
+		}
+	})
+
+	t.Run("refuses_what_names_no_order", func(t *testing.T) {
+		kit := handlertest.New(t, db, settleOrders(s))
+		for _, id := range []string{"not-a-uuid", uuid.NewString()} {
+			if published, err := kit.Attempt(events.StockReleased{OrderID: id}); !errors.Is(err, events.ErrMalformed) || len(published) != 0 {
+				t.Errorf("OnStockReleased(%q) = %v, published %v; want ErrMalformed and nothing", id, err, published)
+			}
+		}
+	})
 }

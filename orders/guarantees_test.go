@@ -1,6 +1,7 @@
 package orders_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // The idempotency key remembers the whole request: the same key with the
@@ -45,7 +47,7 @@ func TestService_settle_reportsWhatItDid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.OnStockRejected(ctx, events.StockRejected{OrderID: o.ID, Reason: events.ReasonUnknownSKU}); err != nil {
+	if err := handle(ctx, db, s.OnStockRejected, events.StockRejected{OrderID: o.ID, Reason: events.ReasonUnknownSKU}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(t.Context(), o.ID)
@@ -63,10 +65,40 @@ func TestService_settle_reportsWhatItDid(t *testing.T) {
 	}
 
 	// Settling again changes nothing and reports no latency.
-	if err := s.OnStockReserved(ctx, events.StockReserved{OrderID: o.ID}); err != nil {
+	if err := handle(ctx, db, s.OnStockReserved, events.StockReserved{OrderID: o.ID}); err != nil {
 		t.Fatal(err)
 	}
 	if len(took) != 1 {
 		t.Errorf("settled reported %v after a second outcome, want one report", took)
+	}
+}
+
+// The settle metric is observed once the settlement has committed: a
+// settlement whose transaction rolls back (the inbox's, when something
+// after the handler fails) reports nothing, and the order stays pending.
+func TestService_settle_reportsNothingOfARolledBackSettlement(t *testing.T) {
+	t.Parallel()
+	db := testenv.DB(t)
+	var took []time.Duration
+	s := orders.NewService(db, orders.WithSettled(func(d time.Duration) { took = append(took, d) }))
+	o, _, err := s.Place(t.Context(), request("c-rollback"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := errors.New("failed after the handler")
+	err = postgres.InTx(t.Context(), db, func(ctx context.Context, tx *postgres.Tx) error {
+		if err := s.OnStockReserved(ctx, tx, &events.StockReserved{OrderID: o.ID, Items: o.Items}); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("InTx() = %v, want the failure after the handler", err)
+	}
+	if len(took) != 0 {
+		t.Errorf("settled reported %v for a settlement rolled back, want nothing", took)
+	}
+	if got, _ := s.Get(t.Context(), o.ID); got.Status != orders.StatusPending {
+		t.Errorf("order is %s after the rollback, want pending", got.Status)
 	}
 }

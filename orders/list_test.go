@@ -141,14 +141,15 @@ func TestService_List(t *testing.T) {
 
 	t.Run("filters_by_status", func(t *testing.T) {
 		t.Parallel()
-		s, ctx := newService(t)
+		db := testenv.DB(t)
+		s, ctx := orders.NewService(db), context.Background()
 		customer := testenv.Unique("c-status")
 		placed := placeN(t, s, customer, 4)
-		if err := s.OnStockRejected(ctx, events.StockRejected{OrderID: placed[0].ID, Reason: events.ReasonUnknownSKU}); err != nil {
+		if err := handle(ctx, db, s.OnStockRejected, events.StockRejected{OrderID: placed[0].ID, Reason: events.ReasonUnknownSKU}); err != nil {
 			t.Fatal(err)
 		}
 		for _, o := range placed[1:3] {
-			if err := s.OnStockReserved(ctx, events.StockReserved{OrderID: o.ID, Items: o.Items}); err != nil {
+			if err := handle(ctx, db, s.OnStockReserved, events.StockReserved{OrderID: o.ID, Items: o.Items}); err != nil {
 				t.Fatal(err)
 			}
 		}

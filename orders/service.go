@@ -61,7 +61,7 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 	hash := requestHash(req)
 
 	var earlier string // the order an idempotency key already names
-	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *postgres.Tx) error {
 		placed, err := insertOrder(ctx, tx, &o, idempotencyKey, hash)
 		if err != nil {
 			return err
@@ -71,7 +71,7 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 			return err // a replay writes nothing
 		}
 		// The event commits with the order or not at all.
-		return events.Publish(ctx, tx, events.OrderPlaced{
+		return tx.Publish(ctx, events.OrderPlaced{
 			OrderID:    o.ID,
 			CustomerID: o.CustomerID,
 			Items:      o.Items,
@@ -93,7 +93,7 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 // claimKey records that key names order id. When the key already names an
 // order, it returns that order's id, or ErrIdempotencyConflict if the key
 // came with another request.
-func claimKey(ctx context.Context, tx *sql.Tx, key string, hash []byte, id string) (earlier string, err error) {
+func claimKey(ctx context.Context, tx *postgres.Tx, key string, hash []byte, id string) (earlier string, err error) {
 	// The key goes in first: a concurrent request with the same key waits
 	// on it until this transaction ends. (Its foreign key to the order is
 	// checked at commit.)
@@ -114,7 +114,7 @@ func claimKey(ctx context.Context, tx *sql.Tx, key string, hash []byte, id strin
 // the key came with another request (hash). It is a statement of its own,
 // so that it sees the row another request committed while this one
 // waited on the key.
-func keptRequest(ctx context.Context, tx *sql.Tx, key string, hash []byte) (earlier string, err error) {
+func keptRequest(ctx context.Context, tx *postgres.Tx, key string, hash []byte) (earlier string, err error) {
 	var storedHash []byte
 	err = tx.QueryRowContext(ctx,
 		`SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1`, key).Scan(&storedHash, &earlier)
@@ -133,7 +133,7 @@ func keptRequest(ctx context.Context, tx *sql.Tx, key string, hash []byte) (earl
 // before the order, so a concurrent request with the same key waits on it
 // until this transaction ends (the key's foreign key to the order is
 // checked at commit).
-func insertOrder(ctx context.Context, tx *sql.Tx, o *Order, key string, hash []byte) (placed bool, err error) {
+func insertOrder(ctx context.Context, tx *postgres.Tx, o *Order, key string, hash []byte) (placed bool, err error) {
 	skus := make([]string, len(o.Items))
 	quantities := make([]int64, len(o.Items))
 	for i, it := range o.Items {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -28,7 +27,7 @@ func CleanOutbox(ctx context.Context, db *sql.DB, retention time.Duration) (int6
 	// database be swapped for a copy under a running clean-up. Shard by
 	// shard: each has its own groups.
 	var deleted int64
-	for shard := range events.MaxOutboxShards {
+	for shard := range postgres.MaxOutboxShards {
 		rows, offsets := messagesTable(shard), offsetsTable(shard)
 		n, err := postgres.DeleteInBatches(ctx, db, postgres.LockOutboxCleanup, 1000, `
 		DELETE FROM `+rows+` WHERE ctid = ANY(ARRAY(

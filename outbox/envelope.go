@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // Envelope is an outbox row's payload as watermill's forwarder writes it:
@@ -103,7 +104,7 @@ func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider, shard int) 
 
 func deadLetterRow(pub message.Publisher, msg *message.Message, shard int, cause error) error {
 	msg.Metadata.Set(middleware.ReasonForPoisonedKey, cause.Error())
-	msg.Metadata.Set(middleware.PoisonedTopicKey, events.OutboxTopic(shard))
+	msg.Metadata.Set(middleware.PoisonedTopicKey, postgres.OutboxTopic(shard))
 	msg.Metadata.Set(middleware.PoisonedHandlerKey, forwarderHandler(shard))
 	if err := pub.Publish(events.StreamDeadLetter, msg); err != nil {
 		return fmt.Errorf("dead-letter outbox row %s: %w", msg.UUID, err)

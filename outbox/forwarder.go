@@ -18,7 +18,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
 )
@@ -49,7 +48,7 @@ type ForwarderConfig struct {
 // Forwarder moves events from the outbox tables to their Redis streams,
 // each at least once: a row's offset is acked only after Redis accepted it.
 //
-// Every shard of the outbox (events.MaxOutboxShards of them, whatever
+// Every shard of the outbox (postgres.MaxOutboxShards of them, whatever
 // OUTBOX_SHARDS the writers use) is read by a loop of its own as the
 // consumer group "forwarder" of its topic, so the shards are forwarded in
 // parallel, each in order. Forwarders of several processes share them: a
@@ -66,7 +65,7 @@ type Forwarder struct {
 	// idle is how often the shards are checked for rows that no wake-up
 	// announced (PollInterval).
 	idle  time.Duration
-	wakes [events.MaxOutboxShards]chan struct{}
+	wakes [postgres.MaxOutboxShards]chan struct{}
 	// commits fires at every wake-up: a commit was announced, which may
 	// have moved the horizon that hides the rows of other shards.
 	commits signal
@@ -134,7 +133,7 @@ func NewForwarder(db *sql.DB, streams redisstreams.Config, cfg ForwarderConfig) 
 		subs = append(subs, sub)
 		_, err = forwarder.NewForwarder(sub, out, streams.Logger, forwarder.Config{
 			Router:         r,
-			ForwarderTopic: events.OutboxTopic(shard),
+			ForwarderTopic: postgres.OutboxTopic(shard),
 			HandlerName:    forwarderHandler(shard),
 			Middlewares:    []message.HandlerMiddleware{inspectEnvelope(out, cfg.Tracer, shard)},
 			// What cannot be unwrapped fails, to be dead-lettered by

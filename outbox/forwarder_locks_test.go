@@ -54,8 +54,8 @@ func TestForwarder_waitsForAWriterThatPgLocksShowsAmiss(t *testing.T) {
 			publish(t, db, ctx, events.OrderPlaced{OrderID: "before"})
 			var pid int
 			var xid string
-			end := openTx(t, ctx, db, func(ctx context.Context, tx *sql.Tx) error {
-				if err := events.Publish(ctx, tx, events.OrderPlaced{OrderID: "held"}); err != nil {
+			end := openTx(t, ctx, db, func(ctx context.Context, tx *postgres.Tx) error {
+				if err := tx.Publish(ctx, events.OrderPlaced{OrderID: "held"}); err != nil {
 					return err
 				}
 				return tx.QueryRowContext(ctx, `SELECT pg_backend_pid(), pg_current_xact_id()::xid::text`).Scan(&pid, &xid)

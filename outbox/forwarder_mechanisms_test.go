@@ -37,8 +37,8 @@ func TestForwarder_forwardsATransactionThatStartedFirstAndCommitsLast(t *testing
 	key := streams.Name(events.StreamOrdersPlaced)
 
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "before"})
-	endFirst := openTx(t, ctx, db, func(ctx context.Context, tx *sql.Tx) error {
-		return events.Publish(ctx, tx, events.OrderPlaced{OrderID: "began-first"})
+	endFirst := openTx(t, ctx, db, func(ctx context.Context, tx *postgres.Tx) error {
+		return tx.Publish(ctx, events.OrderPlaced{OrderID: "began-first"})
 	})
 	publish(t, db, ctx, events.OrderPlaced{OrderID: "committed-first"})
 
@@ -89,7 +89,7 @@ func TestForwarder_doesNotWaitForTransactionsThatCannotWriteTheOutbox(t *testing
 			return func() { tx.Rollback() }
 		}},
 		{"a_writer_of_another_database", func(t *testing.T) func() {
-			end := openTx(t, ctx, other, func(ctx context.Context, tx *sql.Tx) error {
+			end := openTx(t, ctx, other, func(ctx context.Context, tx *postgres.Tx) error {
 				_, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`)
 				return err
 			})
@@ -108,26 +108,17 @@ func TestForwarder_doesNotWaitForTransactionsThatCannotWriteTheOutbox(t *testing
 	}
 }
 
-// Publish refuses a transaction that postgres did not begin: it does not
-// hold the outbox writers' lock, and a late commit of it would be passed
-// over.
-func TestPublish_refusesATransactionNotBegunByInTx(t *testing.T) {
+// Publish refuses a Tx that neither InTx nor the inbox began (its zero
+// value, or none): it does not hold the outbox writers' lock, and a late
+// commit of it would be passed over. (A transaction of db.BeginTx is no
+// Tx: publishing in one does not compile.)
+func TestPublish_refusesATxNotBegunByInTxOrTheInbox(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := testenv.OwnDB(t)
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if err := events.Publish(ctx, tx, events.OrderPlaced{OrderID: "raw"}); err == nil {
-		t.Error("Publish on a transaction of db.BeginTx succeeded, want a refusal")
-	}
-	err = postgres.InTx(ctx, db, func(ctx context.Context, _ *sql.Tx) error {
-		return events.Publish(ctx, tx, events.OrderPlaced{OrderID: "raw-in-another"})
-	})
-	if err == nil {
-		t.Error("Publish on a transaction other than the context's succeeded, want a refusal")
+	for name, tx := range map[string]*postgres.Tx{"zero": {}, "nil": nil} {
+		if err := tx.Publish(ctx, events.OrderPlaced{OrderID: "raw"}); err == nil {
+			t.Errorf("Publish on a %s Tx succeeded, want a refusal", name)
+		}
 	}
 }
 
@@ -173,7 +164,7 @@ func untilEmptyPolls(t *testing.T, orderID string, n float64) hiddenRow {
 	w.rdb = w.streams.NewClient()
 	t.Cleanup(func() { w.rdb.Close() })
 
-	w.endOlder = openTx(t, ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+	w.endOlder = openTx(t, ctx, db, func(ctx context.Context, tx *postgres.Tx) error {
 		_, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`)
 		return err
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/outbox"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // The forwarder's graceful stop (finishingOutbox): the test takes the
@@ -118,7 +119,7 @@ func TestForwarder_batchSize(t *testing.T) {
 		db := testenv.OwnDB(t)
 		publish(t, db, ctx, events.OrderPlaced{OrderID: "unset-batch"})
 		sub, _ := forwarderOutbox(t, db, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond})
-		msgs, err := sub.Subscribe(ctx, events.OutboxTopic(0))
+		msgs, err := sub.Subscribe(ctx, postgres.OutboxTopic(0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +142,7 @@ func subscribe(t *testing.T, sub message.Subscriber) (<-chan *message.Message, c
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	msgs, err := sub.Subscribe(ctx, events.OutboxTopic(0))
+	msgs, err := sub.Subscribe(ctx, postgres.OutboxTopic(0))
 	if err != nil {
 		t.Fatal(err)
 	}

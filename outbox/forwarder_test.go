@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // publish commits e through the outbox.
 func publish(t *testing.T, db *sql.DB, ctx context.Context, e events.Event) {
 	t.Helper()
-	err := postgres.InTx(ctx, db, func(ctx context.Context, tx *sql.Tx) error { return events.Publish(ctx, tx, e) })
+	err := postgres.InTx(ctx, db, func(ctx context.Context, tx *postgres.Tx) error { return tx.Publish(ctx, e) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,13 +35,13 @@ func publish(t *testing.T, db *sql.DB, ctx context.Context, e events.Event) {
 // (postgres.InTx) and keeps the transaction open until end is called: to
 // commit it, or to roll it back. A test that ends without calling end
 // rolls it back.
-func openTx(t *testing.T, ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.Tx) error) (end func(commit bool)) {
+func openTx(t *testing.T, ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *postgres.Tx) error) (end func(commit bool)) {
 	t.Helper()
 	ran := make(chan error, 1)
 	decided := make(chan bool, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- postgres.InTx(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+		done <- postgres.InTx(ctx, db, func(ctx context.Context, tx *postgres.Tx) error {
 			err := fn(ctx, tx)
 			ran <- err
 			if err != nil {
@@ -199,7 +199,7 @@ func TestForwarder(t *testing.T) {
 		t.Fatalf("%d dead letters, want 3", len(dead))
 	}
 	for _, d := range dead {
-		if d.Metadata.Get("reason_poisoned") == "" || d.Metadata.Get("topic_poisoned") != events.OutboxTopic(0) {
+		if d.Metadata.Get("reason_poisoned") == "" || d.Metadata.Get("topic_poisoned") != postgres.OutboxTopic(0) {
 			t.Errorf("dead letter metadata = %v", d.Metadata)
 		}
 	}

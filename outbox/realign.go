@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -66,7 +65,7 @@ func alignment(ctx context.Context, q postgres.Queryer) (*Misalignment, []positi
 		return nil, nil, fmt.Errorf("read outbox alignment: %w", err)
 	}
 	defer rows.Close()
-	positions := make([]position, 0, events.MaxOutboxShards)
+	positions := make([]position, 0, postgres.MaxOutboxShards)
 	for rows.Next() {
 		var shard int
 		var next, newest string

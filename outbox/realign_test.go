@@ -101,8 +101,8 @@ func TestRealignOutbox_afterRestoreIntoAnotherCluster(t *testing.T) {
 
 	// One more event, its transaction still open while the outbox is
 	// realigned.
-	endInFlight := openTx(t, ctx, target, func(ctx context.Context, tx *sql.Tx) error {
-		return events.Publish(ctx, tx, events.OrderPlaced{OrderID: "in-flight"})
+	endInFlight := openTx(t, ctx, target, func(ctx context.Context, tx *postgres.Tx) error {
+		return tx.Publish(ctx, events.OrderPlaced{OrderID: "in-flight"})
 	})
 	r, err := outbox.RealignOutbox(ctx, target)
 	if err != nil {

@@ -8,22 +8,22 @@ import (
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 
-	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/postgres"
 )
 
-// The outbox is events.MaxOutboxShards watermill-sql topics, each a table
+// The outbox is postgres.MaxOutboxShards watermill-sql topics, each a table
 // of rows and a table of the consumer groups' offsets; shard 0 is the
 // topic "outbox" (watermill_outbox, watermill_offsets_outbox).
 
 // messagesTable is shard's table of rows.
-func messagesTable(shard int) string { return "watermill_" + events.OutboxTopic(shard) }
+func messagesTable(shard int) string { return "watermill_" + postgres.OutboxTopic(shard) }
 
 // offsetsTable is shard's table of offsets.
-func offsetsTable(shard int) string { return "watermill_offsets_" + events.OutboxTopic(shard) }
+func offsetsTable(shard int) string { return "watermill_offsets_" + postgres.OutboxTopic(shard) }
 
 // eachShard joins, with sep, what part says of each shard.
 func eachShard(sep string, part func(shard int) string) string {
-	parts := make([]string, events.MaxOutboxShards)
+	parts := make([]string, postgres.MaxOutboxShards)
 	for shard := range parts {
 		parts[shard] = part(shard)
 	}

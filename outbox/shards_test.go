@@ -13,6 +13,7 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/outbox"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // An order's events all go to the shard of its id, of as many shards as
@@ -20,15 +21,15 @@ import (
 func TestPublish_writesAnOrdersEventsToTheShardOfItsID(t *testing.T) {
 	t.Parallel()
 	db := testenv.OwnDB(t)
-	ctx := events.WithOutboxShards(context.Background(), 4)
+	ctx := postgres.WithOutboxShards(context.Background(), 4)
 	used := map[int]bool{}
 	for i := range 40 {
 		id := fmt.Sprintf("spread-%d", i)
 		publish(t, db, ctx, events.OrderPlaced{OrderID: id})
 		publish(t, db, ctx, events.StockReserved{OrderID: id})
-		want := events.ShardOf(id, 4)
+		want := postgres.ShardOf(id, 4)
 		used[want] = true
-		for shard := range events.MaxOutboxShards {
+		for shard := range postgres.MaxOutboxShards {
 			n := countOrderRows(t, db, shard, id)
 			if shard == want && n != 2 || shard != want && n != 0 {
 				t.Errorf("order %s: %d rows in shard %d, want both in shard %d", id, n, shard, want)
@@ -77,7 +78,7 @@ func TestForwarder_forwardsEveryRowWhenTheShardCountChanges(t *testing.T) {
 	var left int64
 	for shard := range 4 {
 		var n int64
-		if err := db.QueryRow(`SELECT count(*) FROM watermill_` + events.OutboxTopic(shard)).Scan(&n); err != nil {
+		if err := db.QueryRow(`SELECT count(*) FROM watermill_` + postgres.OutboxTopic(shard)).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n > 1 {
@@ -125,7 +126,7 @@ func TestForwarder_twoForwardersShareTheShards(t *testing.T) {
 // orders.placed, in that order.
 func publishOrders(t *testing.T, db *sql.DB, shards int, prefix string, n int) {
 	t.Helper()
-	ctx := events.WithOutboxShards(context.Background(), shards)
+	ctx := postgres.WithOutboxShards(context.Background(), shards)
 	for i := range n {
 		id := fmt.Sprintf("%s-%d", prefix, i)
 		publish(t, db, ctx, events.OrderPlaced{OrderID: id})
@@ -179,7 +180,7 @@ func entriesNow(t *testing.T, rdb redis.UniversalClient, key string) []*message.
 // countOrderRows counts the rows of shard whose event names order id.
 func countOrderRows(t *testing.T, db *sql.DB, shard int, id string) int {
 	t.Helper()
-	table := "watermill_" + events.OutboxTopic(shard)
+	table := "watermill_" + postgres.OutboxTopic(shard)
 	var n int
 	err := db.QueryRow(`SELECT count(*) FROM `+table+`
 		WHERE convert_from(decode(payload->>'payload', 'base64'), 'UTF8')::jsonb->>'order_id' = $1`, id).Scan(&n)

@@ -15,7 +15,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // notifyChannel is where a CommitNotifier notifies the forwarders.
@@ -99,7 +99,7 @@ func (n *CommitNotifier) Committed(shard int) {
 	if f := n.local.Load(); f != nil {
 		f.Wake(shard)
 	}
-	n.shards.Or(1 << (uint(shard) % events.MaxOutboxShards))
+	n.shards.Or(1 << (uint(shard) % postgres.MaxOutboxShards))
 	select {
 	case n.pending <- struct{}{}:
 	default:
@@ -138,7 +138,7 @@ func (n *CommitNotifier) Run(ctx context.Context) {
 func notification(origin string, bits uint32) string {
 	var b strings.Builder
 	b.WriteString(origin + "/")
-	for shard := range events.MaxOutboxShards {
+	for shard := range postgres.MaxOutboxShards {
 		if bits&(1<<shard) != 0 {
 			if b.Len() > len(origin)+1 {
 				b.WriteByte(',')
@@ -173,10 +173,10 @@ func wakeFor(f *Forwarder, payload string) {
 	}
 }
 
-// WithCommitNotifier returns a context whose events.Publish calls wake the
+// WithCommitNotifier returns a context whose postgres.Tx.Publish calls wake the
 // forwarders through n once their transactions commit.
 func WithCommitNotifier(ctx context.Context, n *CommitNotifier) context.Context {
-	return events.OnCommit(ctx, n.Committed)
+	return postgres.OnCommit(ctx, n.Committed)
 }
 
 // outboxWaker is the BackoffManager of one shard's outbox subscriber.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // waker is a shard's waker whose own schedule would wait an hour: only a
@@ -139,7 +139,7 @@ func TestWakeFor(t *testing.T) {
 
 func allShards() []int {
 	var all []int
-	for shard := range events.MaxOutboxShards {
+	for shard := range postgres.MaxOutboxShards {
 		all = append(all, shard)
 	}
 	return all

@@ -23,7 +23,7 @@ func DeleteInBatches(ctx context.Context, db *sql.DB, lockKey int64, batch int, 
 	args = append(args, batch)
 	for {
 		var n int64
-		err := InTx(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+		err := InTx(ctx, db, func(ctx context.Context, tx *Tx) error {
 			var locked bool
 			if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1)`, lockKey).Scan(&locked); err != nil {
 				return fmt.Errorf("take clean-up lock: %w", err)

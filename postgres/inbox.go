@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -13,11 +14,12 @@ import (
 // Inbox is the Watermill middleware that makes a handler's effect happen
 // exactly once per message, however often the message is delivered.
 //
-// It begins a transaction, records (handler name, message UUID) in the inbox
-// table, and runs the handler with that transaction in the message context
-// (handlers join it through InTx; what they arrange with AfterCommit runs
-// once it commits). The inbox row and the handler's writes, outbox rows
-// included, commit together or not at all:
+// It begins a transaction (a Tx), records (handler name, message UUID) in
+// the inbox table, and runs the handler with that transaction, which the
+// handler receives as an argument (InInbox) and writes its effect in,
+// outbox rows included; what it arranges with AfterCommit runs once it
+// commits. The inbox row and the handler's writes commit together or not
+// at all:
 //
 //   - a message whose row already exists was handled before: it is acked and
 //     the handler does not run;
@@ -46,13 +48,13 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 				}
 			}()
 
-			txCtx, s, err := begin(ctx, db)
+			tx, err := begin(ctx, db)
 			if err != nil {
 				return nil, fmt.Errorf("inbox: %w", err)
 			}
-			defer s.tx.Rollback() //nolint:errcheck // a no-op after Commit
+			defer tx.tx.Rollback() //nolint:errcheck // a no-op after Commit
 
-			res, err := s.tx.ExecContext(ctx,
+			res, err := tx.ExecContext(ctx,
 				`INSERT INTO inbox (handler, message_uuid) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
 				handler, msg.UUID)
 			if err != nil {
@@ -68,13 +70,13 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 				return nil, nil
 			}
 
-			msg.SetContext(txCtx)
+			msg.SetContext(context.WithValue(ctx, txKey{}, tx))
 			produced, err := next(msg)
 			msg.SetContext(ctx)
 			if err != nil {
 				return nil, err
 			}
-			if err := s.commit(); err != nil {
+			if err := tx.commit(); err != nil {
 				// The attempt's timeout may have rolled the transaction
 				// back first: then it failed for a passing reason.
 				return nil, fmt.Errorf("inbox: %w", errors.Join(err, ctx.Err()))
@@ -82,4 +84,29 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 			return produced, nil
 		}
 	}
+}
+
+// errNoInbox is the error of a handler that InInbox adapted, run without
+// the Inbox middleware: it has no transaction to write in.
+var errNoInbox = errors.New("handler run outside the inbox: no transaction to write in")
+
+// InInbox adapts fn, a handler that writes its effect in the inbox's
+// transaction, to the signature of a Watermill cqrs event handler
+// (cqrs.NewGroupEventHandler(postgres.InInbox(service.OnX))). The handler
+// gets the transaction it writes in this way only: as its argument.
+func InInbox[E any](fn func(ctx context.Context, tx *Tx, e *E) error) func(ctx context.Context, e *E) error {
+	return func(ctx context.Context, e *E) error {
+		tx, ok := ctx.Value(txKey{}).(*Tx)
+		if !ok {
+			return errNoInbox
+		}
+		return fn(ctx, tx, e)
+	}
+}
+
+// InboxTx returns the transaction of the message ctx belongs to, for
+// middleware inside the inbox (the handler test kit).
+func InboxTx(ctx context.Context) (*Tx, bool) {
+	tx, ok := ctx.Value(txKey{}).(*Tx)
+	return tx, ok
 }

@@ -23,10 +23,10 @@ func TestInbox_skipsTheHandlerOfADuplicate(t *testing.T) {
 	c := newCounter(t, db)
 	var calls atomic.Int32
 	pubsub := route(t, db, nil, map[string]message.NoPublishHandlerFunc{
-		"count": func(msg *message.Message) error {
+		"count": inInbox(func(ctx context.Context, tx *postgres.Tx, _ *message.Message) error {
 			calls.Add(1)
-			return c.add(msg.Context())
-		},
+			return c.add(ctx, tx)
+		}),
 	})
 	msg := message.NewMessage(testenv.Unique("uuid"), nil)
 	for range 3 {

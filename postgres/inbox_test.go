@@ -19,7 +19,7 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // counter is a handler effect that can be counted: it adds one to the
-// reserved units of a SKU of its own, in the inbox's transaction.
+// reserved units of a SKU of its own, in the transaction it is given.
 type counter struct {
 	db  *sql.DB
 	sku string
@@ -34,11 +34,21 @@ func newCounter(t *testing.T, db *sql.DB) counter {
 	return c
 }
 
-func (c counter) add(ctx context.Context) error {
-	return postgres.InTx(ctx, c.db, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE stock SET reserved = reserved + 1 WHERE sku = $1`, c.sku)
-		return err
-	})
+func (c counter) add(ctx context.Context, tx *postgres.Tx) error {
+	_, err := tx.ExecContext(ctx, `UPDATE stock SET reserved = reserved + 1 WHERE sku = $1`, c.sku)
+	return err
+}
+
+// handle is add as the handler of any message, in the inbox's transaction.
+func (c counter) handle(ctx context.Context, tx *postgres.Tx, _ *message.Message) error {
+	return c.add(ctx, tx)
+}
+
+// inInbox is fn adapted with InInbox, as a cqrs event handler is, to a
+// Watermill handler: the event it handles is the message itself.
+func inInbox(fn func(ctx context.Context, tx *postgres.Tx, msg *message.Message) error) message.NoPublishHandlerFunc {
+	h := postgres.InInbox(fn)
+	return func(msg *message.Message) error { return h(msg.Context(), msg) }
 }
 
 func (c counter) value(t *testing.T) int {
@@ -80,7 +90,7 @@ func TestInbox(t *testing.T) {
 		c := newCounter(t, db)
 		var duplicates atomic.Int32
 		pubsub := route(t, db, func(string) { duplicates.Add(1) }, map[string]message.NoPublishHandlerFunc{
-			"count": func(msg *message.Message) error { return c.add(msg.Context()) },
+			"count": inInbox(c.handle),
 		})
 		msg := message.NewMessage(testenv.Unique("uuid"), nil)
 		for range 3 {
@@ -102,17 +112,17 @@ func TestInbox(t *testing.T) {
 		c := newCounter(t, db)
 		var calls atomic.Int32
 		pubsub := route(t, db, nil, map[string]message.NoPublishHandlerFunc{
-			"count": func(msg *message.Message) error {
+			"count": inInbox(func(ctx context.Context, tx *postgres.Tx, _ *message.Message) error {
 				// The effect is written, then the handler fails: the
 				// rollback must take the effect and the inbox row with it.
-				if err := c.add(msg.Context()); err != nil {
+				if err := c.add(ctx, tx); err != nil {
 					return err
 				}
 				if calls.Add(1) == 1 {
 					return errors.New("first attempt fails")
 				}
 				return nil
-			},
+			}),
 		})
 		msg := message.NewMessage(testenv.Unique("uuid"), nil)
 		if err := pubsub.Publish("topic", msg); err != nil { // nacked once, then acked
@@ -131,8 +141,8 @@ func TestInbox(t *testing.T) {
 		db := testenv.DB(t)
 		a, b := newCounter(t, db), newCounter(t, db)
 		pubsub := route(t, db, nil, map[string]message.NoPublishHandlerFunc{
-			"a": func(msg *message.Message) error { return a.add(msg.Context()) },
-			"b": func(msg *message.Message) error { return b.add(msg.Context()) },
+			"a": inInbox(a.handle),
+			"b": inInbox(b.handle),
 		})
 		msg := message.NewMessage(testenv.Unique("uuid"), nil)
 		for range 2 {
@@ -149,9 +159,10 @@ func TestInbox(t *testing.T) {
 		t.Parallel()
 		db := testenv.DB(t)
 		c := newCounter(t, db)
+		add := inInbox(c.handle)
 		h := postgres.Inbox(db, nil)(func(msg *message.Message) ([]*message.Message, error) {
 			time.Sleep(20 * time.Millisecond) // hold the inbox row while the others arrive
-			return nil, c.add(msg.Context())
+			return nil, add(msg)
 		})
 		uuid := testenv.Unique("uuid")
 		var wg sync.WaitGroup
@@ -165,6 +176,52 @@ func TestInbox(t *testing.T) {
 		wg.Wait()
 		if n := c.value(t); n != 1 {
 			t.Errorf("effect ran %d times, want 1", n)
+		}
+	})
+
+	t.Run("an_InInbox_handler_writes_in_the_inbox_transaction", func(t *testing.T) {
+		t.Parallel()
+		db := testenv.DB(t)
+		for name, fail := range map[string]bool{"commits_with_the_row": false, "rolls_back_with_the_row": true} {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				c := newCounter(t, db)
+				var rowInTx int
+				h := postgres.Inbox(db, nil)(func(msg *message.Message) ([]*message.Message, error) {
+					return nil, inInbox(func(ctx context.Context, tx *postgres.Tx, msg *message.Message) error {
+						// The inbox row, not yet committed, is in the
+						// handler's transaction.
+						err := tx.QueryRowContext(ctx, `SELECT count(*) FROM inbox WHERE message_uuid = $1`, msg.UUID).Scan(&rowInTx)
+						if err != nil {
+							return err
+						}
+						if err := c.add(ctx, tx); err != nil {
+							return err
+						}
+						if fail {
+							return errors.New("handler fails")
+						}
+						return nil
+					})(msg)
+				})
+				msg := message.NewMessage(testenv.Unique("uuid"), nil)
+				_, err := h(msg)
+				if (err != nil) != fail {
+					t.Fatalf("handler = %v, want an error: %v", err, fail)
+				}
+				var rows int
+				if err := db.QueryRow(`SELECT count(*) FROM inbox WHERE message_uuid = $1`, msg.UUID).Scan(&rows); err != nil {
+					t.Fatal(err)
+				}
+				want := 1
+				if fail {
+					want = 0
+				}
+				if rowInTx != 1 || rows != want || c.value(t) != want {
+					t.Errorf("the handler's transaction held %d inbox rows; after it, %d inbox rows and effect %d; want 1, then %d and %d",
+						rowInTx, rows, c.value(t), want, want)
+				}
+			})
 		}
 	})
 }
@@ -192,7 +249,7 @@ func TestInbox_failures(t *testing.T) {
 		var stmtErr error
 		h := postgres.Inbox(db, nil)(func(msg *message.Message) ([]*message.Message, error) {
 			end() // as a timeout would, in the middle of the attempt
-			tx, _ := postgres.TxFrom(msg.Context())
+			tx, _ := postgres.InboxTx(msg.Context())
 			for { // until database/sql has rolled the transaction back
 				if _, stmtErr = tx.ExecContext(context.Background(), `SELECT 1`); stmtErr != nil {
 					return nil, stmtErr // sql.ErrTxDone: not the context's error
@@ -210,21 +267,29 @@ func TestInbox_failures(t *testing.T) {
 			t.Errorf("handler = %v, want both the statement's error (%v) and context.Canceled", err, stmtErr)
 		}
 	})
+	t.Run("an_InInbox_handler_run_without_the_inbox_fails_before_it_runs", func(t *testing.T) {
+		t.Parallel()
+		ran := false
+		h := inInbox(func(context.Context, *postgres.Tx, *message.Message) error { ran = true; return nil })
+		if err := h(message.NewMessage(testenv.Unique("uuid"), nil)); err == nil || ran {
+			t.Errorf("handler = %v, ran: %v; want an error, not run", err, ran)
+		}
+	})
 }
 
 func TestInTx(t *testing.T) {
 	t.Parallel()
 	db := testenv.DB(t)
 
-	t.Run("a_nested_call_joins_and_rolls_back_with_the_outer_one", func(t *testing.T) {
+	t.Run("rolls_back_and_skips_after_commit_when_fn_fails", func(t *testing.T) {
 		t.Parallel()
 		c := newCounter(t, db)
 		afterCommit := false
-		err := postgres.InTx(context.Background(), db, func(ctx context.Context, tx *sql.Tx) error {
-			if err := c.add(ctx); err != nil { // joins tx
+		err := postgres.InTx(context.Background(), db, func(ctx context.Context, tx *postgres.Tx) error {
+			if err := c.add(ctx, tx); err != nil {
 				return err
 			}
-			postgres.AfterCommit(ctx, func() { afterCommit = true })
+			tx.AfterCommit(func() { afterCommit = true })
 			return errors.New("roll back")
 		})
 		if err == nil || c.value(t) != 0 || afterCommit {
@@ -232,22 +297,36 @@ func TestInTx(t *testing.T) {
 		}
 	})
 
-	t.Run("after_commit_runs_once_the_outermost_commits", func(t *testing.T) {
+	t.Run("after_commit_runs_once_it_has_committed", func(t *testing.T) {
 		t.Parallel()
 		c := newCounter(t, db)
 		var seen []int
-		err := postgres.InTx(context.Background(), db, func(ctx context.Context, tx *sql.Tx) error {
-			return postgres.InTx(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
-				if err := c.add(ctx); err != nil {
-					return err
-				}
-				// Another connection does not see the effect before the commit.
-				postgres.AfterCommit(ctx, func() { seen = append(seen, c.value(t)) })
-				return nil
-			})
+		err := postgres.InTx(context.Background(), db, func(ctx context.Context, tx *postgres.Tx) error {
+			if err := c.add(ctx, tx); err != nil {
+				return err
+			}
+			// Another connection does not see the effect before the commit.
+			tx.AfterCommit(func() { seen = append(seen, c.value(t)) })
+			return nil
 		})
 		if err != nil || len(seen) != 1 || seen[0] != 1 {
 			t.Errorf("InTx() = %v, after-commit saw %v; want it run once, seeing the effect", err, seen)
+		}
+	})
+
+	// A handler writes in the inbox's transaction, the one it is handed:
+	// a transaction of its own would commit apart from the inbox row.
+	t.Run("returns_ErrNestedTx_in_a_message_handlers_context", func(t *testing.T) {
+		t.Parallel()
+		ran := false
+		h := postgres.Inbox(db, nil)(func(msg *message.Message) ([]*message.Message, error) {
+			return nil, postgres.InTx(msg.Context(), db, func(context.Context, *postgres.Tx) error {
+				ran = true
+				return nil
+			})
+		})
+		if _, err := h(message.NewMessage(testenv.Unique("uuid"), nil)); !errors.Is(err, postgres.ErrNestedTx) || ran {
+			t.Errorf("InTx() in a handler = %v, fn ran: %v; want ErrNestedTx, not run", err, ran)
 		}
 	})
 }

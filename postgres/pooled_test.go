@@ -44,7 +44,7 @@ func TestOpenPooled(t *testing.T) {
 	inTx := func(name string) string { return limits[name] }
 
 	t.Run("each_transaction_has_the_limits", func(t *testing.T) {
-		err := postgres.InTx(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+		err := postgres.InTx(ctx, db, func(ctx context.Context, tx *postgres.Tx) error {
 			check(t, tx, inTx)
 			return nil
 		})
@@ -74,7 +74,7 @@ func TestOpenPooled(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer short.Close()
-		err = postgres.InTx(ctx, short, func(ctx context.Context, tx *sql.Tx) error {
+		err = postgres.InTx(ctx, short, func(ctx context.Context, tx *postgres.Tx) error {
 			time.Sleep(time.Second)
 			_, err := tx.ExecContext(ctx, "SELECT 1")
 			return err

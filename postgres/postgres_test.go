@@ -266,7 +266,7 @@ func TestOldestOutboxWriterAge(t *testing.T) {
 	if _, err := raw.Exec(`SELECT pg_current_xact_id()`); err != nil {
 		t.Fatal(err)
 	}
-	inTx := func(fn func(ctx context.Context, tx *sql.Tx) error) {
+	inTx := func(fn func(ctx context.Context, tx *postgres.Tx) error) {
 		t.Helper()
 		if err := postgres.InTx(ctx, db, fn); err != nil {
 			t.Fatal(err)
@@ -280,7 +280,7 @@ func TestOldestOutboxWriterAge(t *testing.T) {
 		}
 		return a
 	}
-	inTx(func(ctx context.Context, tx *sql.Tx) error {
+	inTx(func(ctx context.Context, tx *postgres.Tx) error {
 		if a := age(); a != 0 {
 			t.Errorf("OldestOutboxWriterAge() = %s with a writer without a transaction id and another client's transaction, want 0", a)
 		}

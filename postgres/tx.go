@@ -3,69 +3,77 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
-
-	"github.com/orderstream/orderstream/events"
 )
 
-// txState is the transaction a context carries, and what is to run once it
-// has committed.
-type txState struct {
+// Tx is a transaction that holds the outbox writers' lock
+// (LockOutboxWriters): the only kind of transaction an event can be
+// published in (Tx.Publish). Two things begin one, and nothing else can:
+//
+//   - InTx, for work that starts outside a message (an HTTP request, an
+//     operator command);
+//   - the inbox (Inbox), for each message a handler handles: the handler
+//     receives it as an argument (InInbox) and writes its effect in it, with
+//     the inbox row.
+//
+// A Tx is not safe for use by several goroutines at once, as *sql.Tx is not.
+type Tx struct {
 	tx          *sql.Tx
 	afterCommit []func()
+	// published are the messages written to the outbox in this
+	// transaction, for the handler test kit (Published).
+	published []Published
 }
 
-// stateFrom returns the transaction ctx carries, if InTx or the inbox
-// began it. The context carries it as the events.Writer that
-// events.Publish writes in.
-func stateFrom(ctx context.Context) (*txState, bool) {
-	w, ok := events.WriterFrom(ctx)
-	if !ok {
-		return nil, false
-	}
-	s, ok := w.(*txState)
-	return s, ok
+// ErrNestedTx is returned by InTx called with the context of a
+// transaction, InTx's or a message handler's: what it writes belongs in
+// that transaction, the one the caller was handed, or it would commit
+// apart from it (a handler's effect apart from its inbox row).
+var ErrNestedTx = errors.New("a transaction within a transaction: write in the Tx you were handed")
+
+// ExecContext, QueryContext and QueryRowContext run a statement in the
+// transaction, as *sql.Tx's methods of those names do.
+func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(ctx, query, args...)
 }
 
-// TxFrom returns the transaction ctx carries, if any.
-func TxFrom(ctx context.Context) (*sql.Tx, bool) {
-	s, ok := stateFrom(ctx)
-	if !ok {
-		return nil, false
-	}
-	return s.tx, true
+func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return tx.tx.QueryContext(ctx, query, args...)
 }
 
-// AfterCommit arranges for fn to run once the transaction ctx carries has
-// committed; it does not run if the transaction rolls back. Without a
-// transaction in ctx, fn runs at once.
-func AfterCommit(ctx context.Context, fn func()) {
-	if s, ok := stateFrom(ctx); ok {
-		s.AfterCommit(fn)
-		return
-	}
-	fn()
+func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return tx.tx.QueryRowContext(ctx, query, args...)
 }
 
-// InTx runs fn in a transaction, passing it a context that carries the
-// transaction (for AfterCommit, and for InTx calls within fn to join). When
-// ctx already carries one (a message handler running inside the inbox's
-// transaction), fn joins it and the owner of that transaction commits;
-// otherwise InTx begins a transaction, commits it when fn returns nil and
-// rolls it back when fn fails.
-func InTx(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	if tx, ok := TxFrom(ctx); ok {
-		return fn(ctx, tx)
+// AfterCommit arranges for fn to run once the transaction has committed;
+// it does not run if the transaction rolls back. What must only be seen
+// once the change is durable goes here: a metric, a wake-up.
+func (tx *Tx) AfterCommit(fn func()) { tx.afterCommit = append(tx.afterCommit, fn) }
+
+// txKey is the context key of the transaction a context belongs to.
+type txKey struct{}
+
+// InTx runs fn in a transaction it begins: it commits when fn returns nil
+// and rolls back when fn fails. The transaction takes the outbox writers'
+// lock first, so fn may publish events (Tx.Publish).
+//
+// Called with the context of a transaction (within fn, or in a message
+// handler, whose context carries the inbox's), it begins nothing and
+// returns ErrNestedTx: the caller writes in the transaction it is handed.
+func InTx(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *Tx) error) error {
+	if _, ok := ctx.Value(txKey{}).(*Tx); ok {
+		return ErrNestedTx
 	}
-	ctx, s, err := begin(ctx, db)
+	tx, err := begin(ctx, db)
 	if err != nil {
 		return err
 	}
-	defer s.tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if err := fn(ctx, s.tx); err != nil {
+	defer tx.tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := fn(context.WithValue(ctx, txKey{}, tx), tx); err != nil {
 		return err
 	}
-	return s.commit()
+	return tx.commit()
 }
 
 // LockOutboxWriters is the advisory lock that marks a transaction which
@@ -93,32 +101,25 @@ var (
 )
 
 // begin starts a transaction that holds LockOutboxWriters (and, through a
-// transaction pooler, the pool's limits) and returns a context that
-// carries it.
-func begin(ctx context.Context, db *sql.DB) (context.Context, *txState, error) {
+// transaction pooler, the pool's limits).
+func begin(ctx context.Context, db *sql.DB) (*Tx, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return ctx, nil, fmt.Errorf("begin transaction: %w", err)
+		return nil, fmt.Errorf("begin transaction: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, lockQueryOf(db)); err != nil {
 		tx.Rollback() //nolint:errcheck // the lock's error is the one to report
-		return ctx, nil, fmt.Errorf("begin transaction: take outbox writers' lock: %w", err)
+		return nil, fmt.Errorf("begin transaction: take outbox writers' lock: %w", err)
 	}
-	s := &txState{tx: tx}
-	return events.WithWriter(ctx, s), s, nil
+	return &Tx{tx: tx}, nil
 }
 
-// Tx and AfterCommit make a txState the events.Writer of its context.
-func (s *txState) Tx() *sql.Tx { return s.tx }
-
-func (s *txState) AfterCommit(fn func()) { s.afterCommit = append(s.afterCommit, fn) }
-
 // commit commits, then runs what was arranged with AfterCommit.
-func (s *txState) commit() error {
-	if err := s.tx.Commit(); err != nil {
+func (tx *Tx) commit() error {
+	if err := tx.tx.Commit(); err != nil {
 		return fmt.Errorf("commit transaction: %w", err)
 	}
-	for _, fn := range s.afterCommit {
+	for _, fn := range tx.afterCommit {
 		fn()
 	}
 	return nil

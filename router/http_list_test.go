@@ -1,7 +1,6 @@
 package router_test
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -57,10 +56,7 @@ func TestHTTP_listOrders(t *testing.T) {
 		t.Parallel()
 		customer := testenv.Unique("c-shape")
 		ids := placeOrders(t, api, customer, 2)
-		if err := orders.NewService(db).OnStockRejected(context.Background(),
-			events.StockRejected{OrderID: ids[0], Reason: events.ReasonInsufficientStock}); err != nil {
-			t.Fatal(err)
-		}
+		handle(t, db, orders.NewService(db).OnStockRejected, &events.StockRejected{OrderID: ids[0], Reason: events.ReasonInsufficientStock})
 		list, next := listPage(t, api, "customer_id="+customer)
 		if len(list) != 2 || next != nil {
 			t.Fatalf("%d orders, next %v; want 2 and null", len(list), next)
@@ -120,9 +116,7 @@ func TestHTTP_listOrders(t *testing.T) {
 		t.Parallel()
 		customer := testenv.Unique("c-filter")
 		ids := placeOrders(t, api, customer, 3)
-		if err := orders.NewService(db).OnStockReserved(context.Background(), events.StockReserved{OrderID: ids[1]}); err != nil {
-			t.Fatal(err)
-		}
+		handle(t, db, orders.NewService(db).OnStockReserved, &events.StockReserved{OrderID: ids[1]})
 		list, _ := listPage(t, api, "status=confirmed&customer_id="+customer)
 		if len(list) != 1 || list[0]["id"] != ids[1] {
 			t.Errorf("confirmed orders = %v, want only %s", list, ids[1])

@@ -17,6 +17,7 @@ import (
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/router"
 )
 
@@ -46,6 +47,16 @@ func newAPIOn(t *testing.T, db *sql.DB, token string) http.Handler {
 		Logger:         logger,
 		RequestTimeout: 5 * time.Second,
 	})
+}
+
+// handle runs the message handler fn on e in a transaction of its own, as
+// the worker would in the message's inbox transaction.
+func handle[E any](t *testing.T, db *sql.DB, fn func(context.Context, *postgres.Tx, *E) error, e *E) {
+	t.Helper()
+	err := postgres.InTx(context.Background(), db, func(ctx context.Context, tx *postgres.Tx) error { return fn(ctx, tx, e) })
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 type call struct {

@@ -233,7 +233,8 @@ func TestOpenAPI_describesRealAnswers(t *testing.T) {
 func cancelTargets(t *testing.T) (targets struct{ pending, confirmed, rejected, cancelled string }) {
 	t.Helper()
 	ctx := context.Background()
-	ord := orders.NewService(testenv.DB(t))
+	db := testenv.DB(t)
+	ord := orders.NewService(db)
 	place := func() orders.Order {
 		t.Helper()
 		o, _, err := ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-cancel", Items: []events.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
@@ -244,18 +245,12 @@ func cancelTargets(t *testing.T) (targets struct{ pending, confirmed, rejected, 
 	}
 	target := func(o orders.Order) string { return "/orders/" + o.ID + "/cancel" }
 	pending, confirmed, rejected, cancelled := place(), place(), place(), place()
-	if err := ord.OnStockReserved(ctx, events.StockReserved{OrderID: confirmed.ID, Items: confirmed.Items}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ord.OnStockRejected(ctx, events.StockRejected{OrderID: rejected.ID, Items: rejected.Items, Reason: events.ReasonUnknownSKU}); err != nil {
-		t.Fatal(err)
-	}
+	handle(t, db, ord.OnStockReserved, &events.StockReserved{OrderID: confirmed.ID, Items: confirmed.Items})
+	handle(t, db, ord.OnStockRejected, &events.StockRejected{OrderID: rejected.ID, Items: rejected.Items, Reason: events.ReasonUnknownSKU})
 	if _, _, err := ord.Cancel(ctx, cancelled.ID, "", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := ord.OnStockReleased(ctx, events.StockReleased{OrderID: cancelled.ID, Items: cancelled.Items}); err != nil {
-		t.Fatal(err)
-	}
+	handle(t, db, ord.OnStockReleased, &events.StockReleased{OrderID: cancelled.ID, Items: cancelled.Items})
 	targets.pending, targets.confirmed, targets.rejected, targets.cancelled = target(pending), target(confirmed), target(rejected), target(cancelled)
 	return targets
 }

@@ -1,6 +1,7 @@
-// Package router is the inbound edge: the HTTP API (http.go, with the one
-// place that maps errors to HTTP) and the Watermill message router
-// (messages.go, with every handler and its middleware).
+// Package router is the inbound HTTP edge: the API (http.go, with the one
+// place that maps errors to HTTP), the live page and its event stream, and
+// the backlog watcher that feeds the page and the metrics. The message
+// handlers run in package worker.
 package router
 
 import (

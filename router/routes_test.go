@@ -27,6 +27,7 @@ import (
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/redisstreams"
 	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/worker"
 )
 
 // request is one HTTP request as the route tests generate it. Header holds
@@ -139,7 +140,7 @@ func newRouteEnv(t testing.TB) *routeEnv {
 	db := testenv.DB(t)
 	streams := testenv.Streams(t)
 	inv, ord := inventory.NewService(db), orders.NewService(db)
-	streams.Consumed = router.ConsumedStreams(flowHandlers(ord, inv))
+	streams.Consumed = worker.ConsumedStreams(flowSubscriptions(ord, inv))
 	rdb := streams.NewClient()
 	t.Cleanup(func() { rdb.Close() })
 	for _, sku := range []string{"SKU-1", "SKU-2"} {

@@ -7,16 +7,36 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/outbox"
+	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/worker"
 )
+
+// flowSubscriptions are the order flow's subscriptions, as handlers.go
+// lists them.
+func flowSubscriptions(o *orders.Service, inv *inventory.Service) []worker.Subscription {
+	return []worker.Subscription{
+		{Name: "inventory.reserve_stock", Stream: events.StreamOrdersPlaced, Group: "inventory",
+			Handlers: []cqrs.GroupEventHandler{inInbox(inv.OnOrderPlaced), inInbox(inv.OnOrderCancelled)}},
+		{Name: "orders.settle", Stream: events.StreamReservations, Group: "orders",
+			Handlers: []cqrs.GroupEventHandler{inInbox(o.OnStockReserved), inInbox(o.OnStockRejected), inInbox(o.OnStockReleased)}},
+	}
+}
+
+// inInbox is a cqrs event handler of fn, run in its inbox's transaction.
+func inInbox[E any](fn func(context.Context, *postgres.Tx, *E) error) cqrs.GroupEventHandler {
+	return cqrs.NewGroupEventHandler(postgres.InInbox(fn))
+}
 
 // TestTracing follows one order through HTTP, the outbox, the forwarder and
 // both handlers: every span belongs to one trace, each hop the child of the
@@ -38,8 +58,8 @@ func TestTracing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	workers, err := router.NewMessages(router.MessagesConfig{
-		DB: db, Streams: streams, Handlers: flowHandlers(ordersSvc, inventorySvc), Logger: logger,
+	workers, err := worker.NewMessages(worker.MessagesConfig{
+		DB: db, Streams: streams, Subscriptions: flowSubscriptions(ordersSvc, inventorySvc), Logger: logger,
 		Metrics: m, Tracer: tp, HandlerTimeout: 5 * time.Second, MaxRetries: 1,
 	})
 	if err != nil {

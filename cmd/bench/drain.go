@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // drainResult is one forwarder run over a backlog built while no forwarder
@@ -33,9 +34,9 @@ type drainResult struct {
 const backlogBatch = 10_000
 
 // backlogSQL inserts outbox rows $1 to $2 into the table of a shard as
-// events.Publish writes them: a watermill-sql message whose payload is the
-// forwarder's envelope around an OrderPlaced (of two of $3 SKUs), its UUID,
-// payload in base64 and metadata.
+// postgres.Tx.Publish writes them: a watermill-sql message whose payload is
+// the forwarder's envelope around an OrderPlaced (of two of $3 SKUs), its
+// UUID, payload in base64 and metadata.
 const backlogSQL = `
 INSERT INTO outbox_shard_table (uuid, payload, metadata, transaction_id)
 SELECT gen_random_uuid()::text,
@@ -94,8 +95,8 @@ func measureDrain(ctx context.Context, st *stage, rep *report) error {
 // rewindForwarder puts the forwarder back before every row of the n
 // forwarded, as if none had been.
 func rewindForwarder(ctx context.Context, db *sql.DB, n int) error {
-	for shard := range events.MaxOutboxShards {
-		if _, err := db.ExecContext(ctx, `UPDATE watermill_offsets_`+events.OutboxTopic(shard)+`
+	for shard := range postgres.MaxOutboxShards {
+		if _, err := db.ExecContext(ctx, `UPDATE watermill_offsets_`+postgres.OutboxTopic(shard)+`
 			SET offset_acked = 0, last_processed_transaction_id = '0'`); err != nil {
 			return fmt.Errorf("rewind the forwarder: %w", err)
 		}
@@ -176,7 +177,7 @@ func insertBacklog(ctx context.Context, st *stage, db *sql.DB, n, shards int) er
 	last := time.Now()
 	per := (n + shards - 1) / shards
 	for shard := range shards {
-		table := "watermill_" + events.OutboxTopic(shard)
+		table := "watermill_" + postgres.OutboxTopic(shard)
 		end := min((shard+1)*per, n)
 		for from := shard*per + 1; from <= end; from += backlogBatch {
 			to := min(from+backlogBatch-1, end)
@@ -191,7 +192,7 @@ func insertBacklog(ctx context.Context, st *stage, db *sql.DB, n, shards int) er
 	}
 	var rows int
 	for shard := range shards {
-		table := "watermill_" + events.OutboxTopic(shard)
+		table := "watermill_" + postgres.OutboxTopic(shard)
 		if _, err := db.ExecContext(ctx, `VACUUM (ANALYZE) `+table); err != nil {
 			return fmt.Errorf("vacuum outbox: %w", err)
 		}

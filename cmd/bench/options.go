@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // options are the command-line flags, and the servers from the environment.
@@ -102,7 +102,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		o.only = append(o.only, p)
 	}
 	var err error
-	if o.drainShards, err = counts("-drain-shards", drainShards, 1, events.MaxOutboxShards); err != nil {
+	if o.drainShards, err = counts("-drain-shards", drainShards, 1, postgres.MaxOutboxShards); err != nil {
 		return o, err
 	}
 	if o.drainProcs, err = counts("-drain-procs", drainProcs, 1, 8); err != nil {

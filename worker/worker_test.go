@@ -1,4 +1,4 @@
-package router_test
+package worker_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -17,11 +18,15 @@ import (
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
-	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/worker"
 )
 
-type worker struct {
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// harness is a running worker with the test's database and streams.
+type harness struct {
 	t         *testing.T
 	ctx       context.Context
 	streams   redisstreams.Config
@@ -33,20 +38,27 @@ type worker struct {
 	metrics   *metrics.Metrics
 }
 
-// flowHandlers registers the order flow's handlers, as the composition
-// root does.
-func flowHandlers(o *orders.Service, inv *inventory.Service) []router.Handler {
-	return []router.Handler{
+// flowSubscriptions are the order flow's subscriptions, as handlers.go
+// lists them.
+func flowSubscriptions(o *orders.Service, inv *inventory.Service) []worker.Subscription {
+	return []worker.Subscription{
 		{Name: "inventory.reserve_stock", Stream: events.StreamOrdersPlaced, Group: "inventory",
-			On: []router.EventHandler{router.On(inv.OnOrderPlaced), router.On(inv.OnOrderCancelled)}},
+			Handlers: handlers(inInbox(inv.OnOrderPlaced), inInbox(inv.OnOrderCancelled))},
 		{Name: "orders.settle", Stream: events.StreamReservations, Group: "orders",
-			On: []router.EventHandler{router.On(o.OnStockReserved), router.On(o.OnStockRejected), router.On(o.OnStockReleased)}},
+			Handlers: handlers(inInbox(o.OnStockReserved), inInbox(o.OnStockRejected), inInbox(o.OnStockReleased))},
 	}
+}
+
+func handlers(hs ...cqrs.GroupEventHandler) []cqrs.GroupEventHandler { return hs }
+
+// inInbox is a cqrs event handler of fn, run in its inbox's transaction.
+func inInbox[E any](fn func(context.Context, *postgres.Tx, *E) error) cqrs.GroupEventHandler {
+	return cqrs.NewGroupEventHandler(postgres.InInbox(fn))
 }
 
 // startWorker runs the message router on the test database and streams of
 // the test's own; configure, when given, changes its configuration.
-func startWorker(t *testing.T, configure ...func(*router.MessagesConfig)) worker {
+func startWorker(t *testing.T, configure ...func(*worker.MessagesConfig)) harness {
 	t.Helper()
 	return startWorkerOn(t, testenv.DB(t), configure...)
 }
@@ -54,10 +66,10 @@ func startWorker(t *testing.T, configure ...func(*router.MessagesConfig)) worker
 // startWorkerOn is startWorker on db: a database of the test's own
 // (testenv.OwnDB) for a test that changes the schema, whose locks would
 // otherwise queue the other tests' statements behind theirs.
-func startWorkerOn(t *testing.T, db *sql.DB, configure ...func(*router.MessagesConfig)) worker {
+func startWorkerOn(t *testing.T, db *sql.DB, configure ...func(*worker.MessagesConfig)) harness {
 	t.Helper()
 	logger := testenv.Logger(t)
-	w := worker{
+	w := harness{
 		t:   t,
 		ctx: context.Background(),
 		db:  db,
@@ -79,14 +91,14 @@ func startWorkerOn(t *testing.T, db *sql.DB, configure ...func(*router.MessagesC
 	t.Cleanup(func() { pub.Close() })
 	w.pub = pub
 
-	cfg := router.MessagesConfig{
-		DB: db, Streams: w.streams, Handlers: flowHandlers(w.orders, w.inventory), Logger: logger, Metrics: w.metrics,
+	cfg := worker.MessagesConfig{
+		DB: db, Streams: w.streams, Subscriptions: flowSubscriptions(w.orders, w.inventory), Logger: logger, Metrics: w.metrics,
 		HandlerTimeout: 5 * time.Second, MaxRetries: 2,
 	}
 	for _, c := range configure {
 		c(&cfg)
 	}
-	m, err := router.NewMessages(cfg)
+	m, err := worker.NewMessages(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +115,7 @@ func startWorkerOn(t *testing.T, db *sql.DB, configure ...func(*router.MessagesC
 	return w
 }
 
-func (w worker) publish(stream string, msg *message.Message) {
+func (w harness) publish(stream string, msg *message.Message) {
 	w.t.Helper()
 	if err := w.pub.Publish(stream, msg); err != nil {
 		w.t.Fatal(err)
@@ -112,7 +124,7 @@ func (w worker) publish(stream string, msg *message.Message) {
 
 // drained waits until the consumer group has been handed every entry of
 // stream and has acked each one.
-func (w worker) drained(stream, group string) {
+func (w harness) drained(stream, group string) {
 	w.t.Helper()
 	key := w.streams.Name(stream)
 	eventually(w.t, func() bool {
@@ -130,7 +142,7 @@ func (w worker) drained(stream, group string) {
 }
 
 // failedAttempts is how many attempts of handler have failed so far.
-func (w worker) failedAttempts(handler string) uint64 {
+func (w harness) failedAttempts(handler string) uint64 {
 	w.t.Helper()
 	families, err := w.metrics.Registry.Gather()
 	if err != nil {
@@ -154,7 +166,7 @@ func (w worker) failedAttempts(handler string) uint64 {
 }
 
 // deadLetters is how many entries the dead-letter stream holds.
-func (w worker) deadLetters() int64 {
+func (w harness) deadLetters() int64 {
 	w.t.Helper()
 	n, err := w.rdb.XLen(w.ctx, w.streams.Name(events.StreamDeadLetter)).Result()
 	if err != nil {

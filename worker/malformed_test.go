@@ -1,4 +1,4 @@
-package router_test
+package worker_test
 
 import (
 	"testing"
@@ -7,14 +7,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/events"
-	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/worker"
 )
 
 // A message that no retry can help (ErrMalformed) is dead-lettered after
 // its first attempt, without the retries a failure of its own gets.
 func TestMessages_deadLettersAMalformedMessageWithoutRetrying(t *testing.T) {
 	t.Parallel()
-	w := startWorker(t, func(c *router.MessagesConfig) { c.MaxRetries = 3 })
+	w := startWorker(t, func(c *worker.MessagesConfig) { c.MaxRetries = 3 })
 	bad := message.NewMessage(uuid.NewString(), []byte("not json"))
 	bad.Metadata.Set(events.MetadataEventType, "OrderPlaced")
 	w.publish(events.StreamOrdersPlaced, bad)

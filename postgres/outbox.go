@@ -1,8 +1,7 @@
-package events
+package postgres
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -14,32 +13,24 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/orderstream/orderstream/events"
 )
 
-var errNotAWriter = errors.New("the transaction is not the one the context carries (postgres.InTx)")
+// errNotBegun is the error of publishing in a Tx that was not begun by
+// InTx or the inbox (its zero value): it holds no writers' lock.
+var errNotBegun = errors.New("transaction not begun by postgres.InTx or the inbox")
 
-// Writer is what Publish needs of the transaction it writes in, as the
-// context carries it (WithWriter): postgres.InTx and the inbox put there
-// each transaction they begin, which holds the outbox writers' lock.
-type Writer interface {
-	Tx() *sql.Tx
-	// AfterCommit arranges for fn to run once the transaction has
-	// committed.
-	AfterCommit(fn func())
+// Published is an event written to the outbox in a Tx, as the handler
+// test kit reports it.
+type Published struct {
+	Event   events.Event
+	Message *message.Message
+	Shard   int
 }
 
-type writerKey struct{}
-
-// WithWriter returns ctx carrying w, the transaction Publish may write in.
-func WithWriter(ctx context.Context, w Writer) context.Context {
-	return context.WithValue(ctx, writerKey{}, w)
-}
-
-// WriterFrom returns the Writer ctx carries, if any.
-func WriterFrom(ctx context.Context) (Writer, bool) {
-	w, ok := ctx.Value(writerKey{}).(Writer)
-	return w, ok
-}
+// Published returns the events written to the outbox in tx so far.
+func (tx *Tx) Published() []Published { return tx.published }
 
 type commitHookKey struct{}
 
@@ -65,14 +56,6 @@ func OutboxTopic(shard int) string {
 	return "outbox_" + strconv.Itoa(shard)
 }
 
-// Keyed is an event that belongs to an aggregate, one order: all events of
-// one key are written to one outbox shard, so that they reach their streams
-// in the order they were written. An event without a key goes to a shard
-// chosen by its message UUID.
-type Keyed interface {
-	Key() string
-}
-
 // ShardOf is the outbox shard, of n, of the events of key: a stable hash
 // (FNV-1a), the same in every process and every version.
 func ShardOf(key string, n int) int {
@@ -94,47 +77,45 @@ func WithOutboxShards(ctx context.Context, n int) context.Context {
 }
 
 // outboxShard is the shard e goes to, as ctx spreads the events.
-func outboxShard(ctx context.Context, e Event, msg *message.Message) int {
+func outboxShard(ctx context.Context, e events.Event, msg *message.Message) int {
 	n, _ := ctx.Value(shardsKey{}).(int)
 	key := msg.UUID
-	if k, ok := e.(Keyed); ok {
+	if k, ok := e.(events.Keyed); ok {
 		key = k.Key()
 	}
 	return ShardOf(key, n)
 }
 
-// Publish writes e to the outbox inside tx, the transaction ctx carries
-// (postgres.InTx, or the inbox of a message handler). The event becomes
-// visible to the forwarder only if tx commits, and then it is certain to be
-// forwarded: the business change and its announcement cannot disagree.
-// When ctx carries a commit hook (OnCommit), it runs once tx commits.
+// Publish writes e to the outbox inside tx. The event becomes visible to
+// the forwarder only if tx commits, and then it is certain to be forwarded:
+// the business change and its announcement cannot disagree. When ctx
+// carries a commit hook (OnCommit), it runs once tx commits.
 //
-// Any other transaction is refused: the forwarder waits only for the
-// transactions that postgres began, which hold the outbox writers' lock
-// (see the outbox package's writersHorizon), and would pass over the rows of
-// another that commits late.
+// Only a Tx can publish, and only InTx and the inbox begin one: the
+// forwarder waits only for the transactions that hold the outbox writers'
+// lock (see the outbox package's writersHorizon), and would pass over the
+// rows of another that commits late.
 //
 // A watermill-sql publisher bound to one transaction is cheap (no I/O), so
 // each call makes its own; the forwarder publisher wraps the event in an
 // envelope that names its destination stream.
-func Publish(ctx context.Context, tx *sql.Tx, e Event) (err error) {
-	w, ok := WriterFrom(ctx)
-	if !ok || w.Tx() != tx {
-		return fmt.Errorf("write %s to outbox: %w", e.EventType(), errNotAWriter)
+func (tx *Tx) Publish(ctx context.Context, e events.Event) (err error) {
+	if tx == nil || tx.tx == nil {
+		return fmt.Errorf("write %s to outbox: %w", e.EventType(), errNotBegun)
 	}
-	ctx, span := startSpan(ctx, "outbox publish "+e.EventType(), trace.SpanKindProducer)
+	ctx, span := events.StartSpan(ctx, "outbox publish "+e.EventType(), trace.SpanKindProducer)
 	defer func() {
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
 	}()
-	msg, err := NewMessage(ctx, e)
+	msg, err := events.NewMessage(ctx, e)
 	if err != nil {
 		return err
 	}
 	span.SetAttributes(attribute.String("messaging.message.id", msg.UUID), attribute.String("messaging.destination.name", e.Stream()))
-	pub, err := wsql.NewPublisher(tx, wsql.PublisherConfig{SchemaAdapter: wsql.DefaultPostgreSQLSchema{}}, nil)
+	pub, err := wsql.NewPublisher(tx.tx, wsql.PublisherConfig{SchemaAdapter: wsql.DefaultPostgreSQLSchema{}}, nil)
 	if err != nil {
 		return fmt.Errorf("create outbox publisher: %w", err)
 	}
@@ -143,8 +124,9 @@ func Publish(ctx context.Context, tx *sql.Tx, e Event) (err error) {
 	if err := out.Publish(e.Stream(), msg); err != nil {
 		return fmt.Errorf("write %s to outbox: %w", e.EventType(), err)
 	}
+	tx.published = append(tx.published, Published{Event: e, Message: msg, Shard: shard})
 	if fn, ok := ctx.Value(commitHookKey{}).(func(int)); ok {
-		w.AfterCommit(func() { fn(shard) })
+		tx.AfterCommit(func() { fn(shard) })
 	}
 	return nil
 }

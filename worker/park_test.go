@@ -1,4 +1,4 @@
-package router_test
+package worker_test
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ import (
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/parked"
 	"github.com/orderstream/orderstream/postgres"
-	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/worker"
 )
 
 const reserveStock = "inventory.reserve_stock"
@@ -32,7 +32,7 @@ type jsonLog struct {
 	buf *testenv.Buffer
 }
 
-func newJSONLog(t *testing.T) (jsonLog, func(*router.MessagesConfig)) {
+func newJSONLog(t *testing.T) (jsonLog, func(*worker.MessagesConfig)) {
 	t.Helper()
 	l := jsonLog{buf: &testenv.Buffer{}}
 	logger, err := logging.New(l.buf, "json", "debug")
@@ -44,10 +44,11 @@ func newJSONLog(t *testing.T) (jsonLog, func(*router.MessagesConfig)) {
 			t.Logf("log:\n%s", l.buf.String())
 		}
 	})
-	return l, func(c *router.MessagesConfig) { c.Logger = logger }
+	return l, func(c *worker.MessagesConfig) { c.Logger = logger }
 }
 
-// lines returns the log records with message msg about the message uuid.
+// lines returns the log records with message msg about the message uuid
+// (about any message when uuid is "").
 func (l jsonLog) lines(t *testing.T, msg, uuid string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
@@ -58,7 +59,7 @@ func (l jsonLog) lines(t *testing.T, msg, uuid string) []map[string]any {
 		if json.Unmarshal(sc.Bytes(), &rec) != nil {
 			continue
 		}
-		if rec["msg"] == msg && rec["message_uuid"] == uuid {
+		if rec["msg"] == msg && (uuid == "" || rec["message_uuid"] == uuid) {
 			out = append(out, rec)
 		}
 	}
@@ -96,7 +97,7 @@ func holdStock(t *testing.T, sku string) (release func()) {
 	}
 }
 
-func (w worker) placed(skus ...string) string {
+func (w harness) placed(skus ...string) string {
 	w.t.Helper()
 	items := make([]events.Item, len(skus))
 	for i, sku := range skus {
@@ -110,7 +111,7 @@ func (w worker) placed(skus ...string) string {
 	return msg.UUID
 }
 
-func (w worker) reserved(sku string) int {
+func (w harness) reserved(sku string) int {
 	w.t.Helper()
 	st, err := w.inventory.Get(w.ctx, sku)
 	if err != nil {
@@ -119,7 +120,7 @@ func (w worker) reserved(sku string) int {
 	return st.Reserved
 }
 
-func (w worker) parkedRows(uuid string) int {
+func (w harness) parkedRows(uuid string) int {
 	w.t.Helper()
 	var n int
 	if err := w.db.QueryRow(`SELECT count(*) FROM parked_messages WHERE message_uuid = $1`, uuid).Scan(&n); err != nil {
@@ -129,7 +130,7 @@ func (w worker) parkedRows(uuid string) int {
 }
 
 // counter is the value of orderstream's counter name for handler.
-func (w worker) counter(name, handler string) float64 {
+func (w harness) counter(name, handler string) float64 {
 	w.t.Helper()
 	families, err := w.metrics.Registry.Gather()
 	if err != nil {
@@ -159,7 +160,7 @@ func TestMessages_passingFailure(t *testing.T) {
 	t.Run("a_held_stock_lock_holds_no_consumer_and_the_order_settles_once_it_goes", func(t *testing.T) {
 		t.Parallel()
 		db := lockTimeoutDB(t, 100*time.Millisecond)
-		w := startWorker(t, func(c *router.MessagesConfig) {
+		w := startWorker(t, func(c *worker.MessagesConfig) {
 			c.DB, c.HandlerTimeout, c.MaxRetries = db, 2*time.Second, 1
 			c.ParkBackoff = parked.Backoff{Initial: 100 * time.Millisecond, Max: 400 * time.Millisecond}
 		})
@@ -203,7 +204,7 @@ func TestMessages_passingFailure(t *testing.T) {
 		const bound = 1500 * time.Millisecond
 		log, withLog := newJSONLog(t)
 		db := lockTimeoutDB(t, 50*time.Millisecond)
-		w := startWorker(t, withLog, func(c *router.MessagesConfig) {
+		w := startWorker(t, withLog, func(c *worker.MessagesConfig) {
 			c.DB, c.HandlerTimeout, c.MaxRetries = db, 2*time.Second, 0
 			c.ParkBackoff = parked.Backoff{Initial: 100 * time.Millisecond, Max: 300 * time.Millisecond}
 			c.SurfaceAfter = bound
@@ -256,7 +257,7 @@ func TestMessages_passingFailure(t *testing.T) {
 
 // orderOf is the order id of the OrderPlaced message uuid, read back from
 // the stream.
-func orderOf(t *testing.T, w worker, id string) string {
+func orderOf(t *testing.T, w harness, id string) string {
 	t.Helper()
 	entries, err := w.rdb.XRange(w.ctx, w.streams.Name(events.StreamOrdersPlaced), "-", "+").Result()
 	if err != nil {
@@ -289,7 +290,7 @@ func TestMessages_plainErrorRetriedThenDeadLettered(t *testing.T) {
 	// A database of its own: the trigger below takes locks on the stock
 	// table that the other tests' row locks would hold up, and their
 	// statements would queue behind.
-	w := startWorkerOn(t, testenv.OwnDB(t), withLog, func(c *router.MessagesConfig) { c.MaxRetries, c.RetryInitial = maxRetries, 250*time.Millisecond })
+	w := startWorkerOn(t, testenv.OwnDB(t), withLog, func(c *worker.MessagesConfig) { c.MaxRetries, c.RetryInitial = maxRetries, 250*time.Millisecond })
 	sku := testenv.Unique("SKU")
 	if _, err := w.inventory.Set(w.ctx, sku, 5); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,11 @@
-package router
+// Package worker runs the message handlers: the one Watermill router, on
+// which every handler group of the list (Subscription) is a Watermill cqrs
+// EventGroupProcessor group reading its stream as its consumer group, and
+// the middleware around them: the inbox transaction, retries, parking,
+// dead letters, the timeout, tracing and the log line of each attempt. The
+// Runner delivers messages through the same groups and middleware one at a
+// time, for the handler test kit (worker/handlertest) and backfill.
+package worker
 
 import (
 	"context"
@@ -28,11 +35,11 @@ import (
 type MessagesConfig struct {
 	DB      *sql.DB
 	Streams redisstreams.Config
-	// Handlers are the registrations of the message handlers.
-	Handlers []Handler
-	Logger   *slog.Logger
-	Metrics  *metrics.Metrics
-	Tracer   trace.TracerProvider // nil: no tracing
+	// Subscriptions are the handler groups, the one list (handlers.go).
+	Subscriptions []Subscription
+	Logger        *slog.Logger
+	Metrics       *metrics.Metrics
+	Tracer        trace.TracerProvider // nil: no tracing
 	// HandlerTimeout bounds one attempt of a handler.
 	HandlerTimeout time.Duration
 	// MaxRetries is how often a failing handler is retried, with
@@ -74,7 +81,8 @@ func (cfg MessagesConfig) withDefaults() MessagesConfig {
 	return cfg
 }
 
-// Messages is the one Watermill router: every handler and its middleware.
+// Messages is the one Watermill router: every handler group, through
+// Watermill's cqrs EventGroupProcessor, and the middleware around them.
 type Messages struct {
 	router      *message.Router
 	deadLetter  message.Publisher
@@ -84,11 +92,11 @@ type Messages struct {
 	logger      *slog.Logger
 }
 
-// NewMessages registers the handlers of cfg, each reading its stream as a
-// consumer of its group.
+// NewMessages registers the subscriptions of cfg, each reading its stream
+// as a consumer of its group.
 func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	cfg = cfg.withDefaults()
-	if err := check(cfg.Handlers); err != nil {
+	if err := Check(cfg.Subscriptions); err != nil {
 		return nil, err
 	}
 	wlog := logging.Watermill(cfg.Logger)
@@ -114,14 +122,13 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 
 	store := parked.NewStore(cfg.DB, cfg.ParkBackoff, cfg.SurfaceAfter)
 
-	// Outermost first. A message put back for another handler is acked at
-	// once. A message that still fails after its retries, or that no retry
-	// can help, goes to the dead-letter stream and is acked, so it never
-	// blocks its stream; one that failed for a passing reason is parked and
-	// acked, to be put back on its stream after a growing backoff, so it
-	// holds no consumer meanwhile (nacked and delivered again only when it
-	// cannot be parked). Each attempt is logged in one line and runs in its
-	// own inbox transaction, bounded by the timeout.
+	// Outermost first: the delivery policy, then one attempt. A message put
+	// back for another handler is acked at once. A message that still fails
+	// after its retries, or that no retry can help, goes to the dead-letter
+	// stream and is acked, so it never blocks its stream; one that failed
+	// for a passing reason is parked and acked, to be put back on its
+	// stream after a growing backoff, so it holds no consumer meanwhile
+	// (nacked and delivered again only when it cannot be parked).
 	r.AddMiddleware(
 		skipParkedForOthers,
 		poison,
@@ -137,40 +144,34 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 			ResetContextOnRetry: true,
 			ShouldRetry:         func(p middleware.RetryParams) bool { return !errors.Is(p.Err, events.ErrMalformed) },
 		}.Middleware,
-		middleware.Timeout(cfg.HandlerTimeout),
-		observe(cfg.Logger, cfg.Tracer),
-		middleware.Recoverer,
-		postgres.Inbox(cfg.DB, func(handler string) {
-			cfg.Metrics.InboxDuplicates.WithLabelValues(handler).Inc()
-		}),
 	)
-	// Watermill's handler and subscriber metrics, per attempt.
-	measure.AddPrometheusRouterMetrics(r)
+	// Watermill's handler and subscriber metrics: the handler's per
+	// attempt, a refused one included.
+	r.AddPublisherDecorators(measure.DecoratePublisher)
+	r.AddSubscriberDecorators(measure.DecorateSubscriber)
+	r.AddMiddleware(attempt(attemptConfig{
+		DB: cfg.DB, Subscriptions: cfg.Subscriptions, Logger: cfg.Logger, Tracer: cfg.Tracer, Timeout: cfg.HandlerTimeout,
+		OnDuplicate: func(handler string) { cfg.Metrics.InboxDuplicates.WithLabelValues(handler).Inc() },
+		Measure:     measure.NewRouterMiddleware().Middleware,
+	})...)
 
 	m := &Messages{router: r, deadLetter: deadLetter, parked: store, parkedRedis: cfg.Streams.NewClient(), logger: cfg.Logger}
-	for _, h := range cfg.Handlers {
-		if err := m.add(cfg.Streams, h); err != nil {
-			return nil, errors.Join(err, deadLetter.Close(), m.parkedRedis.Close())
+	err = register(r, wlog, cfg.Subscriptions,
+		func(s Subscription) string { return cfg.Streams.Name(s.Stream) },
+		func(s Subscription) (message.Subscriber, error) { return cfg.Streams.Subscriber(s.Group) })
+	if err != nil {
+		return nil, errors.Join(err, deadLetter.Close(), m.parkedRedis.Close())
+	}
+	for _, s := range cfg.Subscriptions {
+		if !slices.Contains(m.streams, cfg.Streams.Name(s.Stream)) {
+			m.streams = append(m.streams, cfg.Streams.Name(s.Stream))
 		}
 		// Shown from the start, at 0.
-		cfg.Metrics.InboxDuplicates.WithLabelValues(h.Name)
-		cfg.Metrics.MessagesParked.WithLabelValues(h.Name)
-		cfg.Metrics.MessagesParkedOverdue.WithLabelValues(h.Name)
+		cfg.Metrics.InboxDuplicates.WithLabelValues(s.Name)
+		cfg.Metrics.MessagesParked.WithLabelValues(s.Name)
+		cfg.Metrics.MessagesParkedOverdue.WithLabelValues(s.Name)
 	}
 	return m, nil
-}
-
-// add subscribes h, as a consumer of its group.
-func (m *Messages) add(streams redisstreams.Config, h Handler) error {
-	sub, err := streams.Subscriber(h.Group)
-	if err != nil {
-		return err
-	}
-	m.router.AddConsumerHandler(h.Name, streams.Name(h.Stream), sub, h.handle)
-	if !slices.Contains(m.streams, streams.Name(h.Stream)) {
-		m.streams = append(m.streams, streams.Name(h.Stream))
-	}
-	return nil
 }
 
 // Run handles messages, and puts parked messages of its streams back once

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/outbox"
+	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/worker"
+)
+
+// listHandlers prints the handler groups: `orderstream handlers list`.
+func listHandlers(stdout io.Writer, subs []worker.Subscription, asJSON bool) error {
+	type entry struct {
+		Name       string   `json:"name"`
+		Stream     string   `json:"stream"`
+		Group      string   `json:"group"`
+		EventTypes []string `json:"event_types"`
+	}
+	entries := make([]entry, len(subs))
+	for i, s := range subs {
+		entries[i] = entry{s.Name, s.Stream, s.Group, s.EventTypes()}
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]any{"handlers": entries})
+	}
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tSTREAM\tGROUP\tEVENT TYPES")
+	for _, e := range entries {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Name, e.Stream, e.Group, strings.Join(e.EventTypes, ", "))
+	}
+	return w.Flush()
+}
+
+// backfillRetries is how often backfill tries an event that failed for a
+// passing reason (a lock, a timeout, the database away) before it counts
+// it as failed.
+const backfillRetries = 5
+
+// backfill runs the handler group name over the events retained for its
+// stream, written at or after since: `orderstream handlers backfill`.
+// Every event goes through the group's inbox, as in the worker, so an
+// event handled already is skipped; an interrupted run leaves nothing
+// half done, and the next run goes on where it stopped.
+func (a *app) backfill(ctx context.Context, name string, since time.Time, stdout, stderr io.Writer) error {
+	// The handlers write with the worker's limits, in a pool of their own.
+	db, err := openPool(ctx, a.cfg, a.logger, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
+		postgres.LockTimeout(a.cfg.DBLockTimeout), postgres.StatementTimeout(a.cfg.HandlerTimeout),
+		postgres.ApplicationName("orderstream handlers backfill"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	a.orders, a.inventory = orders.NewService(db), inventory.NewService(db)
+	sub, ok := worker.Lookup(a.subscriptions(), name)
+	if !ok {
+		var names []string
+		for _, s := range a.subscriptions() {
+			names = append(names, s.Name)
+		}
+		return fmt.Errorf("no handler group %q; there are %s", name, strings.Join(names, ", "))
+	}
+	var duplicates atomic.Int64
+	run, err := worker.NewRunner(sub, worker.RunnerConfig{
+		DB: db, Logger: a.logger, Timeout: a.cfg.HandlerTimeout,
+		OnDuplicate: func(string) { duplicates.Add(1) },
+	})
+	if err != nil {
+		return err
+	}
+	defer run.Close()
+
+	ctx = postgres.WithOutboxShards(ctx, a.cfg.OutboxShards)
+	progress := newProgress(stderr)
+	var read, others, failed int64
+	types := sub.EventTypes()
+	err = outbox.History(ctx, a.db, a.rdb, a.streams, sub.Stream, since, func(ev outbox.HistoryEvent) error {
+		read++
+		if !slices.Contains(types, events.Marshaler{}.NameFromMessage(ev.Message)) {
+			others++ // another group's event, or an undecodable one: the worker deals with those
+			return nil
+		}
+		if err := deliverWithRetries(ctx, run, ev); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failed++
+			a.logger.ErrorContext(ctx, "backfill: event not handled", "handler", name, "message_uuid", ev.Message.UUID,
+				"event_type", events.Marshaler{}.NameFromMessage(ev.Message), "err", err)
+		}
+		progress.show("%s: %d events read, %d skipped as handled, %d failed, at %s",
+			name, read, duplicates.Load(), failed, ev.At.Format(time.RFC3339))
+		return nil
+	})
+	progress.done()
+	undecodable := errors.Is(err, outbox.ErrUndecodableEvents)
+	if err != nil && !undecodable {
+		return fmt.Errorf("backfill %s: %w (after %d events; run it again to go on)", name, err, read)
+	}
+	fmt.Fprintf(stdout, "%s: %d events read from %s, %d of other types, %d handled now, %d handled before, %d failed\n",
+		name, read, sub.Stream, others, read-others-duplicates.Load()-failed, duplicates.Load(), failed)
+	switch {
+	case failed > 0:
+		return fmt.Errorf("backfill %s: %d events failed (logged above); run it again to retry them", name, failed)
+	case undecodable:
+		return fmt.Errorf("backfill %s: %w", name, err)
+	}
+	return nil
+}
+
+// deliverWithRetries delivers ev, again after a growing pause while it
+// fails for a passing reason.
+func deliverWithRetries(ctx context.Context, run *worker.Runner, ev outbox.HistoryEvent) error {
+	wait := 100 * time.Millisecond
+	for i := 0; ; i++ {
+		err := run.Deliver(ctx, ev.Message)
+		if err == nil || i == backfillRetries || !(postgres.IsTransient(err) || errors.Is(err, context.DeadlineExceeded)) {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+			wait *= 2
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// progress rewrites one line on a terminal, at most every 200 ms, and
+// writes nothing elsewhere (the summary follows on stdout).
+type progress struct {
+	w    io.Writer
+	on   bool
+	last time.Time
+	line string
+}
+
+func newProgress(w io.Writer) *progress {
+	f, ok := w.(*os.File)
+	if !ok {
+		return &progress{w: w}
+	}
+	st, err := f.Stat()
+	return &progress{w: w, on: err == nil && st.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progress) show(format string, args ...any) {
+	if !p.on {
+		return
+	}
+	p.line = fmt.Sprintf(format, args...)
+	if time.Since(p.last) >= 200*time.Millisecond {
+		fmt.Fprintf(p.w, "\r\033[K%s", p.line)
+		p.last = time.Now()
+	}
+}
+
+func (p *progress) done() {
+	if p.on && p.line != "" {
+		fmt.Fprintf(p.w, "\r\033[K%s\n", p.line)
+	}
+}
