@@ -4,6 +4,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/notifications"
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/worker"
 )
@@ -33,6 +34,10 @@ func (a *app) subscriptions() []worker.Subscription {
 				cqrs.NewGroupEventHandler(postgres.InInbox(a.orders.OnStockReserved)),
 				cqrs.NewGroupEventHandler(postgres.InInbox(a.orders.OnStockRejected)),
 				cqrs.NewGroupEventHandler(postgres.InInbox(a.orders.OnStockReleased)),
+			}},
+		{Name: "notifications.order_confirmed", Stream: events.StreamOrderOutcomes, Group: "notifications",
+			Handlers: []cqrs.GroupEventHandler{
+				cqrs.NewGroupEventHandler(postgres.InInbox(notifications.Service{}.OnOrderConfirmed)),
 			}},
 	}
 }
