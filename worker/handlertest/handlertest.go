@@ -41,7 +41,7 @@ import (
 
 // DefaultTimeout is the handler timeout a kit holds handlers to unless
 // told otherwise: HANDLER_TIMEOUT's default.
-const DefaultTimeout = 10 * time.Second
+const DefaultTimeout = 5 * time.Second
 
 // Kit delivers events to one subscription's handlers.
 type Kit struct {
