@@ -51,10 +51,12 @@ func TestDocs_checkFindsWhatIsGone(t *testing.T) {
 	code := readCode(t)
 	doc := "The flow: `orders/service.go` `Service.Place`, then `postgres.InInbox`.\n" +
 		"Renamed: `Service.Placed`, `postgres.InInboxTx`, `orders/place.go`, `make tests`,\n" +
-		"`orderstream handlers replay`, `HANDLER_TIMEOUTS`; there are 3 migrations and 9 event types.\n"
+		"`orderstream handlers replay`, `HANDLER_TIMEOUTS`; there are 3 migrations and 9 event types.\n" +
+		"| `handlers.go` | 1 | the list |\n\nTogether 2 lines.\n"
 	got := strings.Join(code.check(doc), "\n")
 	for _, want := range []string{"`Service.Placed`", "`postgres.InInboxTx`", "`orders/place.go`", "`make tests`",
-		"`orderstream handlers replay`", "`HANDLER_TIMEOUTS`", "3 migrations", "9 event types"} {
+		"`orderstream handlers replay`", "`HANDLER_TIMEOUTS`", "3 migrations", "9 event types",
+		"`handlers.go` has", "\"Together 2 lines\""} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the check does not report %s; it reported:\n%s", want, got)
 		}
@@ -213,9 +215,11 @@ var (
 	// a directory with a trailing slash.
 	pathLike = regexp.MustCompile(`^(\.?[a-zA-Z0-9_-]+/)*[a-zA-Z0-9_.-]+\.(go|sql|sh|yml|yaml|json|md|ini|conf|js|css|html)$|^([a-z0-9_-]+/)+$`)
 	// pkg.Name, Type.Method, pkg.Type.Method, optionally called.
-	goName = regexp.MustCompile(`^([a-z][a-z0-9]*)\.([A-Z]\w*)(?:\.([A-Z]\w*))?(?:\(\))?$|^([A-Z]\w*)\.([A-Z]\w*)(?:\(\))?$`)
-	envVar = regexp.MustCompile(`^([A-Z][A-Z0-9]*_[A-Z0-9_]+)(=.*)?$`)
-	count  = regexp.MustCompile(`\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve) (migrations|event types|handler groups)\b`)
+	goName    = regexp.MustCompile(`^([a-z][a-z0-9]*)\.([A-Z]\w*)(?:\.([A-Z]\w*))?(?:\(\))?$|^([A-Z]\w*)\.([A-Z]\w*)(?:\(\))?$`)
+	envVar    = regexp.MustCompile(`^([A-Z][A-Z0-9]*_[A-Z0-9_]+)(=.*)?$`)
+	lineCount = regexp.MustCompile("(?m)^\\| `([^`]+)` \\| ([0-9]+) \\|")
+	together  = regexp.MustCompile(`Together ([0-9,]+) lines`)
+	count     = regexp.MustCompile(`\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve) (migrations|event types|handler groups)\b`)
 )
 
 var words = map[string]int{"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -229,6 +233,23 @@ func (c codeFacts) check(doc string) []string {
 		if problem := c.checkSpan(span); problem != "" {
 			problems = append(problems, fmt.Sprintf("`%s`: %s", span, problem))
 		}
+	}
+	// A table row of a file and its line count, as "The pattern in seven
+	// files" gives them, and their sum.
+	sum := 0
+	for _, m := range lineCount.FindAllStringSubmatch(doc, -1) {
+		b, err := os.ReadFile(m[1])
+		if err != nil {
+			continue // reported as a file that does not exist
+		}
+		lines := strings.Count(string(b), "\n")
+		sum += lines
+		if strconv.Itoa(lines) != m[2] {
+			problems = append(problems, fmt.Sprintf("`%s` has %d lines, not %s", m[1], lines, m[2]))
+		}
+	}
+	if m := together.FindStringSubmatch(doc); m != nil && strings.ReplaceAll(m[1], ",", "") != strconv.Itoa(sum) {
+		problems = append(problems, fmt.Sprintf("%q: the files above have %d lines together", m[0], sum))
 	}
 	for _, m := range count.FindAllStringSubmatch(doc, -1) {
 		n, ok := words[m[1]]
