@@ -1,9 +1,7 @@
 package inventory_test
 
 import (
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -11,31 +9,6 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/worker/handlertest"
 )
-
-// recorder is a testing.TB that records the kit's failures instead of
-// failing the test that checks them.
-type recorder struct {
-	testing.TB
-	mu     sync.Mutex
-	failed []string
-}
-
-func (r *recorder) Errorf(format string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failed = append(r.failed, fmt.Sprintf(format, args...))
-}
-
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.Errorf(format, args...)
-	r.TB.Fatalf("stopped: "+format, args...)
-}
-
-func (r *recorder) failures() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.failed, "\n")
-}
 
 // TestService_OnOrderPlaced_theKitCatchesABrokenInbox: the kit's check
 // holds on the real handler, not only on the kit's own. With an inbox that
@@ -51,13 +24,13 @@ func TestService_OnOrderPlaced_theKitCatchesABrokenInbox(t *testing.T) {
 	// Short of stock: the effect is the announcement alone. (A reservation
 	// made again would fail on the reservations' key instead.)
 	sku := f.sku(1)
-	r := &recorder{TB: t}
+	r := &handlertest.Recorder{TB: t}
 	published := handlertest.New(r, f.db, reserveStock(f.s)).Deliver(events.OrderPlaced{
 		OrderID: uuid.NewString(), CustomerID: "c", Items: []events.Item{{SKU: sku, Quantity: 2}}})
 	if len(published) != 1 || published[0].EventType() != "StockRejected" {
 		t.Errorf("the first delivery published %v, want the one StockRejected", published)
 	}
-	failures := r.failures()
+	failures := r.Failures()
 	for _, want := range []string{
 		"the second delivery of OrderPlaced", "the concurrent deliveries of OrderPlaced",
 		"ran the handler's effect again", "published [StockRejected]", "changed the tables [inbox watermill_outbox",

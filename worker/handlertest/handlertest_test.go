@@ -3,9 +3,7 @@ package handlertest_test
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,31 +18,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// recorder is a testing.TB that records the kit's failures instead of
-// failing the test that checks them.
-type recorder struct {
-	testing.TB
-	mu     sync.Mutex
-	failed []string
-}
-
-func (r *recorder) Errorf(format string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failed = append(r.failed, fmt.Sprintf(format, args...))
-}
-
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.Errorf(format, args...)
-	r.TB.Fatalf("stopped: "+format, args...)
-}
-
-func (r *recorder) failures() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.failed, "\n")
-}
 
 // effects is a handler of OrderConfirmed that records a row per event in
 // a table of the test's own, and announces nothing, or what publish says.
@@ -88,12 +61,12 @@ func TestKit_Deliver(t *testing.T) {
 	t.Run("passes_a_handler_whose_effect_happens_once", func(t *testing.T) {
 		t.Parallel()
 		db := setUp(t)
-		r := &recorder{TB: t}
+		r := &handlertest.Recorder{TB: t}
 		kit := handlertest.New(r, db, subscription(effects{db: db, publish: func(ctx context.Context, tx *postgres.Tx, e *events.OrderConfirmed) error {
 			return tx.Publish(ctx, events.OrderRejected{OrderID: e.OrderID, CustomerID: e.CustomerID, Reason: events.ReasonUnknownSKU})
 		}}))
 		published := kit.Deliver(confirmed())
-		if f := r.failures(); f != "" {
+		if f := r.Failures(); f != "" {
 			t.Fatalf("the kit failed a correct handler:\n%s", f)
 		}
 		if len(published) != 1 || published[0].EventType() != "OrderRejected" {
@@ -112,9 +85,9 @@ func TestKit_Deliver(t *testing.T) {
 		if _, err := db.Exec(`ALTER TABLE inbox DROP CONSTRAINT inbox_pkey`); err != nil {
 			t.Fatal(err)
 		}
-		r := &recorder{TB: t}
+		r := &handlertest.Recorder{TB: t}
 		handlertest.New(r, db, subscription(effects{db: db})).Deliver(confirmed())
-		f := r.failures()
+		f := r.Failures()
 		for _, want := range []string{"the second delivery", "the concurrent deliveries", "ran the handler's effect again", "changed the tables [inbox kit_effects]"} {
 			if !strings.Contains(f, want) {
 				t.Errorf("the kit's failures do not say %q:\n%s", want, f)
@@ -125,13 +98,13 @@ func TestKit_Deliver(t *testing.T) {
 	t.Run("fails_a_handler_that_publishes_outside_its_transaction", func(t *testing.T) {
 		t.Parallel()
 		db := setUp(t)
-		r := &recorder{TB: t}
+		r := &handlertest.Recorder{TB: t}
 		handlertest.New(r, db, subscription(effects{db: db, publish: func(ctx context.Context, _ *postgres.Tx, e *events.OrderConfirmed) error {
 			return postgres.InTx(context.WithoutCancel(context.Background()), db, func(ctx context.Context, other *postgres.Tx) error {
 				return other.Publish(ctx, events.OrderRejected{OrderID: e.OrderID, Reason: events.ReasonUnknownSKU})
 			})
 		}})).Deliver(confirmed())
-		if f := r.failures(); !strings.Contains(f, "publishes outside the transaction it is handed") {
+		if f := r.Failures(); !strings.Contains(f, "publishes outside the transaction it is handed") {
 			t.Errorf("the kit did not report the publish outside the transaction:\n%s", f)
 		}
 	})
@@ -139,12 +112,12 @@ func TestKit_Deliver(t *testing.T) {
 	t.Run("fails_a_handler_slower_than_the_timeout", func(t *testing.T) {
 		t.Parallel()
 		db := setUp(t)
-		r := &recorder{TB: t}
+		r := &handlertest.Recorder{TB: t}
 		kit := handlertest.New(r, db, subscription(effects{db: db, sleep: 300 * time.Millisecond}), handlertest.WithTimeout(100*time.Millisecond))
 		if _, err := kit.Attempt(confirmed()); err == nil {
 			t.Errorf("an attempt past its timeout succeeded")
 		}
-		if f := r.failures(); !strings.Contains(f, "longer than the handler timeout") {
+		if f := r.Failures(); !strings.Contains(f, "longer than the handler timeout") {
 			t.Errorf("the kit did not report the slow handler:\n%s", f)
 		}
 	})
