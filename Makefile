@@ -18,10 +18,11 @@ test: services
 build:
 	$(GO) build -trimpath -o bin/orderstream .
 
-## check: formatting and vet
+## check: formatting and vet, of the application and of the tools module (tools/)
 check:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: the files above need formatting" && exit 1)
 	$(GO) vet ./...
+	cd tools && $(GO) vet ./... && $(GO) build ./...
 
 services:
 	@./scripts/services.sh
