@@ -18,17 +18,21 @@ test: services
 build:
 	$(GO) build -trimpath -o bin/orderstream .
 
-## check: formatting and vet
+## check: formatting and vet, of the application and of the tools module (tools/)
 check:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: the files above need formatting" && exit 1)
 	$(GO) vet ./...
+	cd tools && $(GO) vet ./... && $(GO) build ./...
 
 services:
 	@./scripts/services.sh
 
 ## bench: measure placement, latency, drain, worker throughput, idle cost and memory; writes BENCHMARKS.md
+# The tools are a module of their own (tools/go.mod); built into bin/ and run
+# from here, so -out, -profile and -bin name paths from the repository root.
 bench: services build
-	$(GO) run ./cmd/bench -bin bin/orderstream $(BENCH_FLAGS)
+	cd tools && $(GO) build -o ../bin/bench ./bench
+	bin/bench -bin bin/orderstream $(BENCH_FLAGS)
 
 FUZZTIME ?= 60s
 
@@ -63,7 +67,8 @@ mutate: services
 
 ## chaos: crash processes, Redis and PostgreSQL, hold locks and stop processes gracefully under load, then check every guarantee
 chaos: build
-	$(GO) run ./cmd/chaos -bin bin/orderstream $(CHAOS_FLAGS)
+	cd tools && $(GO) build -o ../bin/chaos ./chaos
+	bin/chaos -bin bin/orderstream $(CHAOS_FLAGS)
 
 # docker compose (v2) where installed, else Debian's docker-compose (v1).
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)

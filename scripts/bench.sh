@@ -9,7 +9,7 @@
 #
 # BENCH_COUNT (default 6) runs of each benchmark, written to BENCH_OUT
 # (default .run/go-bench.txt). `make bench` measures the whole application
-# instead (cmd/bench, BENCHMARKS.md).
+# instead (tools/bench, BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

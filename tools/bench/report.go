@@ -38,7 +38,7 @@ func (r *report) markdown() string {
 		kind = "QUICK smoke run: small loads, not comparable with a full run"
 	}
 	fmt.Fprintf(&b, "# orderstream benchmarks\n\n")
-	fmt.Fprintf(&b, "Written by `make bench` (`go run ./cmd/bench`) on %s UTC, %s, in %s, on %d cores shared by "+
+	fmt.Fprintf(&b, "Written by `make bench` (`tools/bench`) on %s UTC, %s, in %s, on %d cores shared by "+
 		"PostgreSQL, Redis, orderstream and the load (the machine below).\n\n",
 		r.started.UTC().Format("2006-01-02 15:04"), kind, r.finished.Sub(r.started).Round(time.Second), m.nproc)
 	var rows [][]string

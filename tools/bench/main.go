@@ -14,7 +14,9 @@
 // 127.0.0.1. The binary given with -bin runs as child processes, which are
 // stopped when the run ends, is interrupted, or dies.
 //
-//	go run ./cmd/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-only raw,pipeline,placement,e2e,capacity,worker,idle,drain,scale]
+// make bench builds it into bin/bench and runs it from the repository root:
+//
+//	bin/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-only raw,pipeline,placement,e2e,capacity,worker,idle,drain,scale]
 package main
 
 import (

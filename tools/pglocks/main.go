@@ -9,7 +9,7 @@
 // writer's transaction id has no advisory lock under its virtual
 // transaction, and those in which it has none under its pid.
 //
-//	go run ./cmd/bench/pglocks -writers 6 -duration 30s
+//	go -C tools run ./pglocks -writers 6 -duration 30s
 package main
 
 import (

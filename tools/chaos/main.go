@@ -25,7 +25,9 @@
 // the verdict of each scenario, followed by each violation, and exits
 // non-zero on any violation.
 //
-//	go run ./cmd/chaos -bin bin/orderstream [-scenarios crash,lock,graceful] [-orders 5000] [-clients 16] [-rate 60]
+// make chaos builds it into bin/chaos and runs it from the repository root:
+//
+//	bin/chaos -bin bin/orderstream [-scenarios crash,lock,graceful] [-orders 5000] [-clients 16] [-rate 60]
 //	    [-kill-every 3s] [-pg-crashes 3] [-redis-crashes 3] [-net-every 4s] [-lock-hold 1m] [-idle-hold 20s]
 //	    [-graceful-orders 1500] [-term-every 4s] [-keep] [-seed N]
 package main
