@@ -31,6 +31,7 @@ var domainLayer = []string{"events", "logging", "postgres", "validate"}
 // the layer it belongs to.
 var layers = map[string][]string{
 	"events":             {},
+	"tracing":            {},
 	"validate":           {},
 	"logging":            {},
 	"migrations":         {},
@@ -38,12 +39,12 @@ var layers = map[string][]string{
 	"internal/buildinfo": {},
 	"internal/netfault":  {},
 	"metrics":            {"internal/buildinfo"},
-	"postgres":           {"events", "logging"},
+	"postgres":           {"events", "logging", "tracing"},
 	"redisstreams":       {"events"},
-	"outbox":             {"events", "postgres", "redisstreams"},
+	"outbox":             {"events", "postgres", "redisstreams", "tracing"},
 	"router": {"events", "orders", "inventory", "logging", "metrics", "outbox", "parked", "postgres", "redisstreams",
 		"validate"},
-	"worker":             {"events", "logging", "metrics", "parked", "postgres", "redisstreams"},
+	"worker":             {"events", "logging", "metrics", "parked", "postgres", "redisstreams", "tracing"},
 	"worker/handlertest": {"events", "internal/testenv", "postgres", "worker"},
 	"internal/testenv":   {"events", "logging", "migrations", "outbox", "postgres", "redisstreams"},
 	"cmd/bench":          {"events", "postgres"},
