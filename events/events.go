@@ -7,7 +7,6 @@ package events
 
 import (
 	"errors"
-	"regexp"
 	"time"
 )
 
@@ -59,16 +58,6 @@ func Contract() []Event {
 // chosen by its message UUID.
 type Keyed interface {
 	Key() string
-}
-
-// MaxSKULen is the longest a SKU can be.
-const MaxSKULen = 64
-
-var skuPattern = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-
-// ValidSKU reports whether sku is 1 to MaxSKULen characters of [A-Za-z0-9._-].
-func ValidSKU(sku string) bool {
-	return len(sku) <= MaxSKULen && skuPattern.MatchString(sku)
 }
 
 // Item is one line of an order.

@@ -74,8 +74,8 @@ func (r PlaceRequest) Validate() error {
 	seen := make(map[string]bool, len(r.Items))
 	for i, it := range r.Items {
 		switch {
-		case !events.ValidSKU(it.SKU):
-			errs.Add(itemField(i, "sku"), "must be 1 to %d characters of A-Z a-z 0-9 . _ -", events.MaxSKULen)
+		case !validate.SKU(it.SKU):
+			errs.Add(itemField(i, "sku"), "must be 1 to %d characters of A-Z a-z 0-9 . _ -", validate.MaxSKULen)
 		case seen[it.SKU]:
 			errs.Add(itemField(i, "sku"), "%q appears more than once", it.SKU)
 		}

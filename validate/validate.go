@@ -5,6 +5,7 @@ package validate
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -64,4 +65,15 @@ func UUID(s string) (string, bool) {
 		return "", false
 	}
 	return u.String(), true
+}
+
+// MaxSKULen is the longest a SKU can be.
+const MaxSKULen = 64
+
+var skuPattern = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// SKU reports whether sku is 1 to MaxSKULen characters of [A-Za-z0-9._-]:
+// what an order may name and the inventory may stock.
+func SKU(sku string) bool {
+	return len(sku) <= MaxSKULen && skuPattern.MatchString(sku)
 }
