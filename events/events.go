@@ -60,7 +60,7 @@ type Keyed interface {
 	Key() string
 }
 
-// Item is one line of an order.
+// Item is one line of an order, as the events carry it.
 type Item struct {
 	SKU      string `json:"sku"`
 	Quantity int    `json:"quantity"`

@@ -49,7 +49,7 @@ var (
 type Order struct {
 	ID         string
 	CustomerID string
-	Items      []events.Item
+	Items      []Item
 	Status     string
 	Reason     string
 	CreatedAt  time.Time
@@ -58,10 +58,30 @@ type Order struct {
 	CancelledAt time.Time
 }
 
+// Item is one line of an order: a SKU and how many units of it.
+//
+// Its JSON is a place request's (PlaceRequest), which the idempotency
+// key's request hash is taken of: changing it would make a repeated
+// request look like another. The contract's line of an order is
+// events.Item; Place converts one to the other for OrderPlaced.
+type Item struct {
+	SKU      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+}
+
+// eventItems is items as the contract carries them.
+func eventItems(items []Item) []events.Item {
+	out := make([]events.Item, len(items))
+	for i, it := range items {
+		out[i] = events.Item{SKU: it.SKU, Quantity: it.Quantity}
+	}
+	return out
+}
+
 // PlaceRequest is what a client sends to place an order.
 type PlaceRequest struct {
-	CustomerID string        `json:"customer_id"`
-	Items      []events.Item `json:"items"`
+	CustomerID string `json:"customer_id"`
+	Items      []Item `json:"items"`
 }
 
 // Validate returns validate.Errors listing every field that breaks the rules.

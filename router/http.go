@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
@@ -76,7 +75,7 @@ func NewHTTP(cfg HTTPConfig) http.Handler {
 type orderJSON struct {
 	ID         string        `json:"id"`
 	CustomerID string        `json:"customer_id"`
-	Items      []events.Item `json:"items"`
+	Items      []orders.Item `json:"items"`
 	Status     string        `json:"status"`
 	Reason     string        `json:"reason,omitempty"`
 	CreatedAt  string        `json:"created_at"`

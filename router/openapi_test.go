@@ -237,7 +237,7 @@ func cancelTargets(t *testing.T) (targets struct{ pending, confirmed, rejected, 
 	ord := orders.NewService(db)
 	place := func() orders.Order {
 		t.Helper()
-		o, _, err := ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-cancel", Items: []events.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
+		o, _, err := ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-cancel", Items: []orders.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,12 +245,12 @@ func cancelTargets(t *testing.T) (targets struct{ pending, confirmed, rejected, 
 	}
 	target := func(o orders.Order) string { return "/orders/" + o.ID + "/cancel" }
 	pending, confirmed, rejected, cancelled := place(), place(), place(), place()
-	handle(t, db, ord.OnStockReserved, &events.StockReserved{OrderID: confirmed.ID, Items: confirmed.Items})
-	handle(t, db, ord.OnStockRejected, &events.StockRejected{OrderID: rejected.ID, Items: rejected.Items, Reason: events.ReasonUnknownSKU})
+	handle(t, db, ord.OnStockReserved, &events.StockReserved{OrderID: confirmed.ID, Items: eventItems(confirmed.Items)})
+	handle(t, db, ord.OnStockRejected, &events.StockRejected{OrderID: rejected.ID, Items: eventItems(rejected.Items), Reason: events.ReasonUnknownSKU})
 	if _, _, err := ord.Cancel(ctx, cancelled.ID, "", ""); err != nil {
 		t.Fatal(err)
 	}
-	handle(t, db, ord.OnStockReleased, &events.StockReleased{OrderID: cancelled.ID, Items: cancelled.Items})
+	handle(t, db, ord.OnStockReleased, &events.StockReleased{OrderID: cancelled.ID, Items: eventItems(cancelled.Items)})
 	targets.pending, targets.confirmed, targets.rejected, targets.cancelled = target(pending), target(confirmed), target(rejected), target(cancelled)
 	return targets
 }
@@ -279,4 +279,13 @@ func serve(t *testing.T, h http.Handler) string {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// eventItems is an order's items as the inventory's events carry them.
+func eventItems(items []orders.Item) []events.Item {
+	out := make([]events.Item, len(items))
+	for i, it := range items {
+		out[i] = events.Item{SKU: it.SKU, Quantity: it.Quantity}
+	}
+	return out
 }

@@ -151,7 +151,7 @@ func newRouteEnv(t testing.TB) *routeEnv {
 	var o orders.Order
 	for range 2 {
 		var err error
-		o, _, err = ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-1", Items: []events.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
+		o, _, err = ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-1", Items: []orders.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
