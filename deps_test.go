@@ -21,9 +21,10 @@ var domainLayer = []string{"events", "logging", "postgres", "validate"}
 // layers are the packages of orderstream and the ones of them each may
 // import (its tests aside), as the house style draws them: the contract
 // (events) imports nothing; the domain (orders, inventory) the contract and
-// the infrastructure below it, and never the other; the edges (router,
-// outbox, redisstreams, worker) what they carry; only the composition root
-// (the root package) sees everything, and nothing imports it.
+// the infrastructure below it, and never the other; the edges (httpapi and
+// the live page it serves, outbox, redisstreams, worker) what they carry;
+// only the composition root (the root package) sees everything, and
+// nothing imports it.
 //
 // A package not listed here is a domain package (a new service with its
 // handlers, such as notifications): it may import what domainLayer allows,
@@ -42,7 +43,8 @@ var layers = map[string][]string{
 	"postgres":           {"events", "logging", "tracing"},
 	"redisstreams":       {"events"},
 	"outbox":             {"events", "postgres", "redisstreams", "tracing"},
-	"router": {"events", "orders", "inventory", "logging", "metrics", "outbox", "parked", "postgres", "redisstreams",
+	"live":               {"events", "inventory", "metrics", "orders", "outbox", "parked", "postgres", "redisstreams"},
+	"httpapi": {"events", "inventory", "live", "logging", "metrics", "orders", "postgres", "redisstreams",
 		"validate"},
 	"worker":             {"events", "logging", "metrics", "parked", "postgres", "redisstreams", "tracing"},
 	"worker/handlertest": {"events", "internal/testenv", "postgres", "worker"},

@@ -1,4 +1,4 @@
-package router_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -15,10 +15,10 @@ import (
 	"github.com/pb33f/libopenapi"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
-	"github.com/orderstream/orderstream/router"
 )
 
 // TestOpenAPI_listsEveryRoute: every route Echo serves is an operation of
@@ -26,7 +26,7 @@ import (
 // route cannot be added, removed or moved without the document.
 func TestOpenAPI_listsEveryRoute(t *testing.T) {
 	t.Parallel()
-	e, ok := router.NewHTTP(router.HTTPConfig{Metrics: metrics.New(), Logger: discardLogger()}).(*echo.Echo)
+	e, ok := httpapi.New(httpapi.Config{Metrics: metrics.New(), Logger: discardLogger()}).(*echo.Echo)
 	if !ok {
 		t.Fatal("NewHTTP does not return an *echo.Echo")
 	}
@@ -38,12 +38,12 @@ func TestOpenAPI_listsEveryRoute(t *testing.T) {
 	documented := newContract(t).operations()
 	for _, r := range routes {
 		if !slices.Contains(documented, r) {
-			t.Errorf("route %s is not in router/openapi.json", r)
+			t.Errorf("route %s is not in httpapi/openapi.json", r)
 		}
 	}
 	for _, op := range documented {
 		if !slices.Contains(routes, op) {
-			t.Errorf("router/openapi.json documents %s, which is no route", op)
+			t.Errorf("httpapi/openapi.json documents %s, which is no route", op)
 		}
 	}
 }
@@ -52,12 +52,12 @@ func TestOpenAPI_listsEveryRoute(t *testing.T) {
 // document as it is, and it is a valid OpenAPI 3.1 document.
 func TestOpenAPI_servesTheDocument(t *testing.T) {
 	t.Parallel()
-	api := router.NewHTTP(router.HTTPConfig{Metrics: metrics.New(), Logger: discardLogger()})
+	api := httpapi.New(httpapi.Config{Metrics: metrics.New(), Logger: discardLogger()})
 	rec := do(t, api, call{method: "GET", path: "/openapi.json"})
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /openapi.json = %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
-	if !bytes.Equal(rec.Body.Bytes(), router.OpenAPIDocument()) {
+	if !bytes.Equal(rec.Body.Bytes(), httpapi.OpenAPIDocument()) {
 		t.Error("GET /openapi.json does not answer the embedded document")
 	}
 	doc, err := libopenapi.NewDocument(rec.Body.Bytes())
