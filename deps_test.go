@@ -111,3 +111,45 @@ func TestDependencies_followTheLayers(t *testing.T) {
 		}
 	}
 }
+
+// TestPackages_sayWhatTheyOwn: every package has a doc comment, so that
+// `go doc` on it opens with what it owns: "Package name …", or "Command
+// name …" for a program.
+func TestPackages_sayWhatTheyOwn(t *testing.T) {
+	t.Parallel()
+	documented := map[string]bool{} // package dir → has its doc comment
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		dir := filepath.ToSlash(filepath.Dir(path))
+		doc := ""
+		if f.Doc != nil {
+			doc = f.Doc.Text()
+		}
+		opening := "Package " + f.Name.Name + " "
+		if f.Name.Name == "main" {
+			opening = "Command "
+		}
+		documented[dir] = documented[dir] || strings.HasPrefix(doc, opening)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir, ok := range documented {
+		if !ok {
+			t.Errorf("package %s has no doc comment saying what it owns (\"Package name …\" in doc.go or its main file)", dir)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 // Package events is the contract between the services: the event types, the
 // streams they travel on, the message metadata and the cqrs marshaler that
-// reads and writes them. It imports no other package of orderstream; the
+// reads and writes them. It imports no other package of orderstream, and
+// nothing of OpenTelemetry (the trace context is package tracing's); the
 // outbox write (postgres.Tx.Publish) and the forwarder (package outbox)
 // carry what it defines.
 package events

@@ -1,6 +1,7 @@
 // Package orders owns orders: placing them (the order and its OrderPlaced
-// event in one transaction), reading them, and settling them when the
-// inventory answers.
+// event in one transaction), reading and listing them, settling them when
+// the inventory answers, and cancelling them. Its Item is its own; the
+// contract's is events.Item.
 package orders
 
 import (

@@ -1,6 +1,6 @@
 // Package validate collects what is wrong with a request, field by field, so
 // that a client learns every problem at once, and holds the checks that more
-// than one package's rules share.
+// than one package's rules share: a SKU, a UUID, text PostgreSQL can store.
 package validate
 
 import (
