@@ -28,7 +28,7 @@ func TestOpenAPI_listsEveryRoute(t *testing.T) {
 	t.Parallel()
 	e, ok := httpapi.New(httpapi.Config{Metrics: metrics.New(), Logger: discardLogger()}).(*echo.Echo)
 	if !ok {
-		t.Fatal("NewHTTP does not return an *echo.Echo")
+		t.Fatal("New does not return an *echo.Echo")
 	}
 	var routes []string
 	for _, r := range e.Routes() {
