@@ -15,11 +15,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/migrations"
 	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
-	"github.com/orderstream/orderstream/router"
 	"github.com/orderstream/orderstream/worker"
 )
 
@@ -229,7 +229,7 @@ func roundAge(d time.Duration) string {
 // deadLetterJSON is one dead letter in `deadletters list --json`: what the
 // live page lists, with the whole message.
 type deadLetterJSON struct {
-	router.DeadLetter
+	live.DeadLetter
 	Metadata map[string]string `json:"metadata"`
 	Payload  string            `json:"payload"` // as text; bytes that are not UTF-8 become U+FFFD
 }
@@ -250,7 +250,7 @@ func (a *app) listDeadLetters(ctx context.Context, stdout io.Writer, asJSON bool
 				md[k] = v
 			}
 			doc.DeadLetters = append(doc.DeadLetters, deadLetterJSON{
-				DeadLetter: router.DeadLetterOf(d), Metadata: md, Payload: string(d.Message.Payload),
+				DeadLetter: live.DeadLetterOf(d), Metadata: md, Payload: string(d.Message.Payload),
 			})
 		}
 		return writeJSON(stdout, doc)

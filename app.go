@@ -14,14 +14,15 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/parked"
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
-	"github.com/orderstream/orderstream/router"
 	"github.com/orderstream/orderstream/worker"
 )
 
@@ -34,13 +35,13 @@ type app struct {
 	streams   redisstreams.Config
 	metrics   *metrics.Metrics
 	tracer    trace.TracerProvider
-	live      *router.Live
+	live      *live.Live
 	orders    *orders.Service
 	inventory *inventory.Service
 }
 
 func (a *app) serveHTTP(ctx context.Context) error {
-	return a.serve(ctx, a.cfg.HTTPAddr, router.NewHTTP(router.HTTPConfig{
+	return a.serve(ctx, a.cfg.HTTPAddr, httpapi.New(httpapi.Config{
 		Orders:     a.orders,
 		Inventory:  a.inventory,
 		AdminToken: a.cfg.AdminToken,
@@ -113,8 +114,8 @@ func (a *app) serve(ctx context.Context, addr string, h http.Handler, onShutdown
 }
 
 // watcher reads the backlog for the metrics and the live page.
-func (a *app) watcher() router.Watcher {
-	return router.Watcher{
+func (a *app) watcher() live.Watcher {
+	return live.Watcher{
 		DB: a.db, Redis: a.rdb, Streams: a.streams, Orders: a.orders, Inventory: a.inventory,
 		Metrics: a.metrics, Live: a.live, Logger: a.logger, Interval: a.cfg.MetricsInterval,
 	}

@@ -22,9 +22,10 @@ var domainLayer = []string{"events", "logging", "postgres", "validate"}
 // layers are the packages of orderstream and the ones of them each may
 // import (its tests aside), as the house style draws them: the contract
 // (events) imports nothing; the domain (orders, inventory) the contract and
-// the infrastructure below it, and never the other; the edges (router,
-// outbox, redisstreams, worker) what they carry; only the composition root
-// (the root package) sees everything, and nothing imports it.
+// the infrastructure below it, and never the other; the edges (httpapi and
+// the live page it serves, outbox, redisstreams, worker) what they carry;
+// only the composition root (the root package) sees everything, and
+// nothing imports it.
 //
 // A package not listed here is a domain package (a new service with its
 // handlers, such as notifications): it may import what domainLayer allows,
@@ -32,6 +33,7 @@ var domainLayer = []string{"events", "logging", "postgres", "validate"}
 // the layer it belongs to.
 var layers = map[string][]string{
 	"events":             {},
+	"tracing":            {},
 	"validate":           {},
 	"logging":            {},
 	"migrations":         {},
@@ -39,12 +41,13 @@ var layers = map[string][]string{
 	"internal/buildinfo": {},
 	"internal/netfault":  {},
 	"metrics":            {"internal/buildinfo"},
-	"postgres":           {"events", "logging"},
+	"postgres":           {"events", "logging", "tracing"},
 	"redisstreams":       {"events"},
-	"outbox":             {"events", "postgres", "redisstreams"},
-	"router": {"events", "orders", "inventory", "logging", "metrics", "outbox", "parked", "postgres", "redisstreams",
+	"outbox":             {"events", "postgres", "redisstreams", "tracing"},
+	"live":               {"events", "inventory", "metrics", "orders", "outbox", "parked", "postgres", "redisstreams"},
+	"httpapi": {"events", "inventory", "live", "logging", "metrics", "orders", "postgres", "redisstreams",
 		"validate"},
-	"worker":             {"events", "logging", "metrics", "parked", "postgres", "redisstreams"},
+	"worker":             {"events", "logging", "metrics", "parked", "postgres", "redisstreams", "tracing"},
 	"worker/handlertest": {"events", "internal/testenv", "postgres", "worker"},
 	"internal/testenv":   {"events", "logging", "migrations", "outbox", "postgres", "redisstreams"},
 }
@@ -109,6 +112,48 @@ func TestDependencies_followTheLayers(t *testing.T) {
 	for dir := range layers {
 		if imports[dir] == nil {
 			t.Errorf("layers names %s, which is no package here", dir)
+		}
+	}
+}
+
+// TestPackages_sayWhatTheyOwn: every package has a doc comment, so that
+// `go doc` on it opens with what it owns: "Package name …", or "Command
+// name …" for a program.
+func TestPackages_sayWhatTheyOwn(t *testing.T) {
+	t.Parallel()
+	documented := map[string]bool{} // package dir → has its doc comment
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		dir := filepath.ToSlash(filepath.Dir(path))
+		doc := ""
+		if f.Doc != nil {
+			doc = f.Doc.Text()
+		}
+		opening := "Package " + f.Name.Name + " "
+		if f.Name.Name == "main" {
+			opening = "Command "
+		}
+		documented[dir] = documented[dir] || strings.HasPrefix(doc, opening)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir, ok := range documented {
+		if !ok {
+			t.Errorf("package %s has no doc comment saying what it owns (\"Package name …\" in doc.go or its main file)", dir)
 		}
 	}
 }

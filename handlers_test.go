@@ -19,11 +19,11 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
-	"github.com/orderstream/orderstream/router"
 	"github.com/orderstream/orderstream/worker"
 )
 
@@ -64,7 +64,7 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
 	logger := testenv.Logger(t)
-	a := &app{cfg: cfg, logger: logger, db: db, rdb: rdb, metrics: metrics.New(), live: router.NewLive(),
+	a := &app{cfg: cfg, logger: logger, db: db, rdb: rdb, metrics: metrics.New(), live: live.New(),
 		orders: orders.NewService(db), inventory: inventory.NewService(db)}
 
 	const auditStream = events.StreamOrderOutcomes

@@ -24,13 +24,13 @@ import (
 
 	"github.com/orderstream/orderstream/internal/buildinfo"
 	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
-	"github.com/orderstream/orderstream/router"
 	"github.com/orderstream/orderstream/worker"
 )
 
@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		db:        db,
 		metrics:   m,
 		tracer:    tracer,
-		live:      router.NewLive(),
+		live:      live.New(),
 		orders:    orders.NewService(db, orders.WithSettled(func(d time.Duration) { m.OrderSettle.Observe(d.Seconds()) })),
 		inventory: inventory.NewService(db),
 	}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/metrics"
-	"github.com/orderstream/orderstream/router"
 )
 
 // TestServeHTTP_endsEventStreams: an open live page (its event stream is a
@@ -22,7 +22,7 @@ func TestServeHTTP_endsEventStreams(t *testing.T) {
 		cfg:     config{HTTPAddr: addr, RequestTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second},
 		logger:  testenv.Logger(t),
 		metrics: metrics.New(),
-		live:    router.NewLive(),
+		live:    live.New(),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -1,13 +1,13 @@
 // Package events is the contract between the services: the event types, the
 // streams they travel on, the message metadata and the cqrs marshaler that
-// reads and writes them. It imports no other package of orderstream; the
+// reads and writes them. It imports no other package of orderstream, and
+// nothing of OpenTelemetry (the trace context is package tracing's); the
 // outbox write (postgres.Tx.Publish) and the forwarder (package outbox)
 // carry what it defines.
 package events
 
 import (
 	"errors"
-	"regexp"
 	"time"
 )
 
@@ -61,17 +61,7 @@ type Keyed interface {
 	Key() string
 }
 
-// MaxSKULen is the longest a SKU can be.
-const MaxSKULen = 64
-
-var skuPattern = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-
-// ValidSKU reports whether sku is 1 to MaxSKULen characters of [A-Za-z0-9._-].
-func ValidSKU(sku string) bool {
-	return len(sku) <= MaxSKULen && skuPattern.MatchString(sku)
-}
-
-// Item is one line of an order.
+// Item is one line of an order, as the events carry it.
 type Item struct {
 	SKU      string `json:"sku"`
 	Quantity int    `json:"quantity"`

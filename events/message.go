@@ -76,7 +76,8 @@ func (Marshaler) NameFromMessage(msg *message.Message) string {
 }
 
 // NewMessage encodes e as a Watermill message with a new UUID, its event
-// type, and the correlation id and trace context from ctx.
+// type, and the correlation id from ctx. (The outbox write adds the trace
+// context.)
 func NewMessage(ctx context.Context, e Event) (*message.Message, error) {
 	msg, err := Marshaler{}.Marshal(e)
 	if err != nil {
@@ -85,7 +86,6 @@ func NewMessage(ctx context.Context, e Event) (*message.Message, error) {
 	if id := CorrelationID(ctx); id != "" {
 		msg.Metadata.Set(MetadataCorrelationID, id)
 	}
-	InjectTrace(ctx, msg.Metadata)
 	return msg, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/validate"
 )
 
 // Decide says whether items can all be reserved from available (units per
@@ -30,7 +31,7 @@ func checkItems(items []events.Item) error {
 	}
 	seen := make(map[string]bool, len(items))
 	for _, it := range items {
-		if it.Quantity < 1 || seen[it.SKU] || !events.ValidSKU(it.SKU) {
+		if it.Quantity < 1 || seen[it.SKU] || !validate.SKU(it.SKU) {
 			return fmt.Errorf("%w: invalid item %+v", events.ErrMalformed, it)
 		}
 		seen[it.SKU] = true

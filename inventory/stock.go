@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/validate"
 )
@@ -42,8 +41,8 @@ func NewService(db *sql.DB) *Service {
 // hold stays reserved.
 func (s *Service) Set(ctx context.Context, sku string, available int) (Stock, error) {
 	var errs validate.Errors
-	if !events.ValidSKU(sku) {
-		errs.Add("sku", "must be 1 to %d characters of A-Z a-z 0-9 . _ -", events.MaxSKULen)
+	if !validate.SKU(sku) {
+		errs.Add("sku", "must be 1 to %d characters of A-Z a-z 0-9 . _ -", validate.MaxSKULen)
 	}
 	if available < 0 || available > MaxAvailable {
 		errs.Add("available", "must be 0 to %d", MaxAvailable)
@@ -65,7 +64,7 @@ func (s *Service) Set(ctx context.Context, sku string, available int) (Stock, er
 
 // Get returns the stock of sku, or ErrNotFound.
 func (s *Service) Get(ctx context.Context, sku string) (Stock, error) {
-	if !events.ValidSKU(sku) {
+	if !validate.SKU(sku) {
 		return Stock{}, ErrNotFound
 	}
 	st := Stock{SKU: sku}

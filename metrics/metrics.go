@@ -1,6 +1,7 @@
-// Package metrics defines orderstream's own Prometheus metrics and collects
-// the ones read from PostgreSQL and Redis on a timer, so that a scrape never
-// loads either.
+// Package metrics defines orderstream's own Prometheus metrics and serves
+// them. The ones read from PostgreSQL and Redis (the backlog) are set on a
+// timer by the watcher of package live, so that a scrape never loads
+// either.
 package metrics
 
 import (

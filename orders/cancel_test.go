@@ -28,9 +28,9 @@ func placed(t *testing.T, db *sql.DB, s *orders.Service, status string) orders.O
 	}
 	switch status {
 	case orders.StatusConfirmed:
-		err = handle(ctx, db, s.OnStockReserved, events.StockReserved{OrderID: o.ID, Items: o.Items})
+		err = handle(ctx, db, s.OnStockReserved, events.StockReserved{OrderID: o.ID, Items: eventItems(o.Items)})
 	case orders.StatusRejected:
-		err = handle(ctx, db, s.OnStockRejected, events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonInsufficientStock})
+		err = handle(ctx, db, s.OnStockRejected, events.StockRejected{OrderID: o.ID, Items: eventItems(o.Items), Reason: events.ReasonInsufficientStock})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -168,9 +168,9 @@ func TestService_Cancel(t *testing.T) {
 			if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
 				t.Fatal(err)
 			}
-			var e events.Event = events.StockReserved{OrderID: o.ID, Items: o.Items}
+			var e events.Event = events.StockReserved{OrderID: o.ID, Items: eventItems(o.Items)}
 			if answer == orders.StatusRejected {
-				e = events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonUnknownSKU}
+				e = events.StockRejected{OrderID: o.ID, Items: eventItems(o.Items), Reason: events.ReasonUnknownSKU}
 			}
 			if published := kit.Deliver(e); len(published) != 0 {
 				t.Errorf("a %s answer after the cancel published %v, want nothing", answer, published)
@@ -250,7 +250,7 @@ func TestService_OnStockReleased(t *testing.T) {
 		if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
 			t.Fatal(err)
 		}
-		published := kit.Deliver(events.StockReleased{OrderID: o.ID, Items: o.Items})
+		published := kit.Deliver(events.StockReleased{OrderID: o.ID, Items: eventItems(o.Items)})
 		got, _ := s.Get(ctx, o.ID)
 		if got.Status != orders.StatusCancelled {
 			t.Errorf("order is %s, want cancelled", got.Status)

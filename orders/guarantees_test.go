@@ -20,13 +20,13 @@ func TestService_Place_sameKeyWithOtherItemsConflicts(t *testing.T) {
 	t.Parallel()
 	s, ctx := newService(t)
 	key := testenv.Unique("key")
-	if _, _, err := s.Place(ctx, request("c-items", events.Item{SKU: "A", Quantity: 1}), key); err != nil {
+	if _, _, err := s.Place(ctx, request("c-items", orders.Item{SKU: "A", Quantity: 1}), key); err != nil {
 		t.Fatal(err)
 	}
 	for _, other := range []orders.PlaceRequest{
-		request("c-items", events.Item{SKU: "A", Quantity: 2}),
-		request("c-items", events.Item{SKU: "B", Quantity: 1}),
-		request("c-items", events.Item{SKU: "A", Quantity: 1}, events.Item{SKU: "B", Quantity: 1}),
+		request("c-items", orders.Item{SKU: "A", Quantity: 2}),
+		request("c-items", orders.Item{SKU: "B", Quantity: 1}),
+		request("c-items", orders.Item{SKU: "A", Quantity: 1}, orders.Item{SKU: "B", Quantity: 1}),
 	} {
 		if _, _, err := s.Place(ctx, other, key); !errors.Is(err, orders.ErrIdempotencyConflict) {
 			t.Errorf("Place(%+v) with the key of another request = %v, want ErrIdempotencyConflict", other.Items, err)
@@ -87,7 +87,7 @@ func TestService_settle_reportsNothingOfARolledBackSettlement(t *testing.T) {
 	}
 	failed := errors.New("failed after the handler")
 	err = postgres.InTx(t.Context(), db, func(ctx context.Context, tx *postgres.Tx) error {
-		if err := s.OnStockReserved(ctx, tx, &events.StockReserved{OrderID: o.ID, Items: o.Items}); err != nil {
+		if err := s.OnStockReserved(ctx, tx, &events.StockReserved{OrderID: o.ID, Items: eventItems(o.Items)}); err != nil {
 			return err
 		}
 		return failed

@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/validate"
 )
 
@@ -163,7 +162,7 @@ func (s *Service) addItems(ctx context.Context, orders []Order) error {
 	defer rows.Close()
 	for rows.Next() {
 		var id string
-		var it events.Item
+		var it Item
 		if err := rows.Scan(&id, &it.SKU, &it.Quantity); err != nil {
 			return fmt.Errorf("list order items: %w", err)
 		}

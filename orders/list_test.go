@@ -23,7 +23,7 @@ func placeN(t *testing.T, s *orders.Service, customer string, n int) []orders.Or
 	t.Helper()
 	out := make([]orders.Order, n)
 	for i := range out {
-		o, _, err := s.Place(context.Background(), request(customer, events.Item{SKU: "SKU-L", Quantity: i + 1}), "")
+		o, _, err := s.Place(context.Background(), request(customer, orders.Item{SKU: "SKU-L", Quantity: i + 1}), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +149,7 @@ func TestService_List(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, o := range placed[1:3] {
-			if err := handle(ctx, db, s.OnStockReserved, events.StockReserved{OrderID: o.ID, Items: o.Items}); err != nil {
+			if err := handle(ctx, db, s.OnStockReserved, events.StockReserved{OrderID: o.ID, Items: eventItems(o.Items)}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -1,6 +1,7 @@
 // Package orders owns orders: placing them (the order and its OrderPlaced
-// event in one transaction), reading them, and settling them when the
-// inventory answers.
+// event in one transaction), reading and listing them, settling them when
+// the inventory answers, and cancelling them. Its Item is its own; the
+// contract's is events.Item.
 package orders
 
 import (
@@ -49,7 +50,7 @@ var (
 type Order struct {
 	ID         string
 	CustomerID string
-	Items      []events.Item
+	Items      []Item
 	Status     string
 	Reason     string
 	CreatedAt  time.Time
@@ -58,10 +59,30 @@ type Order struct {
 	CancelledAt time.Time
 }
 
+// Item is one line of an order: a SKU and how many units of it.
+//
+// Its JSON is a place request's (PlaceRequest), which the idempotency
+// key's request hash is taken of: changing it would make a repeated
+// request look like another. The contract's line of an order is
+// events.Item; Place converts one to the other for OrderPlaced.
+type Item struct {
+	SKU      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+}
+
+// eventItems is items as the contract carries them.
+func eventItems(items []Item) []events.Item {
+	out := make([]events.Item, len(items))
+	for i, it := range items {
+		out[i] = events.Item{SKU: it.SKU, Quantity: it.Quantity}
+	}
+	return out
+}
+
 // PlaceRequest is what a client sends to place an order.
 type PlaceRequest struct {
-	CustomerID string        `json:"customer_id"`
-	Items      []events.Item `json:"items"`
+	CustomerID string `json:"customer_id"`
+	Items      []Item `json:"items"`
 }
 
 // Validate returns validate.Errors listing every field that breaks the rules.
@@ -74,8 +95,8 @@ func (r PlaceRequest) Validate() error {
 	seen := make(map[string]bool, len(r.Items))
 	for i, it := range r.Items {
 		switch {
-		case !events.ValidSKU(it.SKU):
-			errs.Add(itemField(i, "sku"), "must be 1 to %d characters of A-Z a-z 0-9 . _ -", events.MaxSKULen)
+		case !validate.SKU(it.SKU):
+			errs.Add(itemField(i, "sku"), "must be 1 to %d characters of A-Z a-z 0-9 . _ -", validate.MaxSKULen)
 		case seen[it.SKU]:
 			errs.Add(itemField(i, "sku"), "%q appears more than once", it.SKU)
 		}

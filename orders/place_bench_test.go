@@ -18,7 +18,7 @@ import (
 func BenchmarkService_Place(b *testing.B) {
 	s := orders.NewService(testenv.DB(b))
 	ctx := events.WithCorrelationID(context.Background(), "bench")
-	req := orders.PlaceRequest{CustomerID: "c-1042", Items: []events.Item{
+	req := orders.PlaceRequest{CustomerID: "c-1042", Items: []orders.Item{
 		{SKU: "SKU-017", Quantity: 2}, {SKU: "SKU-042", Quantity: 1},
 	}}
 	// Keys must be new on every run, or Place would only replay.

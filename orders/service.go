@@ -74,7 +74,7 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 		return tx.Publish(ctx, events.OrderPlaced{
 			OrderID:    o.ID,
 			CustomerID: o.CustomerID,
-			Items:      o.Items,
+			Items:      eventItems(o.Items),
 			PlacedAt:   o.CreatedAt,
 		})
 	})
@@ -204,7 +204,7 @@ func (s *Service) Get(ctx context.Context, id string) (Order, error) {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var it events.Item
+		var it Item
 		if err := rows.Scan(&it.SKU, &it.Quantity); err != nil {
 			return Order{}, fmt.Errorf("get order items: %w", err)
 		}

@@ -32,7 +32,7 @@ func TestService_settle(t *testing.T) {
 		kit := handlertest.New(t, db, settleOrders(s))
 		customer := testenv.Unique("c-confirm")
 		o := place(t, customer)
-		published := kit.Deliver(events.StockReserved{OrderID: o.ID, Items: o.Items})
+		published := kit.Deliver(events.StockReserved{OrderID: o.ID, Items: eventItems(o.Items)})
 		got, _ := s.Get(ctx, o.ID)
 		if got.Status != orders.StatusConfirmed || got.Reason != "" || !got.UpdatedAt.After(got.CreatedAt) {
 			t.Errorf("order = %+v, want confirmed with updated_at after created_at", got)
@@ -50,7 +50,7 @@ func TestService_settle(t *testing.T) {
 		kit := handlertest.New(t, db, settleOrders(s))
 		customer := testenv.Unique("c-reject")
 		o := place(t, customer)
-		published := kit.Deliver(events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonInsufficientStock})
+		published := kit.Deliver(events.StockRejected{OrderID: o.ID, Items: eventItems(o.Items), Reason: events.ReasonInsufficientStock})
 		got, _ := s.Get(ctx, o.ID)
 		if got.Status != orders.StatusRejected || got.Reason != events.ReasonInsufficientStock {
 			t.Errorf("order = %+v, want rejected for insufficient_stock", got)
@@ -71,8 +71,8 @@ func TestService_settle(t *testing.T) {
 		kit := handlertest.New(t, db, settleOrders(s))
 		answers := func(o orders.Order) []events.Event {
 			return []events.Event{
-				events.StockReserved{OrderID: o.ID, Items: o.Items},
-				events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: events.ReasonUnknownSKU},
+				events.StockReserved{OrderID: o.ID, Items: eventItems(o.Items)},
+				events.StockRejected{OrderID: o.ID, Items: eventItems(o.Items), Reason: events.ReasonUnknownSKU},
 			}
 		}
 		for i, status := range []string{orders.StatusConfirmed, orders.StatusRejected} {
@@ -94,7 +94,7 @@ func TestService_settle(t *testing.T) {
 	t.Run("refuses_an_unknown_rejection_reason", func(t *testing.T) {
 		kit := handlertest.New(t, db, settleOrders(s))
 		o := place(t, "c-meh")
-		published, err := kit.Attempt(events.StockRejected{OrderID: o.ID, Items: o.Items, Reason: "meh"})
+		published, err := kit.Attempt(events.StockRejected{OrderID: o.ID, Items: eventItems(o.Items), Reason: "meh"})
 		if !errors.Is(err, events.ErrMalformed) || len(published) != 0 {
 			t.Errorf("StockRejected for %q = %v, published %v; want ErrMalformed and nothing", "meh", err, published)
 		}

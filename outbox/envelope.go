@@ -16,6 +16,7 @@ import (
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/postgres"
+	"github.com/orderstream/orderstream/tracing"
 )
 
 // Envelope is an outbox row's payload as watermill's forwarder writes it:
@@ -70,14 +71,14 @@ func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider, shard int) 
 			}
 		}
 	}
-	tracer := tp.Tracer(events.TracerName)
+	tracer := tp.Tracer(tracing.TracerName)
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			var env Envelope
 			if err := (envelopeMarshaler{}).Unmarshal(msg.Payload, &env); err != nil {
 				return nil, deadLetterRow(pub, msg, shard, err)
 			}
-			ctx := events.ExtractTrace(msg.Context(), env.Metadata)
+			ctx := tracing.Extract(msg.Context(), env.Metadata)
 			ctx, span := tracer.Start(ctx, "forward "+env.DestinationTopic,
 				trace.WithSpanKind(trace.SpanKindConsumer),
 				trace.WithAttributes(
@@ -88,7 +89,7 @@ func inspectEnvelope(pub message.Publisher, tp trace.TracerProvider, shard int) 
 				if env.Metadata == nil {
 					env.Metadata = map[string]string{}
 				}
-				events.InjectTrace(ctx, env.Metadata)
+				tracing.Inject(ctx, env.Metadata)
 				if payload, err := json.Marshal(env); err == nil {
 					msg.Payload = payload
 				}

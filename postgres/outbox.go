@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/tracing"
 )
 
 // errNotBegun is the error of publishing in a Tx that was not begun by
@@ -103,7 +104,7 @@ func (tx *Tx) Publish(ctx context.Context, e events.Event) (err error) {
 	if tx == nil || tx.tx == nil {
 		return fmt.Errorf("write %s to outbox: %w", e.EventType(), errNotBegun)
 	}
-	ctx, span := events.StartSpan(ctx, "outbox publish "+e.EventType(), trace.SpanKindProducer)
+	ctx, span := tracing.StartSpan(ctx, "outbox publish "+e.EventType(), trace.SpanKindProducer)
 	defer func() {
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
@@ -114,6 +115,7 @@ func (tx *Tx) Publish(ctx context.Context, e events.Event) (err error) {
 	if err != nil {
 		return err
 	}
+	tracing.Inject(ctx, msg.Metadata) // the forwarder's span is the child of this one
 	span.SetAttributes(attribute.String("messaging.message.id", msg.UUID), attribute.String("messaging.destination.name", e.Stream()))
 	pub, err := wsql.NewPublisher(tx.tx, wsql.PublisherConfig{SchemaAdapter: wsql.DefaultPostgreSQLSchema{}}, nil)
 	if err != nil {

@@ -1,6 +1,9 @@
 // Package postgres holds what the packages that own tables share: opening the
-// database, running a function in a transaction, and the inbox that makes a
-// message handler's effect happen once per message.
+// database (directly or behind PgBouncer), running a function in a
+// transaction (InTx, Tx), the outbox write (Tx.Publish: an event committed
+// with the change it announces, or not at all), the inbox that makes a
+// message handler's effect happen once per message (Inbox, InInbox), and the
+// classes of database errors (IsUnavailable, IsTransient).
 package postgres
 
 import (

@@ -18,7 +18,7 @@ count=${BENCH_COUNT:-6}
 mkdir -p "$(dirname "$out")"
 
 ./scripts/services.sh
-go test -run '^$' -bench . -count "$count" ./router ./orders ./inventory | tee "$out"
+go test -run '^$' -bench . -count "$count" ./httpapi ./orders ./inventory | tee "$out"
 
 benchstat=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da)
 if [[ $# -gt 0 ]]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compares the plan of watermill-sql's default outbox select with orderstream's
-# row-comparison select (events/outbox_schema.go) on an outbox of 1,000,000
+# row-comparison select (outbox/outbox_schema.go) on an outbox of 1,000,000
 # rows with the forwarder about half way: EXPLAIN ANALYZE of one poll each.
 # Needs psql and the orderstream binary (make build). Uses database
 # explain_outbox on the server of DATABASE_URL's host, and drops it after.

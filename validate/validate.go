@@ -1,10 +1,11 @@
 // Package validate collects what is wrong with a request, field by field, so
 // that a client learns every problem at once, and holds the checks that more
-// than one package's rules share.
+// than one package's rules share: a SKU, a UUID, text PostgreSQL can store.
 package validate
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -64,4 +65,15 @@ func UUID(s string) (string, bool) {
 		return "", false
 	}
 	return u.String(), true
+}
+
+// MaxSKULen is the longest a SKU can be.
+const MaxSKULen = 64
+
+var skuPattern = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// SKU reports whether sku is 1 to MaxSKULen characters of [A-Za-z0-9._-]:
+// what an order may name and the inventory may stock.
+func SKU(sku string) bool {
+	return len(sku) <= MaxSKULen && skuPattern.MatchString(sku)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/logging"
+	"github.com/orderstream/orderstream/tracing"
 )
 
 // keepContext gives a message back the context it arrived with once the
@@ -30,7 +31,7 @@ func keepContext(next message.HandlerFunc) message.HandlerFunc {
 // UUID, correlation id, what the handler noted (order_id, outcome) and the
 // duration.
 func observe(logger *slog.Logger, tp trace.TracerProvider) message.HandlerMiddleware {
-	tracer := tp.Tracer("github.com/orderstream/orderstream/router")
+	tracer := tp.Tracer("github.com/orderstream/orderstream/worker")
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			start := time.Now()
@@ -38,7 +39,7 @@ func observe(logger *slog.Logger, tp trace.TracerProvider) message.HandlerMiddle
 			handler := message.HandlerNameFromCtx(outer)
 			correlationID := msg.Metadata.Get(events.MetadataCorrelationID)
 
-			ctx := events.ExtractTrace(outer, msg.Metadata)
+			ctx := tracing.Extract(outer, msg.Metadata)
 			ctx, span := tracer.Start(ctx, "handle "+handler,
 				trace.WithSpanKind(trace.SpanKindConsumer),
 				trace.WithAttributes(attribute.String("messaging.message.id", msg.UUID)))

@@ -366,11 +366,11 @@ func TestMessages_plainErrorRetriedThenDeadLettered(t *testing.T) {
 func TestMessages_parkedForAnotherHandler(t *testing.T) {
 	t.Parallel()
 	w := startWorker(t)
-	o, _, err := w.orders.Place(w.ctx, orders.PlaceRequest{CustomerID: "c", Items: []events.Item{{SKU: "A", Quantity: 1}}}, "")
+	o, _, err := w.orders.Place(w.ctx, orders.PlaceRequest{CustomerID: "c", Items: []orders.Item{{SKU: "A", Quantity: 1}}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, err := events.NewMessage(w.ctx, events.StockReserved{OrderID: o.ID, Items: o.Items})
+	msg, err := events.NewMessage(w.ctx, events.StockReserved{OrderID: o.ID, Items: []events.Item{{SKU: "A", Quantity: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package router_test
+package httpapi_test
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/outbox"
 	"github.com/orderstream/orderstream/postgres"
-	"github.com/orderstream/orderstream/router"
 	"github.com/orderstream/orderstream/worker"
 )
 
@@ -50,7 +50,7 @@ func TestTracing(t *testing.T) {
 	logger := testenv.Logger(t)
 	m := metrics.New()
 	ordersSvc, inventorySvc := orders.NewService(db), inventory.NewService(db)
-	api := router.NewHTTP(router.HTTPConfig{
+	api := httpapi.New(httpapi.Config{
 		Orders: ordersSvc, Inventory: inventorySvc, AdminToken: adminToken,
 		Metrics: m, Tracer: tp, Logger: logger, RequestTimeout: 5 * time.Second,
 	})

@@ -1,4 +1,4 @@
-package router_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -15,10 +15,10 @@ import (
 	"github.com/pb33f/libopenapi"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
-	"github.com/orderstream/orderstream/router"
 )
 
 // TestOpenAPI_listsEveryRoute: every route Echo serves is an operation of
@@ -26,9 +26,9 @@ import (
 // route cannot be added, removed or moved without the document.
 func TestOpenAPI_listsEveryRoute(t *testing.T) {
 	t.Parallel()
-	e, ok := router.NewHTTP(router.HTTPConfig{Metrics: metrics.New(), Logger: discardLogger()}).(*echo.Echo)
+	e, ok := httpapi.New(httpapi.Config{Metrics: metrics.New(), Logger: discardLogger()}).(*echo.Echo)
 	if !ok {
-		t.Fatal("NewHTTP does not return an *echo.Echo")
+		t.Fatal("New does not return an *echo.Echo")
 	}
 	var routes []string
 	for _, r := range e.Routes() {
@@ -38,12 +38,12 @@ func TestOpenAPI_listsEveryRoute(t *testing.T) {
 	documented := newContract(t).operations()
 	for _, r := range routes {
 		if !slices.Contains(documented, r) {
-			t.Errorf("route %s is not in router/openapi.json", r)
+			t.Errorf("route %s is not in httpapi/openapi.json", r)
 		}
 	}
 	for _, op := range documented {
 		if !slices.Contains(routes, op) {
-			t.Errorf("router/openapi.json documents %s, which is no route", op)
+			t.Errorf("httpapi/openapi.json documents %s, which is no route", op)
 		}
 	}
 }
@@ -52,12 +52,12 @@ func TestOpenAPI_listsEveryRoute(t *testing.T) {
 // document as it is, and it is a valid OpenAPI 3.1 document.
 func TestOpenAPI_servesTheDocument(t *testing.T) {
 	t.Parallel()
-	api := router.NewHTTP(router.HTTPConfig{Metrics: metrics.New(), Logger: discardLogger()})
+	api := httpapi.New(httpapi.Config{Metrics: metrics.New(), Logger: discardLogger()})
 	rec := do(t, api, call{method: "GET", path: "/openapi.json"})
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /openapi.json = %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
-	if !bytes.Equal(rec.Body.Bytes(), router.OpenAPIDocument()) {
+	if !bytes.Equal(rec.Body.Bytes(), httpapi.OpenAPIDocument()) {
 		t.Error("GET /openapi.json does not answer the embedded document")
 	}
 	doc, err := libopenapi.NewDocument(rec.Body.Bytes())
@@ -237,7 +237,7 @@ func cancelTargets(t *testing.T) (targets struct{ pending, confirmed, rejected, 
 	ord := orders.NewService(db)
 	place := func() orders.Order {
 		t.Helper()
-		o, _, err := ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-cancel", Items: []events.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
+		o, _, err := ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-cancel", Items: []orders.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,12 +245,12 @@ func cancelTargets(t *testing.T) (targets struct{ pending, confirmed, rejected, 
 	}
 	target := func(o orders.Order) string { return "/orders/" + o.ID + "/cancel" }
 	pending, confirmed, rejected, cancelled := place(), place(), place(), place()
-	handle(t, db, ord.OnStockReserved, &events.StockReserved{OrderID: confirmed.ID, Items: confirmed.Items})
-	handle(t, db, ord.OnStockRejected, &events.StockRejected{OrderID: rejected.ID, Items: rejected.Items, Reason: events.ReasonUnknownSKU})
+	handle(t, db, ord.OnStockReserved, &events.StockReserved{OrderID: confirmed.ID, Items: eventItems(confirmed.Items)})
+	handle(t, db, ord.OnStockRejected, &events.StockRejected{OrderID: rejected.ID, Items: eventItems(rejected.Items), Reason: events.ReasonUnknownSKU})
 	if _, _, err := ord.Cancel(ctx, cancelled.ID, "", ""); err != nil {
 		t.Fatal(err)
 	}
-	handle(t, db, ord.OnStockReleased, &events.StockReleased{OrderID: cancelled.ID, Items: cancelled.Items})
+	handle(t, db, ord.OnStockReleased, &events.StockReleased{OrderID: cancelled.ID, Items: eventItems(cancelled.Items)})
 	targets.pending, targets.confirmed, targets.rejected, targets.cancelled = target(pending), target(confirmed), target(rejected), target(cancelled)
 	return targets
 }
@@ -279,4 +279,13 @@ func serve(t *testing.T, h http.Handler) string {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// eventItems is an order's items as the inventory's events carry them.
+func eventItems(items []orders.Item) []events.Item {
+	out := make([]events.Item, len(items))
+	for i, it := range items {
+		out[i] = events.Item{SKU: it.SKU, Quantity: it.Quantity}
+	}
+	return out
 }

@@ -1,4 +1,10 @@
-package router
+// Package live is the live page: the page itself (plain HTML, CSS and
+// JavaScript, embedded), its event stream (Server-Sent Events, one
+// Snapshot a second to every open page), and the backlog watcher (Watcher)
+// that reads the figures for the page and the metrics. The HTTP API
+// (package httpapi) serves its routes; it owns its own JSON shapes, so that
+// what the page reads changes only here.
+package live
 
 import (
 	"encoding/json"
@@ -19,15 +25,15 @@ import (
 // however many pages watch.
 type Snapshot struct {
 	At          time.Time                   `json:"at"`
-	Orders      []LiveOrder                 `json:"orders"`
-	Stock       []stockJSON                 `json:"stock"`
+	Orders      []Order                     `json:"orders"`
+	Stock       []Stock                     `json:"stock"`
 	Outbox      OutboxFigures               `json:"outbox"`
 	Streams     []redisstreams.StreamStatus `json:"streams"`
 	DeadLetters []DeadLetter                `json:"dead_letters"`
 }
 
-// LiveOrder is an order as the live page lists it.
-type LiveOrder struct {
+// Order is an order as the live page lists it.
+type Order struct {
 	ID         string    `json:"id"`
 	CustomerID string    `json:"customer_id"`
 	Status     string    `json:"status"`
@@ -38,11 +44,11 @@ type LiveOrder struct {
 	SettleMillis *float64 `json:"settle_ms,omitempty"`
 }
 
-// LiveOrdersOf is the page's view of os.
-func LiveOrdersOf(os []orders.Order) []LiveOrder {
-	out := make([]LiveOrder, len(os))
+// ordersOf is the page's view of os.
+func ordersOf(os []orders.Order) []Order {
+	out := make([]Order, len(os))
 	for i, o := range os {
-		out[i] = LiveOrder{ID: o.ID, CustomerID: o.CustomerID, Status: o.Status, Reason: o.Reason, CreatedAt: o.CreatedAt}
+		out[i] = Order{ID: o.ID, CustomerID: o.CustomerID, Status: o.Status, Reason: o.Reason, CreatedAt: o.CreatedAt}
 		if o.Status == orders.StatusConfirmed || o.Status == orders.StatusRejected {
 			ms := float64(o.UpdatedAt.Sub(o.CreatedAt)) / float64(time.Millisecond)
 			out[i].SettleMillis = &ms
@@ -51,11 +57,18 @@ func LiveOrdersOf(os []orders.Order) []LiveOrder {
 	return out
 }
 
-// LiveStockOf is the page's view of stock.
-func LiveStockOf(stock []inventory.Stock) []stockJSON {
-	out := make([]stockJSON, len(stock))
+// Stock is the stock of a SKU as the live page lists it.
+type Stock struct {
+	SKU       string `json:"sku"`
+	Available int    `json:"available"`
+	Reserved  int    `json:"reserved"`
+}
+
+// stockOf is the page's view of stock.
+func stockOf(stock []inventory.Stock) []Stock {
+	out := make([]Stock, len(stock))
 	for i, st := range stock {
-		out[i] = toStockJSON(st)
+		out[i] = Stock{SKU: st.SKU, Available: st.Available, Reserved: st.Reserved}
 	}
 	return out
 }
@@ -88,8 +101,10 @@ func DeadLetterOf(d redisstreams.DeadLetter) DeadLetter {
 // maxWatchers bounds the open event streams.
 const maxWatchers = 100
 
-// Live hands the latest Snapshot to every open page, by Server-Sent Events.
+// Live hands the latest Snapshot to every open page, by Server-Sent Events,
+// and serves the page.
 type Live struct {
+	page     page
 	mu       sync.Mutex
 	last     []byte
 	watchers map[chan []byte]struct{}
@@ -98,9 +113,9 @@ type Live struct {
 	once     sync.Once
 }
 
-// NewLive returns a Live with no watchers.
-func NewLive() *Live {
-	return &Live{watchers: map[chan []byte]struct{}{}, joined: make(chan struct{}, 1), closing: make(chan struct{})}
+// New returns a Live with no watchers.
+func New() *Live {
+	return &Live{page: newPage(), watchers: map[chan []byte]struct{}{}, joined: make(chan struct{}, 1), closing: make(chan struct{})}
 }
 
 // Close ends every event stream, and any opened later at once: the server
@@ -162,11 +177,13 @@ func (l *Live) unwatch(ch chan []byte) {
 	delete(l.watchers, ch)
 }
 
-// serveEvents streams snapshots to one page until it goes away.
-func (l *Live) serveEvents(c echo.Context) error {
+// ServeEvents streams snapshots to one page until it goes away (GET
+// /events). With maxWatchers pages open it answers 503, as an
+// echo.HTTPError for the API's error mapping to answer.
+func (l *Live) ServeEvents(c echo.Context) error {
 	ch, last, ok := l.watch()
 	if !ok {
-		return newProblem(http.StatusServiceUnavailable, "too many live pages open; try again later")
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "too many live pages open; try again later")
 	}
 	defer l.unwatch(ch)
 

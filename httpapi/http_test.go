@@ -1,4 +1,4 @@
-package router_test
+package httpapi_test
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/postgres"
-	"github.com/orderstream/orderstream/router"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -35,7 +35,7 @@ func newAPI(t *testing.T, token string) http.Handler {
 func newAPIOn(t *testing.T, db *sql.DB, token string) http.Handler {
 	t.Helper()
 	logger := testenv.Logger(t)
-	return router.NewHTTP(router.HTTPConfig{
+	return httpapi.New(httpapi.Config{
 		Orders:     orders.NewService(db),
 		Inventory:  inventory.NewService(db),
 		AdminToken: token,
@@ -296,7 +296,7 @@ func databaseAwayAPI(t *testing.T) http.Handler {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return router.NewHTTP(router.HTTPConfig{
+	return httpapi.New(httpapi.Config{
 		Orders: orders.NewService(db), Inventory: inventory.NewService(db), AdminToken: adminToken,
 		Checks:  map[string]func(context.Context) error{"postgres": db.PingContext},
 		Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 5 * time.Second,

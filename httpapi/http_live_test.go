@@ -1,4 +1,4 @@
-package router_test
+package httpapi_test
 
 import (
 	"bufio"
@@ -10,20 +10,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderstream/orderstream/httpapi"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/metrics"
-	"github.com/orderstream/orderstream/router"
 )
 
-func TestLive_events(t *testing.T) {
+// TestHTTP_liveEvents: the API serves the live page's event stream, which
+// outlives the request timeout: a page's stream lasts as long as the page.
+func TestHTTP_liveEvents(t *testing.T) {
 	t.Parallel()
-	live := router.NewLive()
-	srv := httptest.NewServer(router.NewHTTP(router.HTTPConfig{
-		Live: live, Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 50 * time.Millisecond,
+	l := live.New()
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{
+		Live: l, Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 50 * time.Millisecond,
 	}))
 	defer srv.Close()
-	if live.Watching() {
-		t.Fatal("watching before any page opened")
-	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -37,22 +37,18 @@ func TestLive_events(t *testing.T) {
 		t.Fatalf("Content-Type = %q", ct)
 	}
 	select {
-	case <-live.Joined():
+	case <-l.Joined():
 	case <-ctx.Done():
 		t.Fatal("the page's arrival was not signalled")
 	}
-	if !live.Watching() {
-		t.Fatal("not watching with a page open")
-	}
-	// Outlives the request timeout: a page's stream lasts as long as the page.
-	time.Sleep(100 * time.Millisecond)
-	live.Publish(router.Snapshot{Outbox: router.OutboxFigures{Pending: 7}})
+	time.Sleep(100 * time.Millisecond) // twice the request timeout
+	l.Publish(live.Snapshot{Outbox: live.OutboxFigures{Pending: 7}})
 
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
 	if err != nil {
 		t.Fatal(err)
 	}
-	var snap router.Snapshot
+	var snap live.Snapshot
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(strings.TrimSpace(line), "data: ")), &snap); err != nil || snap.Outbox.Pending != 7 {
 		t.Fatalf("event %q: %v", line, err)
 	}

@@ -1,4 +1,4 @@
-package router
+package httpapi
 
 import (
 	"context"
@@ -13,14 +13,14 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 )
 
-// HTTPConfig is what the HTTP API needs.
-type HTTPConfig struct {
+// Config is what the HTTP API needs.
+type Config struct {
 	Orders    *orders.Service
 	Inventory *inventory.Service
 	// AdminToken guards PUT /inventory; empty disables that endpoint.
@@ -32,21 +32,22 @@ type HTTPConfig struct {
 	Logger  *slog.Logger
 	// RequestTimeout bounds the work of one request.
 	RequestTimeout time.Duration
-	// Live feeds the live page; nil: a page with nothing to show.
-	Live *Live
+	// Live is the live page, whose routes the API serves; nil: a page
+	// with nothing to show.
+	Live *live.Live
 	// ReplayDeadLetter puts a dead letter back on its stream.
 	ReplayDeadLetter func(ctx context.Context, id string) error
 }
 
-type api struct{ HTTPConfig }
+type api struct{ Config }
 
-// NewHTTP returns the HTTP API. Every route is here, and in openapi.json.
-func NewHTTP(cfg HTTPConfig) http.Handler {
+// New returns the HTTP API. Every route is here, and in openapi.json.
+func New(cfg Config) http.Handler {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
 	if cfg.Live == nil {
-		cfg.Live = NewLive()
+		cfg.Live = live.New()
 	}
 	a := &api{cfg}
 	e := echo.New()
@@ -61,10 +62,9 @@ func NewHTTP(cfg HTTPConfig) http.Handler {
 	e.PUT("/inventory/:sku", a.setStock, a.requireAdmin)
 	e.GET("/inventory/:sku", a.getStock)
 	e.POST("/deadletters/:id/replay", a.replayDeadLetter, a.requireAdmin)
-	index, assets := uiHandler()
-	e.GET("/", index)
-	e.GET("/ui/*", assets)
-	e.GET("/events", cfg.Live.serveEvents)
+	e.GET("/", cfg.Live.ServePage)
+	e.GET("/ui/*", cfg.Live.ServeAsset)
+	e.GET("/events", cfg.Live.ServeEvents)
 	e.GET("/healthz", a.healthz)
 	e.GET("/readyz", a.readyz)
 	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
@@ -76,7 +76,7 @@ func NewHTTP(cfg HTTPConfig) http.Handler {
 type orderJSON struct {
 	ID         string        `json:"id"`
 	CustomerID string        `json:"customer_id"`
-	Items      []events.Item `json:"items"`
+	Items      []orders.Item `json:"items"`
 	Status     string        `json:"status"`
 	Reason     string        `json:"reason,omitempty"`
 	CreatedAt  string        `json:"created_at"`

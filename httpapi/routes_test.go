@@ -1,4 +1,4 @@
-package router_test
+package httpapi_test
 
 import (
 	"context"
@@ -21,12 +21,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/redisstreams"
-	"github.com/orderstream/orderstream/router"
 	"github.com/orderstream/orderstream/worker"
 )
 
@@ -151,7 +151,7 @@ func newRouteEnv(t testing.TB) *routeEnv {
 	var o orders.Order
 	for range 2 {
 		var err error
-		o, _, err = ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-1", Items: []events.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
+		o, _, err = ord.Place(ctx, orders.PlaceRequest{CustomerID: "c-1", Items: []orders.Item{{SKU: "SKU-1", Quantity: 1}}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +167,7 @@ func newRouteEnv(t testing.TB) *routeEnv {
 		t.Fatal(err)
 	}
 	logs := &testenv.Buffer{}
-	srv := httptest.NewServer(router.NewHTTP(router.HTTPConfig{
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{
 		Orders: ord, Inventory: inv, AdminToken: adminToken,
 		Checks: map[string]func(context.Context) error{
 			"postgres": db.PingContext,

@@ -1,4 +1,4 @@
-package router
+package live
 
 import (
 	"context"
@@ -128,12 +128,12 @@ func (w Watcher) collect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	snap.Orders = LiveOrdersOf(recent.Orders)
+	snap.Orders = ordersOf(recent.Orders)
 	stock, err := w.Inventory.List(ctx, 50)
 	if err != nil {
 		return err
 	}
-	snap.Stock = LiveStockOf(stock)
+	snap.Stock = stockOf(stock)
 	letters, err := w.Streams.LatestDeadLetters(ctx, w.Redis, 20)
 	if err != nil {
 		return err

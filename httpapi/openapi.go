@@ -1,4 +1,4 @@
-package router
+package httpapi
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 
 // openAPIDocument is the OpenAPI 3.1 document of the HTTP API, authored as
 // JSON so that what is served is the file itself, byte for byte, with no
-// build step between. The router tests hold it to the code: every route
+// build step between. The httpapi tests hold it to the code: every route
 // is in it and nothing else is, and real answers of the server are
 // validated against it.
 //

@@ -1,4 +1,4 @@
-package router
+package httpapi
 
 import (
 	"context"
@@ -111,7 +111,7 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 // trace runs the request in a server span, a child of the caller's span
 // when the request carries a traceparent header.
 func (a *api) trace(next echo.HandlerFunc) echo.HandlerFunc {
-	tracer := a.Tracer.Tracer("github.com/orderstream/orderstream/router")
+	tracer := a.Tracer.Tracer("github.com/orderstream/orderstream/httpapi")
 	return func(c echo.Context) error {
 		req := c.Request()
 		ctx := propagation.TraceContext{}.Extract(req.Context(), propagation.HeaderCarrier(req.Header))

@@ -1,8 +1,4 @@
-// Package router is the inbound HTTP edge: the API (http.go, with the one
-// place that maps errors to HTTP), the live page and its event stream, and
-// the backlog watcher that feeds the page and the metrics. The message
-// handlers run in package worker.
-package router
+package httpapi
 
 import (
 	"context"

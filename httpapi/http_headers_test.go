@@ -1,4 +1,4 @@
-package router_test
+package httpapi_test
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/redisstreams"
-	"github.com/orderstream/orderstream/router"
 )
 
 // send sends a request with headers given as name, value pairs, so that a
@@ -210,7 +210,7 @@ func TestHTTP_redisAway(t *testing.T) {
 			rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
 			defer rdb.Close()
 			streams := redisstreams.Config{Prefix: "test:away:"}
-			api := router.NewHTTP(router.HTTPConfig{
+			api := httpapi.New(httpapi.Config{
 				Orders: orders.NewService(db), Inventory: inventory.NewService(db), AdminToken: adminToken,
 				Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 10 * time.Second,
 				ReplayDeadLetter: func(ctx context.Context, id string) error { return streams.ReplayID(ctx, rdb, id) },

@@ -1,4 +1,4 @@
-package router_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"github.com/pb33f/libopenapi/datamodel/high/base"
 	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
 
-	"github.com/orderstream/orderstream/router"
+	"github.com/orderstream/orderstream/httpapi"
 )
 
 // contract is the OpenAPI document as the tests hold the server to it.
@@ -39,7 +39,7 @@ type contract struct {
 
 func newContract(t testing.TB) *contract {
 	t.Helper()
-	doc, err := libopenapi.NewDocument(router.OpenAPIDocument())
+	doc, err := libopenapi.NewDocument(httpapi.OpenAPIDocument())
 	if err != nil {
 		t.Fatalf("read the OpenAPI document: %v", err)
 	}
