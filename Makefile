@@ -38,12 +38,12 @@ FUZZTIME ?= 60s
 
 ## fuzz: run the fuzz targets for FUZZTIME each; new findings land in testdata/fuzz
 fuzz:
-	cd router && $(GO) test -run '^$$' -fuzz FuzzDecodeOrder -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
-	cd router && $(GO) test -run '^$$' -fuzz FuzzHTTP -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
+	cd httpapi && $(GO) test -run '^$$' -fuzz FuzzDecodeOrder -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
+	cd httpapi && $(GO) test -run '^$$' -fuzz FuzzHTTP -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
 	cd redisstreams && $(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
 
 GREMLINS ?= $(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
-MUTATE_PKGS ?= orders inventory postgres events outbox redisstreams router
+MUTATE_PKGS ?= orders inventory postgres events outbox redisstreams worker httpapi live
 MUTATE_OUT ?= bin/mutate
 
 ## mutate: mutation testing (.gremlins.yaml) of MUTATE_PKGS, one package at a time; slow, not part of test

@@ -151,15 +151,20 @@ func (a *app) forward(ctx context.Context, notifier *outbox.CommitNotifier) erro
 	return f.Run(ctx)
 }
 
+// handlersPool opens the pool the handlers write in, named name. The
+// handlers get a pool of their own, whose lock waits and statements the
+// server bounds too: a stock row held elsewhere fails an attempt in
+// DB_LOCK_TIMEOUT. The rest of the process must not have those limits
+// (migrations and the outbox's realignment may take long).
+func (a *app) handlersPool(ctx context.Context, name string) (*sql.DB, error) {
+	return openPool(ctx, a.cfg, a.logger, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
+		postgres.LockTimeout(a.cfg.DBLockTimeout), postgres.StatementTimeout(a.cfg.HandlerTimeout),
+		postgres.ApplicationName(name))
+}
+
 // handleMessages runs the message router with subs until ctx is done.
 func (a *app) handleMessages(ctx context.Context, subs []worker.Subscription) error {
-	// The handlers get a pool of their own, whose lock waits and statements
-	// the server bounds too: a stock row held elsewhere fails an attempt in
-	// DB_LOCK_TIMEOUT. The rest of the process must not have those limits
-	// (migrations and the outbox's realignment may take long).
-	db, err := openPool(ctx, a.cfg, a.logger, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
-		postgres.LockTimeout(a.cfg.DBLockTimeout), postgres.StatementTimeout(a.cfg.HandlerTimeout),
-		postgres.ApplicationName("orderstream worker"))
+	db, err := a.handlersPool(ctx, "orderstream worker")
 	if err != nil {
 		return err
 	}

@@ -55,10 +55,8 @@ const backfillRetries = 5
 // event handled already is skipped; an interrupted run leaves nothing
 // half done, and the next run goes on where it stopped.
 func (a *app) backfill(ctx context.Context, name string, since time.Time, stdout, stderr io.Writer) error {
-	// The handlers write with the worker's limits, in a pool of their own.
-	db, err := openPool(ctx, a.cfg, a.logger, postgres.IdleInTransactionTimeout(a.cfg.DBIdleInTransactionTimeout),
-		postgres.LockTimeout(a.cfg.DBLockTimeout), postgres.StatementTimeout(a.cfg.HandlerTimeout),
-		postgres.ApplicationName("orderstream handlers backfill"))
+	// The handlers write with the worker's limits.
+	db, err := a.handlersPool(ctx, "orderstream handlers backfill")
 	if err != nil {
 		return err
 	}
