@@ -80,7 +80,7 @@ func usage() string {
 	}
 	b.WriteString("\nRun `orderstream COMMAND --help` for one command's flags.\n\n" +
 		"Configuration comes from the environment (DATABASE_URL, REDIS_URL, HTTP_ADDR,\n" +
-		"ADMIN_TOKEN, LOG_LEVEL, LOG_FORMAT, ...); see the README for the full list.")
+		"ADMIN_TOKEN, LOG_LEVEL, LOG_FORMAT, ...); see docs/operating.md for the full list.")
 	return b.String()
 }
 
@@ -100,7 +100,7 @@ func (c command) usage() string {
 	}
 	b.WriteString("\nflags:\n")
 	if c.json {
-		b.WriteString("  --json     one JSON document instead of the text (its shape is in the README)\n")
+		b.WriteString("  --json     one JSON document instead of the text (its shape is in docs/operating.md)\n")
 	}
 	if c.name == "deadletters replay" {
 		b.WriteString("  --all      every dead letter, instead of the IDs given\n")

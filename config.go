@@ -11,7 +11,7 @@ import (
 )
 
 // config is everything the environment can set. Each knob, its variable and
-// its default are listed in the README.
+// its default are listed in docs/operating.md.
 type config struct {
 	DatabaseURL  string
 	RedisURL     string

@@ -5,7 +5,7 @@
 //	orderstream migrate status | outbox status | deadletters list | version [--json]
 //	orderstream outbox realign | deadletters replay ID... | --all
 //
-// Configuration comes from the environment; see the README.
+// Configuration comes from the environment; see docs/operating.md.
 package main
 
 import (

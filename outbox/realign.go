@@ -38,7 +38,7 @@ type Misalignment struct {
 func (m *Misalignment) Error() string {
 	return fmt.Sprintf("%s: %s, as after a pg_dump/restore or a logical copy into another cluster; "+
 		"events written here would not be forwarded and the clean-up would delete them. "+
-		"Run `orderstream outbox realign` (see the README: Restoring or migrating the database)",
+		"Run `orderstream outbox realign` (see docs/operating.md: Restoring or migrating the database)",
 		ErrOutboxMisaligned, m.Summary())
 }
 

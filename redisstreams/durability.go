@@ -149,9 +149,9 @@ func WarnIfNotDurable(ctx context.Context, rdb redis.UniversalClient, logger *sl
 	unsafe, err := RedisDurability(ctx, rdb)
 	switch {
 	case err != nil:
-		logger.Info("cannot check that Redis keeps what it acknowledged; it must run with appendonly yes and appendfsync always (see the README)", "err", err)
+		logger.Info("cannot check that Redis keeps what it acknowledged; it must run with appendonly yes and appendfsync always (see docs/operating.md: Redis must keep what it acknowledged)", "err", err)
 	case len(unsafe) > 0:
-		logger.Warn("Redis can lose stream entries it acknowledged, and with them events whose outbox rows are already acked: run it with appendonly yes and appendfsync always (see the README)",
+		logger.Warn("Redis can lose stream entries it acknowledged, and with them events whose outbox rows are already acked: run it with appendonly yes and appendfsync always (see docs/operating.md: Redis must keep what it acknowledged)",
 			"problems", strings.Join(unsafe, "; "))
 	}
 }

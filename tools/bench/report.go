@@ -74,7 +74,7 @@ func (r *report) markdown() string {
 
 func knobs(k []string) string {
 	if len(k) == 0 {
-		return "the defaults (README)"
+		return "the defaults (docs/operating.md)"
 	}
 	return strings.Join(k, ", ")
 }
