@@ -382,14 +382,24 @@ var handledLine = regexp.MustCompile(`msg="message (?:handled|handling failed)".
 func (g *graceful) checkOnce(orders int) {
 	g.t.Helper()
 	for stream := range groups {
-		entries, err := g.rdb.XRange(context.Background(), g.prefix+stream, "-", "+").Result()
-		if err != nil {
-			g.t.Fatal(err)
-		}
-		seen := map[string]int{}
-		for _, e := range entries {
-			uuid, _ := e.Values[redisstream.UUIDHeaderKey].(string)
-			seen[uuid]++
+		// A settled order's outcome event may still be on its way to
+		// orders.outcomes: wait for the stream to hold as many events.
+		var entries []redis.XMessage
+		var seen map[string]int
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			var err error
+			entries, err = g.rdb.XRange(context.Background(), g.prefix+stream, "-", "+").Result()
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			seen = map[string]int{}
+			for _, e := range entries {
+				uuid, _ := e.Values[redisstream.UUIDHeaderKey].(string)
+				seen[uuid]++
+			}
+			if len(seen) >= orders || time.Now().After(deadline) {
+				break
+			}
 		}
 		twice := 0
 		for _, n := range seen {
