@@ -49,12 +49,29 @@ func listHandlers(stdout io.Writer, subs []worker.Subscription, asJSON bool) err
 // it as failed.
 const backfillRetries = 5
 
+// inboxMargin is how much younger than INBOX_RETENTION the oldest event a
+// backfill handles must be: room for the clocks of the process and the
+// database, and for a backfill that runs for a while.
+const inboxMargin = time.Hour
+
 // backfill runs the handler group name over the events retained for its
 // stream, written at or after since: `orderstream handlers backfill`.
 // Every event goes through the group's inbox, as in the worker, so an
 // event handled already is skipped; an interrupted run leaves nothing
 // half done, and the next run goes on where it stopped.
-func (a *app) backfill(ctx context.Context, name string, since time.Time, stdout, stderr io.Writer) error {
+//
+// The inbox remembers a message for INBOX_RETENTION only: an older event,
+// which the stream or the outbox may still hold, could have been handled
+// and forgotten, and would take effect again. So since is never earlier
+// than INBOX_RETENTION (less inboxMargin) ago.
+func (a *app) backfill(ctx context.Context, name string, since time.Time, stdout, stderr io.Writer) (err error) {
+	if oldest := time.Now().Add(-a.cfg.InboxRetention + inboxMargin); since.Before(oldest) {
+		if !since.IsZero() {
+			fmt.Fprintf(stderr, "backfill: --since %s is before INBOX_RETENTION (%s) ago, whose handled events the inbox may have forgotten: starting at %s\n",
+				since.Format(time.RFC3339), a.cfg.InboxRetention, oldest.Format(time.RFC3339))
+		}
+		since = oldest
+	}
 	// The handlers write with the worker's limits.
 	db, err := a.handlersPool(ctx, "orderstream handlers backfill")
 	if err != nil {
@@ -78,11 +95,11 @@ func (a *app) backfill(ctx context.Context, name string, since time.Time, stdout
 	if err != nil {
 		return err
 	}
-	defer run.Close()
+	defer func() { err = errors.Join(err, run.Close()) }()
 
 	ctx = postgres.WithOutboxShards(ctx, a.cfg.OutboxShards)
 	progress := newProgress(stderr)
-	var read, others, failed int64
+	var read, others, refused, failed int64
 	types := sub.EventTypes()
 	err = outbox.History(ctx, a.db, a.rdb, a.streams, sub.Stream, since, func(ev outbox.HistoryEvent) error {
 		read++
@@ -90,16 +107,23 @@ func (a *app) backfill(ctx context.Context, name string, since time.Time, stdout
 			others++ // another group's event, or an undecodable one: the worker deals with those
 			return nil
 		}
-		if err := deliverWithRetries(ctx, run, ev); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		err := deliverWithRetries(ctx, run, ev)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, events.ErrMalformed):
+			// The worker dead-lettered it; no run will handle it.
+			refused++
+			a.logger.WarnContext(ctx, "backfill: event refused as malformed", "handler", name, "message_uuid", ev.Message.UUID,
+				"event_type", events.Marshaler{}.NameFromMessage(ev.Message), "err", err)
+		default:
 			failed++
 			a.logger.ErrorContext(ctx, "backfill: event not handled", "handler", name, "message_uuid", ev.Message.UUID,
 				"event_type", events.Marshaler{}.NameFromMessage(ev.Message), "err", err)
 		}
-		progress.show("%s: %d events read, %d skipped as handled, %d failed, at %s",
-			name, read, duplicates.Load(), failed, ev.At.Format(time.RFC3339))
+		progress.show("%s: %d events read, %d skipped as handled, %d refused, %d failed, at %s",
+			name, read, duplicates.Load(), refused, failed, ev.At.Format(time.RFC3339))
 		return nil
 	})
 	progress.done()
@@ -107,8 +131,8 @@ func (a *app) backfill(ctx context.Context, name string, since time.Time, stdout
 	if err != nil && !undecodable {
 		return fmt.Errorf("backfill %s: %w (after %d events; run it again to go on)", name, err, read)
 	}
-	fmt.Fprintf(stdout, "%s: %d events read from %s, %d of other types, %d handled now, %d handled before, %d failed\n",
-		name, read, sub.Stream, others, read-others-duplicates.Load()-failed, duplicates.Load(), failed)
+	fmt.Fprintf(stdout, "%s: %d events read from %s since %s, %d of other types, %d handled now, %d handled before, %d refused as malformed, %d failed\n",
+		name, read, sub.Stream, since.Format(time.RFC3339), others, read-others-duplicates.Load()-refused-failed, duplicates.Load(), refused, failed)
 	switch {
 	case failed > 0:
 		return fmt.Errorf("backfill %s: %d events failed (logged above); run it again to retry them", name, failed)

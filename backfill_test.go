@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"io"
@@ -88,6 +89,13 @@ func TestRun_handlersBackfill(t *testing.T) {
 		}
 	}
 
+	// And one the handler cannot read: refused, not retried.
+	junk := message.NewMessage(uuid.NewString(), []byte(`{"order_id":`))
+	junk.Metadata.Set(events.MetadataEventType, "OrderConfirmed")
+	if err := pub.Publish(events.StreamOrderOutcomes, junk); err != nil {
+		t.Fatal(err)
+	}
+
 	// Interrupted once 300 are done...
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
@@ -119,8 +127,17 @@ func TestRun_handlersBackfill(t *testing.T) {
 	if total != orders || distinct != orders || inbox != orders {
 		t.Errorf("notifications %d (%d orders), inbox rows %d; want %d of each", total, distinct, inbox, orders)
 	}
-	if !strings.Contains(out, "1050 events read from orders.outcomes, 50 of other types") || !strings.Contains(out, " 0 failed") {
+	if !strings.Contains(out, "1051 events read from orders.outcomes since ") || !strings.Contains(out, "50 of other types") ||
+		!strings.Contains(out, " 1 refused as malformed, 0 failed") {
 		t.Errorf("the summary does not add up:\n%s", out)
+	}
+
+	// Further back than the inbox remembers, it does not go.
+	var stdout, stderr bytes.Buffer
+	err = run(t.Context(), []string{"handlers", "backfill", "notifications.order_confirmed", "--since", "720h"}, getenv, &stdout, &stderr)
+	if err != nil || !strings.Contains(stderr.String(), "is before INBOX_RETENTION (168h0m0s) ago") ||
+		!strings.Contains(stdout.String(), " 0 handled now, 1000 handled before") {
+		t.Errorf("backfill --since 720h = %v:\n%s%s", err, stderr.String(), stdout.String())
 	}
 }
 

@@ -54,7 +54,10 @@ func commands() []command {
 				"event goes through the handler's inbox, so an event handled already, by the\n" +
 				"worker or an earlier run, is skipped: it is safe while the worker runs, and\n" +
 				"safe to interrupt and run again. --since takes a duration back from now\n" +
-				"(2h, 30m) or an RFC 3339 time; without it, everything retained."},
+				"(2h, 30m) or an RFC 3339 time; without it, everything retained. It goes back\n" +
+				"no further than INBOX_RETENTION less an hour: the inbox may have forgotten\n" +
+				"an older event, which would take effect again. An event the handler refuses\n" +
+				"as malformed is counted and passed over (the worker dead-lettered it)."},
 		{name: "version", json: true, summary: "the module version and VCS revision of this binary",
 			detail: "Reads the build information the Go toolchain recorded in the binary; needs\n" +
 				"neither the environment nor the services. Without a VCS stamp (go run, a build\n" +

@@ -25,7 +25,8 @@ import (
 //     the handler does not run;
 //   - a concurrent delivery of the same message waits on the row's unique key
 //     until the first one commits (then it is a duplicate) or rolls back (then
-//     it runs);
+//     it runs); the wait is a lock wait, so in the worker's pool it fails
+//     after DB_LOCK_TIMEOUT, and the message is parked and tried again;
 //   - a handler that fails rolls back the row with its effect, so a retry runs
 //     it again. Recording the key before the handler and outside its
 //     transaction, as middleware.Deduplicator does, would drop that retry.

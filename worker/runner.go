@@ -44,7 +44,14 @@ type Runner struct {
 	waiting map[string]chan error // by delivery id
 	done    chan error
 	cancel  context.CancelFunc
+	closed  chan struct{} // closed as Close begins
+	stopped chan struct{} // closed once the router has stopped
+	close   sync.Once
+	err     error // Close's
 }
+
+// ErrClosed is the error of a delivery to a Runner that is closed.
+var ErrClosed = errors.New("runner closed")
 
 // metadataDelivery tells one Deliver call's message from another's with
 // the same UUID.
@@ -60,7 +67,8 @@ func NewRunner(sub Subscription, cfg RunnerConfig) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create message router: %w", err)
 	}
-	run := &Runner{router: r, feed: feed{ch: make(chan *message.Message)}, waiting: map[string]chan error{}, done: make(chan error, 1)}
+	run := &Runner{router: r, feed: feed{ch: make(chan *message.Message)}, waiting: map[string]chan error{},
+		done: make(chan error, 1), closed: make(chan struct{}), stopped: make(chan struct{})}
 	r.AddMiddleware(run.report, keepContext)
 	r.AddMiddleware(attempt(attemptConfig{
 		DB: cfg.DB, Subscriptions: []Subscription{sub}, Logger: cfg.Logger, Timeout: cfg.Timeout,
@@ -105,12 +113,21 @@ func (run *Runner) Deliver(ctx context.Context, msg *message.Message) error {
 	case run.feed.ch <- m:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-run.closed:
+		return ErrClosed
 	}
 	select {
 	case err := <-result:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-run.stopped:
+		select {
+		case err := <-result:
+			return err
+		default: // the router stopped with the message in hand, before its attempt
+			return ErrClosed
+		}
 	}
 }
 
@@ -129,15 +146,19 @@ func (run *Runner) report(next message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-// Close stops the Runner once the deliveries in flight are done. Deliver
-// must not be called after it.
+// Close stops the Runner once the deliveries in flight are done; a
+// delivery after it returns ErrClosed. It may be called more than once.
 func (run *Runner) Close() error {
-	run.cancel()
-	err := errors.Join(run.router.Close(), <-run.done)
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
+	run.close.Do(func() {
+		close(run.closed)
+		run.cancel()
+		err := errors.Join(run.router.Close(), <-run.done)
+		close(run.stopped)
+		if !errors.Is(err, context.Canceled) {
+			run.err = err
+		}
+	})
+	return run.err
 }
 
 // feed is the Runner's subscriber: the messages Deliver hands it, each

@@ -68,12 +68,13 @@ func (s Subscription) EventTypes() []string {
 
 // Check reports what makes subs impossible to register: a name missing or
 // taken twice (two groups would share inbox rows), a stream or group
-// missing, no handler, a handler of something that is not an event of the
+// missing, a consumer group of a stream taken twice, no handler, a handler of something that is not an event of the
 // contract, an event handled twice in a group, or one that does not travel
 // on the stream.
 func Check(subs []Subscription) error {
 	var errs []error
 	names := map[string]bool{}
+	groups := map[[2]string]string{} // stream and group → the subscription reading them
 	for i, s := range subs {
 		switch {
 		case s.Name == "":
@@ -84,6 +85,13 @@ func Check(subs []Subscription) error {
 		names[s.Name] = true
 		if s.Stream == "" || s.Group == "" {
 			errs = append(errs, fmt.Errorf("subscription %s: stream %q, group %q: both are needed", s.Name, s.Stream, s.Group))
+		} else if other, taken := groups[[2]string{s.Stream, s.Group}]; taken {
+			// Consumers of one group share its entries: each would see
+			// only some, and ack the others' as none of its business.
+			errs = append(errs, fmt.Errorf("subscription %s: group %s of %s is %s's already: give it a group of its own",
+				s.Name, s.Group, s.Stream, other))
+		} else {
+			groups[[2]string{s.Stream, s.Group}] = s.Name
 		}
 		if len(s.Handlers) == 0 {
 			errs = append(errs, fmt.Errorf("subscription %s: handles no event type", s.Name))

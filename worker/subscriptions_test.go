@@ -40,6 +40,10 @@ func TestNewMessages_refusesRegistrationsItCannotKeep(t *testing.T) {
 			{Name: "h", Stream: events.StreamReservations, Group: "g1", Handlers: handlers(reserved)},
 			{Name: "h", Stream: events.StreamReservations, Group: "g2", Handlers: handlers(reserved)},
 		}, "subscription h: listed twice"},
+		"a_group_of_a_stream_taken_twice": {[]worker.Subscription{
+			{Name: "h1", Stream: events.StreamReservations, Group: "g", Handlers: handlers(reserved)},
+			{Name: "h2", Stream: events.StreamReservations, Group: "g", Handlers: handlers(reserved)},
+		}, "subscription h2: group g of inventory.reservations is h1's already"},
 		"no_name": {[]worker.Subscription{
 			{Stream: events.StreamReservations, Group: "g", Handlers: handlers(reserved)},
 		}, "subscription 0: no name"},

@@ -3,8 +3,9 @@
 // EventGroupProcessor group reading its stream as its consumer group, and
 // the middleware around them: the inbox transaction, retries, parking,
 // dead letters, the timeout, tracing and the log line of each attempt. The
-// Runner delivers messages through the same groups and middleware one at a
-// time, for the handler test kit (worker/handlertest) and backfill.
+// Runner delivers the messages handed to it through the same cqrs groups
+// and attempt middleware (not the retries, parking or dead letters), each
+// as it comes, for the handler test kit (worker/handlertest) and backfill.
 package worker
 
 import (

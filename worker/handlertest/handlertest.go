@@ -7,14 +7,16 @@
 //	kit := handlertest.New(t, db, worker.Subscription{…})
 //	published := kit.Deliver(events.OrderConfirmed{…})
 //
-// Deliver hands the event over once, then again with the same message
-// UUID, then several times at once, and fails the test when
+// Deliver hands the event over several times at once (the first
+// deliveries, which race for the inbox row), then again with the same
+// message UUID, then several times at once again, and fails the test when
 //
 //   - a delivery fails (Attempt returns the error instead, for a test of
 //     a refusal);
-//   - the second delivery, or the concurrent ones, changed any row of the
-//     database, published anything or ran the handler's effect again: the
-//     effect must happen once per message however often it arrives;
+//   - the racing first deliveries committed the effect more than once, or
+//     a later delivery changed any row of the database, published anything
+//     or ran the handler's effect again: the effect must happen once per
+//     message however often, and however concurrently, it arrives;
 //   - the handler wrote outbox rows outside the transaction it was handed
 //     (they would commit apart from its inbox row);
 //   - an attempt took longer than the handler timeout.
@@ -63,8 +65,8 @@ type Option func(*Kit)
 // WithTimeout holds the handlers to d per attempt (HANDLER_TIMEOUT).
 func WithTimeout(d time.Duration) Option { return func(k *Kit) { k.timeout = d } }
 
-// WithConcurrency delivers n copies at once in Deliver's last step
-// (default 4).
+// WithConcurrency delivers n copies at once in Deliver's first and last
+// steps (default 4).
 func WithConcurrency(n int) Option { return func(k *Kit) { k.concurrency = max(n, 2) } }
 
 // New returns a kit that delivers to sub's handlers, which write in db; it
@@ -109,9 +111,9 @@ func (k *Kit) probe(next message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-// Deliver delivers e once, then again with the same UUID, then
-// concurrently, and returns the events the first delivery published. It
-// fails the test as the package doc says.
+// Deliver delivers e concurrently, then again with the same UUID, then
+// concurrently again, and returns the events its one committed run
+// published. It fails the test as the package doc says.
 func (k *Kit) Deliver(e events.Event) []events.Event {
 	k.t.Helper()
 	msg, err := events.NewMessage(events.WithCorrelationID(context.Background(), "handlertest"), e)
@@ -125,9 +127,17 @@ func (k *Kit) Deliver(e events.Event) []events.Event {
 func (k *Kit) DeliverMessage(msg *message.Message) []events.Event {
 	k.t.Helper()
 	before := k.snapshot()
-	published, err := k.deliver(msg)
-	if err != nil {
-		k.t.Fatalf("handlertest: first delivery of %s: %v", describe(msg), err)
+	for _, err := range k.handOverAtOnce(msg, k.concurrency) {
+		if err != nil {
+			k.t.Fatalf("handlertest: first deliveries of %s: %v", describe(msg), err)
+		}
+	}
+	k.mu.Lock()
+	runs, published := k.runs[msg.UUID], k.take()
+	k.mu.Unlock()
+	if runs != 1 {
+		k.t.Errorf("handlertest: %d deliveries of %s at once committed the handler's effect %d times, want once",
+			k.concurrency, describe(msg), runs)
 	}
 	after := k.snapshot()
 	if added := after.outboxRows() - before.outboxRows(); added != len(published) {
@@ -140,9 +150,8 @@ func (k *Kit) DeliverMessage(msg *message.Message) []events.Event {
 	return published
 }
 
-// again delivers msg n times at once, each after the first handled it,
-// and fails the test if any did anything.
-func (k *Kit) again(msg *message.Message, handled snapshot, what string, n int) {
+// handOverAtOnce delivers msg n times at once and returns each error.
+func (k *Kit) handOverAtOnce(msg *message.Message, n int) []error {
 	k.t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -150,7 +159,14 @@ func (k *Kit) again(msg *message.Message, handled snapshot, what string, n int) 
 		wg.Go(func() { errs[i] = k.handOver(msg) })
 	}
 	wg.Wait()
-	for _, err := range errs {
+	return errs
+}
+
+// again delivers msg n times at once, each after the first handled it,
+// and fails the test if any did anything.
+func (k *Kit) again(msg *message.Message, handled snapshot, what string, n int) {
+	k.t.Helper()
+	for _, err := range k.handOverAtOnce(msg, n) {
 		if err != nil {
 			k.t.Errorf("handlertest: %s of %s: %v", what, describe(msg), err)
 		}

@@ -88,7 +88,7 @@ func TestKit_Deliver(t *testing.T) {
 		r := &handlertest.Recorder{TB: t}
 		handlertest.New(r, db, subscription(effects{db: db})).Deliver(confirmed())
 		f := r.Failures()
-		for _, want := range []string{"the second delivery", "the concurrent deliveries", "ran the handler's effect again", "changed the tables [inbox kit_effects]"} {
+		for _, want := range []string{"at once committed the handler's effect 4 times", "the second delivery", "the concurrent deliveries", "ran the handler's effect again", "changed the tables [inbox kit_effects]"} {
 			if !strings.Contains(f, want) {
 				t.Errorf("the kit's failures do not say %q:\n%s", want, f)
 			}
