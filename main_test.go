@@ -240,6 +240,21 @@ func TestRun_all(t *testing.T) {
 	c := client{t, "http://" + addr}
 	c.waitHealthy()
 	flow(t, c)
+
+	// Header lines past maxHeaderBytes are refused before any handler.
+	req, err := http.NewRequest("GET", "http://"+addr+"/healthz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Padding", strings.Repeat("x", 64<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("GET /healthz with 64 KiB of headers = %d, want 431", resp.StatusCode)
+	}
 }
 
 // The parts as separate processes, each twice but the api, with the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -24,6 +25,9 @@ func newTracerProvider(ctx context.Context, endpoint, service string) (tp trace.
 	// The variable names a base URL; traces go to its /v1/traces, as the
 	// OpenTelemetry specification says (WithEndpointURL takes the URL as is).
 	u, err := url.Parse(endpoint)
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = ue.Err // without the URL, which may hold credentials
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %w", err)
 	}

@@ -53,7 +53,10 @@ func New(cfg Config) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.writeError
-	e.Use(a.requestID, a.trace, a.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}), a.timeout)
+	e.Use(a.requestID, a.trace, a.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),
+		// Every answer: no content-type sniffing, no Referer to elsewhere.
+		middleware.SecureWithConfig(middleware.SecureConfig{ContentTypeNosniff: "nosniff", ReferrerPolicy: "no-referrer"}),
+		a.timeout)
 
 	e.POST("/orders", a.placeOrder)
 	e.GET("/orders", a.listOrders)

@@ -91,7 +91,7 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		elapsed := time.Since(start)
 		// The route pattern, never the raw path: ids would make a
 		// label value per order.
-		route, method, status := c.Path(), c.Request().Method, c.Response().Status
+		route, method, status := c.Path(), methodLabel(c.Request().Method), c.Response().Status
 		if route == "" {
 			route = "unmatched"
 		}
@@ -102,7 +102,7 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
 			level = slog.LevelDebug
 		}
-		args := append([]any{"method", method, "route", route, "status", status, "duration", elapsed}, notes()...)
+		args := append([]any{"method", loggedMethod(c.Request().Method), "route", route, "status", status, "duration", elapsed}, notes()...)
 		a.Logger.Log(ctx, level, "http request", args...)
 		return nil
 	}
@@ -116,9 +116,9 @@ func (a *api) trace(next echo.HandlerFunc) echo.HandlerFunc {
 		req := c.Request()
 		ctx := propagation.TraceContext{}.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
 		route := c.Path()
-		ctx, span := tracer.Start(ctx, req.Method+" "+route,
+		ctx, span := tracer.Start(ctx, methodLabel(req.Method)+" "+route,
 			trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("http.route", route)))
+			trace.WithAttributes(attribute.String("http.request.method", methodLabel(req.Method)), attribute.String("http.route", route)))
 		defer span.End()
 		c.SetRequest(req.WithContext(ctx))
 		err := next(c)
@@ -132,4 +132,31 @@ func (a *api) trace(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return err
 	}
+}
+
+// methodLabel is method as a metric label or span name: one of the methods
+// HTTP defines, or "other", so that a client inventing methods cannot make
+// a label value, and a time series, per request.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
+
+// maxLoggedMethod is as much of an invented method as a log line takes.
+const maxLoggedMethod = 32
+
+// loggedMethod is method as a log line shows it: whole when HTTP defines
+// it, else cut to maxLoggedMethod bytes and quoted.
+func loggedMethod(method string) string {
+	if methodLabel(method) != "other" {
+		return method
+	}
+	if len(method) > maxLoggedMethod {
+		return strconv.Quote(method[:maxLoggedMethod]) + "…"
+	}
+	return strconv.Quote(method)
 }

@@ -16,7 +16,7 @@ var uiFiles embed.FS
 
 // contentSecurity lets the page load only its own files and talk only to
 // its own origin.
-const contentSecurity = "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+const contentSecurity = "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 // page is the page's files, and the file server of its assets.
 type page struct {

@@ -43,7 +43,7 @@ func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string)
 	case utf8.RuneCountInString(reason) > MaxCancelReasonLen:
 		errs.Add("reason", "must be at most %d characters", MaxCancelReasonLen)
 	case !validate.Text(reason):
-		errs.Add("reason", "must be UTF-8 text without NUL characters")
+		errs.Add("reason", validate.TextRule)
 	}
 	if err := errs.Err(); err != nil {
 		return Order{}, false, err

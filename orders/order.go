@@ -115,7 +115,7 @@ func checkCustomerID(errs *validate.Errors, id string) {
 	case n < 1 || n > MaxCustomerIDLen:
 		errs.Add("customer_id", "must be 1 to %d characters", MaxCustomerIDLen)
 	case !validate.Text(id):
-		errs.Add("customer_id", "must be UTF-8 text without NUL characters")
+		errs.Add("customer_id", validate.TextRule)
 	}
 }
 

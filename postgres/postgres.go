@@ -165,7 +165,7 @@ func millis(d time.Duration) string { return strconv.FormatInt(max(d.Millisecond
 func withParams(dsn string, params []param) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return "", fmt.Errorf("parse database url: %w", err)
+		return "", fmt.Errorf("parse database url: %w", withoutURL(err))
 	}
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return dsn, nil // a key=value string: the user's, as it is
@@ -194,6 +194,14 @@ func isMissingDatabase(err error) bool {
 	return errors.As(err, &pqErr) && pqErr.Code == "3D000" // invalid_catalog_name
 }
 
+// withoutURL drops the URL from a net/url error: it may hold a password.
+func withoutURL(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
+}
+
 // onServer names the host and port of dsn, a postgres:// URL, without its
 // user or password.
 func onServer(dsn string) string {
@@ -209,7 +217,7 @@ func onServer(dsn string) string {
 func createDatabase(ctx context.Context, dsn string) error {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return fmt.Errorf("parse database url: %w", err)
+		return fmt.Errorf("parse database url: %w", withoutURL(err))
 	}
 	name := strings.TrimPrefix(u.Path, "/")
 	u.Path = "/postgres"

@@ -348,3 +348,19 @@ func TestIsUnavailable_serverClosingWhileItStarts(t *testing.T) {
 		t.Errorf("IsUnavailable(%v) = false, want true", err)
 	}
 }
+
+// TestOpen_keepsThePasswordOutOfItsErrors: a DATABASE_URL that does not
+// parse is refused without repeating it, for it may hold a password.
+func TestOpen_keepsThePasswordOutOfItsErrors(t *testing.T) {
+	t.Parallel()
+	for _, dsn := range []string{
+		"postgres://u:s3cret@host:badport/db",
+		"postgres://u:s3cret@ho st/db",
+		"postgres://u:s3cret@%zz/db",
+	} {
+		_, err := postgres.Open(t.Context(), dsn, 1)
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Open(%q) = %v, want an error without the password", dsn, err)
+		}
+	}
+}

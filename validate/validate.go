@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -44,12 +45,22 @@ func (e Errors) Err() error {
 	return e
 }
 
-// Text reports whether s is text that PostgreSQL can store: valid UTF-8
-// without a NUL character, which a text column refuses (a data exception,
-// not the database's fault).
+// Text reports whether s is plain text to store and show: valid UTF-8,
+// without control characters (C0, DEL and C1; NUL a text column refuses,
+// the others forge lines in logs and terminals) and without the
+// bidirectional overrides and isolates that make text read otherwise than
+// it is stored (U+202A to U+202E, U+2066 to U+2069).
 func Text(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+	if !utf8.ValidString(s) {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+	})
 }
+
+// TextRule is Text's rule, as an error message says it.
+const TextRule = "must be UTF-8 text without control characters or bidirectional overrides"
 
 // UUID returns s in its canonical form (lower case) when s is a UUID
 // written as the API writes them: 36 characters, hex digits in groups of
