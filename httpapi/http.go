@@ -217,8 +217,11 @@ func (a *api) readyz(c echo.Context) error {
 	for name, check := range a.Checks {
 		checks[name] = "ok"
 		if err := check(ctx); err != nil {
-			checks[name] = err.Error()
+			// The cause is the log's: it can name internal hosts and
+			// addresses, which the answer does not give away.
+			checks[name] = "unavailable"
 			failing = append(failing, name)
+			a.Logger.WarnContext(ctx, "not ready", "dependency", name, "err", err)
 		}
 	}
 	if len(failing) > 0 {

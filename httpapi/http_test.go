@@ -276,8 +276,11 @@ func TestHTTP_databaseAway(t *testing.T) {
 		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s %s = %d %s, want 503 problem details", c.method, c.path, rec.Code, rec.Body)
 		}
-		if c.path == "/readyz" && !strings.Contains(rec.Body.String(), "postgres") {
+		if c.path == "/readyz" && !strings.Contains(rec.Body.String(), `"postgres":"unavailable"`) {
 			t.Errorf("/readyz does not name postgres: %s", rec.Body)
+		}
+		if c.path == "/readyz" && strings.Contains(rec.Body.String(), "127.0.0.1") {
+			t.Errorf("/readyz gives the database's address away: %s", rec.Body)
 		}
 	}
 }
