@@ -1,6 +1,7 @@
 package orders
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -59,9 +60,15 @@ func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string)
 		if err != nil {
 			return fmt.Errorf("lock order: %w", err)
 		}
-		if idempotencyKey != "" {
+		// A key is stored only with a change: a cancel that changes
+		// nothing leaves none behind, but may not reuse another request's.
+		if changes := status == StatusPending || status == StatusConfirmed; idempotencyKey != "" && changes {
 			if replay, err := claimKey(ctx, tx, idempotencyKey, cancelHash(id, reason), id); err != nil || replay != "" {
 				return err // a replay writes nothing
+			}
+		} else if idempotencyKey != "" {
+			if err := checkKey(ctx, tx, idempotencyKey, cancelHash(id, reason)); err != nil {
+				return err
 			}
 		}
 		switch status {
@@ -91,6 +98,22 @@ func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string)
 	}
 	o, err = s.Get(ctx, id)
 	return o, cancelled, err
+}
+
+// checkKey returns ErrIdempotencyConflict when key names a request other
+// than hash's; a key that names none, or this one, is no conflict.
+func checkKey(ctx context.Context, tx *postgres.Tx, key string, hash []byte) error {
+	var storedHash []byte
+	err := tx.QueryRowContext(ctx, `SELECT request_hash FROM idempotency_keys WHERE key = $1`, key).Scan(&storedHash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read idempotency key: %w", err)
+	case !bytes.Equal(storedHash, hash):
+		return ErrIdempotencyConflict
+	}
+	return nil
 }
 
 // cancelHash identifies a cancel request for its Idempotency-Key, apart

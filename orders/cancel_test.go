@@ -206,6 +206,27 @@ func TestService_Cancel(t *testing.T) {
 		}
 	})
 
+	t.Run("a_cancel_that_changes_nothing_stores_no_key", func(t *testing.T) {
+		t.Parallel()
+		db := testenv.DB(t)
+		s, ctx := orders.NewService(db), context.Background()
+		o := placed(t, db, s, "")
+		if _, cancelled, err := s.Cancel(ctx, o.ID, "", ""); err != nil || !cancelled {
+			t.Fatalf("Cancel() = %v, %v", cancelled, err)
+		}
+		key := testenv.Unique("noop-key")
+		if _, cancelled, err := s.Cancel(ctx, o.ID, "again", key); err != nil || cancelled {
+			t.Fatalf("a second Cancel() = %v, %v; want the order unchanged", cancelled, err)
+		}
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM idempotency_keys WHERE key = $1`, key).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%d rows (%v) for the key of a cancel that changed nothing, want none", n, err)
+		}
+		if _, created, err := s.Place(ctx, request("c-1"), key); err != nil || !created {
+			t.Errorf("Place() with the key of a cancel that changed nothing = %v, %v; want a new order", created, err)
+		}
+	})
+
 	t.Run("concurrent_cancels_write_one_event", func(t *testing.T) {
 		t.Parallel()
 		db := testenv.DB(t)
