@@ -103,7 +103,8 @@ func (a *app) backfill(ctx context.Context, name string, since time.Time, stdout
 	types := sub.EventTypes()
 	err = outbox.History(ctx, a.db, a.rdb, a.streams, sub.Stream, since, func(ev outbox.HistoryEvent) error {
 		read++
-		if !slices.Contains(types, events.Marshaler{}.NameFromMessage(ev.Message)) {
+		eventType := events.Marshaler{}.NameFromMessage(ev.Message)
+		if !slices.Contains(types, eventType) {
 			others++ // another group's event, or an undecodable one: the worker deals with those
 			return nil
 		}
@@ -116,11 +117,11 @@ func (a *app) backfill(ctx context.Context, name string, since time.Time, stdout
 			// The worker dead-lettered it; no run will handle it.
 			refused++
 			a.logger.WarnContext(ctx, "backfill: event refused as malformed", "handler", name, "message_uuid", ev.Message.UUID,
-				"event_type", events.Marshaler{}.NameFromMessage(ev.Message), "err", err)
+				"event_type", eventType, "err", err)
 		default:
 			failed++
 			a.logger.ErrorContext(ctx, "backfill: event not handled", "handler", name, "message_uuid", ev.Message.UUID,
-				"event_type", events.Marshaler{}.NameFromMessage(ev.Message), "err", err)
+				"event_type", eventType, "err", err)
 		}
 		progress.show("%s: %d events read, %d skipped as handled, %d refused, %d failed, at %s",
 			name, read, duplicates.Load(), refused, failed, ev.At.Format(time.RFC3339))
@@ -148,7 +149,7 @@ func deliverWithRetries(ctx context.Context, run *worker.Runner, ev outbox.Histo
 	wait := 100 * time.Millisecond
 	for i := 0; ; i++ {
 		err := run.Deliver(ctx, ev.Message)
-		if err == nil || i == backfillRetries || !(postgres.IsTransient(err) || errors.Is(err, context.DeadlineExceeded)) {
+		if err == nil || i == backfillRetries || !worker.Passing(err) {
 			return err
 		}
 		select {

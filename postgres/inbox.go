@@ -97,7 +97,7 @@ var errNoInbox = errors.New("handler run outside the inbox: no transaction to wr
 // gets the transaction it writes in this way only: as its argument.
 func InInbox[E any](fn func(ctx context.Context, tx *Tx, e *E) error) func(ctx context.Context, e *E) error {
 	return func(ctx context.Context, e *E) error {
-		tx, ok := ctx.Value(txKey{}).(*Tx)
+		tx, ok := InboxTx(ctx)
 		if !ok {
 			return errNoInbox
 		}

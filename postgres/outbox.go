@@ -22,16 +22,9 @@ import (
 // InTx or the inbox (its zero value): it holds no writers' lock.
 var errNotBegun = errors.New("transaction not begun by postgres.InTx or the inbox")
 
-// Published is an event written to the outbox in a Tx, as the handler
-// test kit reports it.
-type Published struct {
-	Event   events.Event
-	Message *message.Message
-	Shard   int
-}
-
-// Published returns the events written to the outbox in tx so far.
-func (tx *Tx) Published() []Published { return tx.published }
+// Published returns the events written to the outbox in tx so far, for
+// the handler test kit.
+func (tx *Tx) Published() []events.Event { return tx.published }
 
 type commitHookKey struct{}
 
@@ -126,7 +119,7 @@ func (tx *Tx) Publish(ctx context.Context, e events.Event) (err error) {
 	if err := out.Publish(e.Stream(), msg); err != nil {
 		return fmt.Errorf("write %s to outbox: %w", e.EventType(), err)
 	}
-	tx.published = append(tx.published, Published{Event: e, Message: msg, Shard: shard})
+	tx.published = append(tx.published, e)
 	if fn, ok := ctx.Value(commitHookKey{}).(func(int)); ok {
 		tx.AfterCommit(func() { fn(shard) })
 	}

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/orderstream/orderstream/events"
 )
 
 // Tx is a transaction that holds the outbox writers' lock
@@ -23,7 +25,7 @@ type Tx struct {
 	afterCommit []func()
 	// published are the messages written to the outbox in this
 	// transaction, for the handler test kit (Published).
-	published []Published
+	published []events.Event
 }
 
 // ErrNestedTx is returned by InTx called with the context of a

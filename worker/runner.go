@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -39,9 +37,6 @@ type RunnerConfig struct {
 type Runner struct {
 	router  *message.Router
 	feed    feed
-	next    atomic.Uint64
-	mu      sync.Mutex
-	waiting map[string]chan error // by delivery id
 	done    chan error
 	cancel  context.CancelFunc
 	closed  chan struct{} // closed as Close begins
@@ -53,9 +48,10 @@ type Runner struct {
 // ErrClosed is the error of a delivery to a Runner that is closed.
 var ErrClosed = errors.New("runner closed")
 
-// metadataDelivery tells one Deliver call's message from another's with
-// the same UUID.
-const metadataDelivery = "runner_delivery"
+// resultKey is the context key of the channel a delivery's attempt
+// reports its error on: the router builds each message's context on the
+// one it arrived with.
+type resultKey struct{}
 
 // NewRunner starts a Runner of sub.
 func NewRunner(sub Subscription, cfg RunnerConfig) (*Runner, error) {
@@ -67,9 +63,9 @@ func NewRunner(sub Subscription, cfg RunnerConfig) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create message router: %w", err)
 	}
-	run := &Runner{router: r, feed: feed{ch: make(chan *message.Message)}, waiting: map[string]chan error{},
+	run := &Runner{router: r, feed: feed{ch: make(chan *message.Message)},
 		done: make(chan error, 1), closed: make(chan struct{}), stopped: make(chan struct{})}
-	r.AddMiddleware(run.report, keepContext)
+	r.AddMiddleware(report, keepContext)
 	r.AddMiddleware(attempt(attemptConfig{
 		DB: cfg.DB, Subscriptions: []Subscription{sub}, Logger: cfg.Logger, Timeout: cfg.Timeout,
 		OnDuplicate: cfg.OnDuplicate, Inner: cfg.Inner,
@@ -96,19 +92,9 @@ func NewRunner(sub Subscription, cfg RunnerConfig) (*Runner, error) {
 // (nil when it was handled, or found handled already). msg is not changed:
 // each call delivers a copy, with its UUID.
 func (run *Runner) Deliver(ctx context.Context, msg *message.Message) error {
-	id := strconv.FormatUint(run.next.Add(1), 10)
 	result := make(chan error, 1)
-	run.mu.Lock()
-	run.waiting[id] = result
-	run.mu.Unlock()
-	defer func() {
-		run.mu.Lock()
-		delete(run.waiting, id)
-		run.mu.Unlock()
-	}()
 	m := msg.Copy()
-	m.Metadata.Set(metadataDelivery, id)
-	m.SetContext(ctx)
+	m.SetContext(context.WithValue(ctx, resultKey{}, result))
 	select {
 	case run.feed.ch <- m:
 	case <-ctx.Done():
@@ -133,14 +119,12 @@ func (run *Runner) Deliver(ctx context.Context, msg *message.Message) error {
 
 // report hands each attempt's error to its Deliver call and acks the
 // message: the Runner's caller decides what a failure means.
-func (run *Runner) report(next message.HandlerFunc) message.HandlerFunc {
+func report(next message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
+		result, _ := msg.Context().Value(resultKey{}).(chan error)
 		_, err := next(msg)
-		run.mu.Lock()
-		result, ok := run.waiting[msg.Metadata.Get(metadataDelivery)]
-		run.mu.Unlock()
-		if ok {
-			result <- err
+		if result != nil {
+			result <- err // buffered: Deliver may have gone
 		}
 		return nil, nil
 	}

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	wmetrics "github.com/ThreeDotsLabs/watermill/components/metrics"
@@ -163,10 +162,10 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	if err != nil {
 		return nil, errors.Join(err, deadLetter.Close(), m.parkedRedis.Close())
 	}
+	for _, stream := range ConsumedStreams(cfg.Subscriptions) {
+		m.streams = append(m.streams, cfg.Streams.Name(stream))
+	}
 	for _, s := range cfg.Subscriptions {
-		if !slices.Contains(m.streams, cfg.Streams.Name(s.Stream)) {
-			m.streams = append(m.streams, cfg.Streams.Name(s.Stream))
-		}
 		// Shown from the start, at 0.
 		cfg.Metrics.InboxDuplicates.WithLabelValues(s.Name)
 		cfg.Metrics.MessagesParked.WithLabelValues(s.Name)
@@ -200,6 +199,11 @@ func (m *Messages) Running() chan struct{} { return m.router.Running() }
 // timeout, a lock held elsewhere, a lost lock conflict, the worker shutting
 // down) is not: the message is parked and tried again with a growing
 // backoff until it is handled, so an outage never leaves an order pending.
-func deadLetterable(err error) bool {
-	return !postgres.IsTransient(err) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+func deadLetterable(err error) bool { return !Passing(err) }
+
+// Passing reports whether a handler's error passes with time (the database
+// away, a timeout, a lock held elsewhere, a lost lock conflict, the worker
+// shutting down): the message is worth trying again.
+func Passing(err error) bool {
+	return postgres.IsTransient(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }

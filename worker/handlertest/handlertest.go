@@ -102,9 +102,7 @@ func (k *Kit) probe(next message.HandlerFunc) message.HandlerFunc {
 				k.mu.Lock()
 				defer k.mu.Unlock()
 				k.runs[msg.UUID]++
-				for _, p := range tx.Published() {
-					k.published = append(k.published, p.Event)
-				}
+				k.published = append(k.published, tx.Published()...)
 			})
 		}
 		return produced, err

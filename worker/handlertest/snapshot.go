@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/lib/pq"
+
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // snapshot is the database's content: per table, its row count and a hash
@@ -72,13 +74,12 @@ func (s snapshot) changed(later snapshot) []string {
 	return names
 }
 
-// outboxRows is how many rows the outbox shards hold.
+// outboxRows is how many rows the outbox shards hold: the tables of
+// watermill-sql's topics, watermill_ and the topic's name.
 func (s snapshot) outboxRows() int {
 	n := 0
-	for name, st := range s {
-		if name == "watermill_outbox" || strings.HasPrefix(name, "watermill_outbox_") && !strings.Contains(name, "offsets") {
-			n += st.rows
-		}
+	for shard := range postgres.MaxOutboxShards {
+		n += s["watermill_"+postgres.OutboxTopic(shard)].rows
 	}
 	return n
 }
