@@ -1,9 +1,7 @@
 package orders
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -29,12 +27,18 @@ var ErrNotCancellable = errors.New("a rejected order cannot be cancelled")
 // what it holds, and OnStockReleased makes it cancelled. It returns the
 // order and whether this call cancelled it: an order cancelling or
 // cancelled already is returned as it is, a rejected one is
-// ErrNotCancellable, an unknown one ErrNotFound.
+// ErrNotCancellable, an unknown one ErrNotFound. An order the caller does
+// not see (Caller.Sees) is ErrNotFound as well, so that ids cannot be
+// probed, and nothing is written for it.
 //
 // With a non-empty idempotencyKey, the key is recorded with the request
 // (this order, this reason): the same key again returns the order, the same
-// key with another request is ErrIdempotencyConflict.
-func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string) (o Order, cancelled bool, err error) {
+// key with another request is ErrIdempotencyConflict. The key is the
+// order's customer's, as Place's is: a customer's own, and for an
+// administrator cancelling another's order that customer's, so that it
+// meets the customer's requests with the same key (an administrator has
+// no keys of its own). It counts for the Service's TTL, as Place's does.
+func (s *Service) Cancel(ctx context.Context, caller Caller, id, reason, idempotencyKey string) (o Order, cancelled bool, err error) {
 	id, ok := validate.UUID(id)
 	if !ok {
 		return Order{}, false, ErrNotFound
@@ -52,22 +56,29 @@ func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string)
 	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *postgres.Tx) error {
 		// The order's row first: a settlement or another cancel of it waits
 		// until this one commits.
-		var status string
-		err := tx.QueryRowContext(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, id).Scan(&status)
+		var status, customer string
+		err := tx.QueryRowContext(ctx,
+			`SELECT status, customer_id FROM orders WHERE id = $1 FOR UPDATE`, id).Scan(&status, &customer)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
 		if err != nil {
 			return fmt.Errorf("lock order: %w", err)
 		}
+		// Another customer's order is an unknown one, before anything is
+		// written: no key, no status.
+		if !caller.Sees(Order{ID: id, CustomerID: customer}) {
+			return ErrNotFound
+		}
 		// A key is stored only with a change: a cancel that changes
 		// nothing leaves none behind, but may not reuse another request's.
+		hash := cancelHash(id, reason)
 		if changes := status == StatusPending || status == StatusConfirmed; idempotencyKey != "" && changes {
-			if replay, err := claimKey(ctx, tx, idempotencyKey, cancelHash(id, reason), id); err != nil || replay != "" {
+			if replay, err := claimKey(ctx, tx, customer, idempotencyKey, hash, id, s.keyTTL); err != nil || replay != "" {
 				return err // a replay writes nothing
 			}
 		} else if idempotencyKey != "" {
-			if err := checkKey(ctx, tx, idempotencyKey, cancelHash(id, reason)); err != nil {
+			if err := checkKey(ctx, tx, customer, idempotencyKey, hash, s.keyTTL); err != nil {
 				return err
 			}
 		}
@@ -98,29 +109,6 @@ func (s *Service) Cancel(ctx context.Context, id, reason, idempotencyKey string)
 	}
 	o, err = s.Get(ctx, id)
 	return o, cancelled, err
-}
-
-// checkKey returns ErrIdempotencyConflict when key names a request other
-// than hash's; a key that names none, or this one, is no conflict.
-func checkKey(ctx context.Context, tx *postgres.Tx, key string, hash []byte) error {
-	var storedHash []byte
-	err := tx.QueryRowContext(ctx, `SELECT request_hash FROM idempotency_keys WHERE key = $1`, key).Scan(&storedHash)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil
-	case err != nil:
-		return fmt.Errorf("read idempotency key: %w", err)
-	case !bytes.Equal(storedHash, hash):
-		return ErrIdempotencyConflict
-	}
-	return nil
-}
-
-// cancelHash identifies a cancel request for its Idempotency-Key, apart
-// from any request that places an order.
-func cancelHash(id, reason string) []byte {
-	h := sha256.Sum256([]byte("cancel\x00" + id + "\x00" + reason))
-	return h[:]
 }
 
 // OnStockReleased makes the cancelling order cancelled, and announces it

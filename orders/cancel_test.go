@@ -17,12 +17,15 @@ import (
 	"github.com/orderstream/orderstream/worker/handlertest"
 )
 
-// placed places an order with s, which keeps orders in db, moved to
-// status by the inventory's answer ("" leaves it pending).
+// owner is the customer of the orders of placed.
+var owner = orders.Caller{Customer: "c-cancel"}
+
+// placed places an order of owner with s, which keeps orders in db, moved
+// to status by the inventory's answer ("" leaves it pending).
 func placed(t *testing.T, db *sql.DB, s *orders.Service, status string) orders.Order {
 	t.Helper()
 	ctx := context.Background()
-	o, _, err := s.Place(ctx, request("c-cancel"), "")
+	o, _, err := s.Place(ctx, request(owner.Customer), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +72,7 @@ func TestService_Cancel(t *testing.T) {
 			s, ctx := orders.NewService(db), context.Background()
 			kit := handlertest.New(t, db, settleOrders(s))
 			o := placed(t, db, s, status)
-			got, cancelled, err := s.Cancel(ctx, o.ID, "changed my mind", "")
+			got, cancelled, err := s.Cancel(ctx, owner, o.ID, "changed my mind", "")
 			if err != nil || !cancelled || got.Status != orders.StatusCancelling || !got.CancelledAt.IsZero() {
 				t.Fatalf("Cancel() = %+v, %v, %v; want it cancelling", got, cancelled, err)
 			}
@@ -92,7 +95,7 @@ func TestService_Cancel(t *testing.T) {
 				t.Errorf("a second StockReleased published %v, want nothing", published)
 			}
 			// Cancelled already: unchanged, no second event.
-			again, cancelled, err := s.Cancel(ctx, o.ID, "", "")
+			again, cancelled, err := s.Cancel(ctx, owner, o.ID, "", "")
 			if err != nil || cancelled || again.Status != orders.StatusCancelled || !again.CancelledAt.Equal(got.CancelledAt) {
 				t.Errorf("Cancel() again = %+v, %v, %v; want the cancelled order unchanged", again, cancelled, err)
 			}
@@ -107,10 +110,10 @@ func TestService_Cancel(t *testing.T) {
 		db := testenv.DB(t)
 		s, ctx := orders.NewService(db), context.Background()
 		o := placed(t, db, s, "")
-		if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
+		if _, _, err := s.Cancel(ctx, owner, o.ID, "", ""); err != nil {
 			t.Fatal(err)
 		}
-		got, cancelled, err := s.Cancel(ctx, o.ID, "other", "")
+		got, cancelled, err := s.Cancel(ctx, owner, o.ID, "other", "")
 		if err != nil || cancelled || got.Status != orders.StatusCancelling {
 			t.Errorf("Cancel() of a cancelling order = %+v, %v, %v; want it unchanged", got, cancelled, err)
 		}
@@ -124,7 +127,7 @@ func TestService_Cancel(t *testing.T) {
 		db := testenv.DB(t)
 		s, ctx := orders.NewService(db), context.Background()
 		o := placed(t, db, s, orders.StatusRejected)
-		if _, _, err := s.Cancel(ctx, o.ID, "", ""); !errors.Is(err, orders.ErrNotCancellable) {
+		if _, _, err := s.Cancel(ctx, owner, o.ID, "", ""); !errors.Is(err, orders.ErrNotCancellable) {
 			t.Errorf("Cancel() of a rejected order = %v, want ErrNotCancellable", err)
 		}
 		if got, _ := s.Get(ctx, o.ID); got.Status != orders.StatusRejected || len(cancelEvents(t, db, o.ID)) != 0 {
@@ -136,7 +139,7 @@ func TestService_Cancel(t *testing.T) {
 		t.Parallel()
 		s, ctx := newService(t)
 		for _, id := range []string{uuid.NewString(), "not-a-uuid", ""} {
-			if _, _, err := s.Cancel(ctx, id, "", ""); !errors.Is(err, orders.ErrNotFound) {
+			if _, _, err := s.Cancel(ctx, owner, id, "", ""); !errors.Is(err, orders.ErrNotFound) {
 				t.Errorf("Cancel(%q) = %v, want ErrNotFound", id, err)
 			}
 		}
@@ -148,13 +151,13 @@ func TestService_Cancel(t *testing.T) {
 		s, ctx := orders.NewService(db), context.Background()
 		o := placed(t, db, s, "")
 		var errs validate.Errors
-		if _, _, err := s.Cancel(ctx, o.ID, strings.Repeat("é", orders.MaxCancelReasonLen+1), ""); !errors.As(err, &errs) {
+		if _, _, err := s.Cancel(ctx, owner, o.ID, strings.Repeat("é", orders.MaxCancelReasonLen+1), ""); !errors.As(err, &errs) {
 			t.Errorf("Cancel() = %v, want validate.Errors", err)
 		}
-		if _, _, err := s.Cancel(ctx, o.ID, "a\x00b", ""); !errors.As(err, &errs) {
+		if _, _, err := s.Cancel(ctx, owner, o.ID, "a\x00b", ""); !errors.As(err, &errs) {
 			t.Errorf("Cancel() with a NUL in the reason = %v, want validate.Errors", err)
 		}
-		if _, _, err := s.Cancel(ctx, o.ID, strings.Repeat("é", orders.MaxCancelReasonLen), ""); err != nil {
+		if _, _, err := s.Cancel(ctx, owner, o.ID, strings.Repeat("é", orders.MaxCancelReasonLen), ""); err != nil {
 			t.Errorf("Cancel() with a reason of the longest length = %v", err)
 		}
 	})
@@ -165,7 +168,7 @@ func TestService_Cancel(t *testing.T) {
 		kit := handlertest.New(t, db, settleOrders(s))
 		for _, answer := range []string{orders.StatusConfirmed, orders.StatusRejected} {
 			o := placed(t, db, s, "")
-			if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
+			if _, _, err := s.Cancel(ctx, owner, o.ID, "", ""); err != nil {
 				t.Fatal(err)
 			}
 			var e events.Event = events.StockReserved{OrderID: o.ID, Items: eventItems(o.Items)}
@@ -187,18 +190,18 @@ func TestService_Cancel(t *testing.T) {
 		s, ctx := orders.NewService(db), context.Background()
 		o, other := placed(t, db, s, ""), placed(t, db, s, "")
 		key := testenv.Unique("cancel-key")
-		if _, cancelled, err := s.Cancel(ctx, o.ID, "r", key); err != nil || !cancelled {
+		if _, cancelled, err := s.Cancel(ctx, owner, o.ID, "r", key); err != nil || !cancelled {
 			t.Fatalf("Cancel() = %v, %v", cancelled, err)
 		}
-		if got, cancelled, err := s.Cancel(ctx, o.ID, "r", key); err != nil || cancelled || got.ID != o.ID {
+		if got, cancelled, err := s.Cancel(ctx, owner, o.ID, "r", key); err != nil || cancelled || got.ID != o.ID {
 			t.Errorf("replay = %+v, %v, %v; want the order, not cancelled again", got, cancelled, err)
 		}
 		for _, c := range []struct{ id, reason string }{{o.ID, "another reason"}, {other.ID, "r"}} {
-			if _, _, err := s.Cancel(ctx, c.id, c.reason, key); !errors.Is(err, orders.ErrIdempotencyConflict) {
+			if _, _, err := s.Cancel(ctx, owner, c.id, c.reason, key); !errors.Is(err, orders.ErrIdempotencyConflict) {
 				t.Errorf("Cancel(%s, %q) with the key = %v, want ErrIdempotencyConflict", c.id, c.reason, err)
 			}
 		}
-		if _, _, err := s.Place(ctx, request("c-1"), key); !errors.Is(err, orders.ErrIdempotencyConflict) {
+		if _, _, err := s.Place(ctx, request(owner.Customer), key); !errors.Is(err, orders.ErrIdempotencyConflict) {
 			t.Errorf("Place() with a cancel's key = %v, want ErrIdempotencyConflict", err)
 		}
 		if got, _ := s.Get(ctx, other.ID); got.Status != orders.StatusPending {
@@ -211,18 +214,18 @@ func TestService_Cancel(t *testing.T) {
 		db := testenv.DB(t)
 		s, ctx := orders.NewService(db), context.Background()
 		o := placed(t, db, s, "")
-		if _, cancelled, err := s.Cancel(ctx, o.ID, "", ""); err != nil || !cancelled {
+		if _, cancelled, err := s.Cancel(ctx, owner, o.ID, "", ""); err != nil || !cancelled {
 			t.Fatalf("Cancel() = %v, %v", cancelled, err)
 		}
 		key := testenv.Unique("noop-key")
-		if _, cancelled, err := s.Cancel(ctx, o.ID, "again", key); err != nil || cancelled {
+		if _, cancelled, err := s.Cancel(ctx, owner, o.ID, "again", key); err != nil || cancelled {
 			t.Fatalf("a second Cancel() = %v, %v; want the order unchanged", cancelled, err)
 		}
 		var n int
 		if err := db.QueryRow(`SELECT count(*) FROM idempotency_keys WHERE key = $1`, key).Scan(&n); err != nil || n != 0 {
 			t.Errorf("%d rows (%v) for the key of a cancel that changed nothing, want none", n, err)
 		}
-		if _, created, err := s.Place(ctx, request("c-1"), key); err != nil || !created {
+		if _, created, err := s.Place(ctx, request(owner.Customer), key); err != nil || !created {
 			t.Errorf("Place() with the key of a cancel that changed nothing = %v, %v; want a new order", created, err)
 		}
 	})
@@ -239,7 +242,7 @@ func TestService_Cancel(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, cancelled, err := s.Cancel(ctx, o.ID, "", "")
+				_, cancelled, err := s.Cancel(ctx, owner, o.ID, "", "")
 				if err != nil {
 					t.Error(err)
 				}
@@ -268,7 +271,7 @@ func TestService_OnStockReleased(t *testing.T) {
 	t.Run("makes_the_cancelling_order_cancelled_and_announces_it", func(t *testing.T) {
 		kit := handlertest.New(t, db, settleOrders(s))
 		o := placed(t, db, s, "")
-		if _, _, err := s.Cancel(ctx, o.ID, "", ""); err != nil {
+		if _, _, err := s.Cancel(ctx, owner, o.ID, "", ""); err != nil {
 			t.Fatal(err)
 		}
 		published := kit.Deliver(events.StockReleased{OrderID: o.ID, Items: eventItems(o.Items)})

@@ -26,7 +26,8 @@ import (
 // filters would be a page of another listing, which a client asking for
 // "the next page" did not mean) and makes a cursor that was cut, mangled or
 // edited by hand an error instead of a page from somewhere else. It is no
-// secret: anyone may list any orders, so a cursor made up with a valid tag
+// secret: a listing shows only the orders its caller may see (the API
+// filters a customer's to their own), so a cursor made up with a valid tag
 // reveals nothing; it is checked like any other input.
 type cursor struct {
 	createdAt time.Time

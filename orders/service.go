@@ -1,11 +1,8 @@
 package orders
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -23,6 +20,7 @@ import (
 type Service struct {
 	db      *sql.DB
 	settled func(time.Duration)
+	keyTTL  time.Duration // how long an idempotency key counts
 }
 
 // Option configures a Service.
@@ -36,7 +34,7 @@ func WithSettled(observe func(time.Duration)) Option {
 
 // NewService returns a Service that keeps orders in db.
 func NewService(db *sql.DB, opts ...Option) *Service {
-	s := &Service{db: db, settled: func(time.Duration) {}}
+	s := &Service{db: db, settled: func(time.Duration) {}, keyTTL: DefaultIdempotencyTTL}
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -48,7 +46,10 @@ func NewService(db *sql.DB, opts ...Option) *Service {
 //
 // With a non-empty idempotencyKey, a request that repeats an earlier one
 // (same key, same body) returns the earlier order and created == false; the
-// same key with another body is ErrIdempotencyConflict.
+// same key with another body is ErrIdempotencyConflict. The key is
+// req.CustomerID's: another customer's same key is another key. It counts
+// for the Service's TTL (WithIdempotencyTTL); a request with an expired
+// key places a new order and takes the key over.
 func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey string) (o Order, created bool, err error) {
 	if err := req.Validate(); err != nil {
 		return Order{}, false, err
@@ -62,12 +63,12 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 
 	var earlier string // the order an idempotency key already names
 	err = postgres.InTx(ctx, s.db, func(ctx context.Context, tx *postgres.Tx) error {
-		placed, err := insertOrder(ctx, tx, &o, idempotencyKey, hash)
+		placed, err := insertOrder(ctx, tx, &o, idempotencyKey, hash, s.keyTTL)
 		if err != nil {
 			return err
 		}
 		if !placed {
-			earlier, err = keptRequest(ctx, tx, idempotencyKey, hash)
+			earlier, err = keptRequest(ctx, tx, o.CustomerID, idempotencyKey, hash)
 			return err // a replay writes nothing
 		}
 		// The event commits with the order or not at all.
@@ -90,50 +91,14 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 	return o, true, nil
 }
 
-// claimKey records that key names order id. When the key already names an
-// order, it returns that order's id, or ErrIdempotencyConflict if the key
-// came with another request.
-func claimKey(ctx context.Context, tx *postgres.Tx, key string, hash []byte, id string) (earlier string, err error) {
-	// The key goes in first: a concurrent request with the same key waits
-	// on it until this transaction ends. (Its foreign key to the order is
-	// checked at commit.)
-	res, err := tx.ExecContext(ctx, `
-		INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3)
-		ON CONFLICT (key) DO NOTHING`, key, hash, id)
-	if err != nil {
-		return "", fmt.Errorf("record idempotency key: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return "", err
-	}
-	return keptRequest(ctx, tx, key, hash)
-}
-
-// keptRequest returns the order that key names, which it was not recorded
-// for just now because it was there already, or ErrIdempotencyConflict if
-// the key came with another request (hash). It is a statement of its own,
-// so that it sees the row another request committed while this one
-// waited on the key.
-func keptRequest(ctx context.Context, tx *postgres.Tx, key string, hash []byte) (earlier string, err error) {
-	var storedHash []byte
-	err = tx.QueryRowContext(ctx,
-		`SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1`, key).Scan(&storedHash, &earlier)
-	if err != nil {
-		return "", fmt.Errorf("read idempotency key: %w", err)
-	}
-	if !bytes.Equal(storedHash, hash) {
-		return "", ErrIdempotencyConflict
-	}
-	return earlier, nil
-}
-
 // insertOrder inserts the order and its items, and with a key records
-// first that the key names it, in one statement: placed is false, and
-// nothing inserted, when the key names an order already. The key goes in
-// before the order, so a concurrent request with the same key waits on it
-// until this transaction ends (the key's foreign key to the order is
-// checked at commit).
-func insertOrder(ctx context.Context, tx *postgres.Tx, o *Order, key string, hash []byte) (placed bool, err error) {
+// first that the order's customer's key names it, in one statement: placed
+// is false, and nothing inserted, when the key names an order already and
+// has not expired (older than ttl); an expired key is taken over. The key
+// goes in before the order, so a concurrent request with the same key
+// waits on it until this transaction ends (idempotency.go tells how; the
+// key's foreign key to the order is checked at commit).
+func insertOrder(ctx context.Context, tx *postgres.Tx, o *Order, key string, hash []byte, ttl time.Duration) (placed bool, err error) {
 	skus := make([]string, len(o.Items))
 	quantities := make([]int64, len(o.Items))
 	for i, it := range o.Items {
@@ -141,9 +106,11 @@ func insertOrder(ctx context.Context, tx *postgres.Tx, o *Order, key string, has
 	}
 	err = tx.QueryRowContext(ctx, `
 		WITH k AS (
-			INSERT INTO idempotency_keys (key, request_hash, order_id)
-			SELECT $5::text, $6::bytea, $1::uuid WHERE $5::text <> ''
-			ON CONFLICT (key) DO NOTHING
+			INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id)
+			SELECT $2::text, $5::text, $6::bytea, $1::uuid WHERE $5::text <> ''
+			ON CONFLICT (customer_id, key) DO UPDATE
+			SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, created_at = now()
+			WHERE idempotency_keys.created_at < now() - $7::bigint * interval '1 millisecond'
 			RETURNING true),
 		fresh AS (
 			SELECT $5::text = '' OR EXISTS (SELECT FROM k) AS ok),
@@ -156,7 +123,7 @@ func insertOrder(ctx context.Context, tx *postgres.Tx, o *Order, key string, has
 			FROM fresh, unnest($3::text[], $4::int[]) WITH ORDINALITY AS t(sku, quantity, position)
 			WHERE fresh.ok)
 		SELECT created_at, updated_at FROM o`,
-		o.ID, o.CustomerID, pq.Array(skus), pq.Array(quantities), key, hash,
+		o.ID, o.CustomerID, pq.Array(skus), pq.Array(quantities), key, hash, ttl.Milliseconds(),
 	).Scan(&o.CreatedAt, &o.UpdatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
@@ -165,14 +132,6 @@ func insertOrder(ctx context.Context, tx *postgres.Tx, o *Order, key string, has
 		return false, fmt.Errorf("insert order: %w", err)
 	}
 	return true, nil
-}
-
-// requestHash identifies a request body for idempotency: two bodies that
-// decode to the same request have the same hash.
-func requestHash(req PlaceRequest) []byte {
-	b, _ := json.Marshal(req) // a struct of strings and ints always encodes
-	h := sha256.Sum256(b)
-	return h[:]
 }
 
 // Get returns the order with id, or ErrNotFound. An id that is not a UUID

@@ -154,7 +154,7 @@ func TestService_Place_idempotency(t *testing.T) {
 		if _, _, err := s.Place(ctx, request("c-a"), keyConflict); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := s.Place(ctx, request("c-b"), keyConflict)
+		_, _, err := s.Place(ctx, request("c-a", orders.Item{SKU: "SKU-9", Quantity: 1}), keyConflict)
 		if !errors.Is(err, orders.ErrIdempotencyConflict) {
 			t.Fatalf("Place() = %v, want ErrIdempotencyConflict", err)
 		}

@@ -14,7 +14,9 @@ import (
 
 // Janitor keeps the outbox, the inbox and the consumed streams from growing
 // without end: what every consumer is done with and is older than its
-// retention is deleted. The forwarder process runs it.
+// retention is deleted. Also adds the clean-ups of other packages' tables
+// (such as orders' expired idempotency keys), which it runs in the same
+// rounds. The forwarder process runs it.
 type Janitor struct {
 	DB      *sql.DB
 	Redis   redis.UniversalClient
@@ -23,6 +25,19 @@ type Janitor struct {
 
 	Interval                                         time.Duration // between two rounds
 	OutboxRetention, InboxRetention, StreamRetention time.Duration
+
+	// Also are run in each round after the outbox, the inbox and the
+	// streams, in their order, each reported as those are; one that fails
+	// does not keep the next from running.
+	Also []Cleanup
+}
+
+// Cleanup is a clean-up that the Janitor runs besides its own.
+type Cleanup struct {
+	What string // what it deletes, for the log ("idempotency keys")
+	// Delete deletes what is to go, and returns how many went: its
+	// owner knows what and when (its own retention, its own lock).
+	Delete func(context.Context) (int64, error)
 }
 
 // Run cleans up every Interval until ctx is done. A failure (the database
@@ -57,5 +72,9 @@ func (j Janitor) Once(ctx context.Context) {
 	for _, stream := range j.Streams.Consumed {
 		n, err = redisstreams.TrimStream(ctx, j.Redis, j.Streams.Name(stream), j.StreamRetention)
 		report("stream "+stream, n, err)
+	}
+	for _, c := range j.Also {
+		n, err = c.Delete(ctx)
+		report(c.What, n, err)
 	}
 }

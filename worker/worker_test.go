@@ -362,7 +362,7 @@ func TestMessages_cancel(t *testing.T) {
 		t.Errorf("StockReleased events: %d and %d, want one each", a, b)
 	}
 
-	if _, _, err := w.orders.Cancel(w.ctx, o.ID, "", ""); err != nil {
+	if _, _, err := w.orders.Cancel(w.ctx, orders.Caller{Admin: true}, o.ID, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	publish(events.StreamReservations, events.StockReleased{OrderID: o.ID, Items: eventItems(o.Items)})
