@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/orderstream/orderstream/auth"
 	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/live"
@@ -36,53 +36,64 @@ type app struct {
 	metrics   *metrics.Metrics
 	tracer    trace.TracerProvider
 	live      *live.Live
+	auth      *auth.Verifier // nil: a process without the API
 	orders    *orders.Service
 	inventory *inventory.Service
 }
 
+// serveHTTP serves the public API on HTTP_ADDR, its connections bounded
+// in all and per client.
 func (a *app) serveHTTP(ctx context.Context) error {
-	return a.serve(ctx, a.cfg.HTTPAddr, httpapi.New(httpapi.Config{
+	return a.serve(ctx, a.cfg.HTTPAddr, httpapi.New(a.httpConfig()), func(l net.Listener) net.Listener {
+		return httpapi.LimitConnections(l, a.cfg.HTTPMaxConns, a.cfg.HTTPMaxConnsPerClient, a.cfg.TrustedProxies)
+	})
+}
+
+// serveOps serves the operations listener on OPS_ADDR: metrics, detailed
+// readiness and profiles, and in a process with the API the live page and
+// dead-letter replay.
+func (a *app) serveOps(ctx context.Context, withAPI bool) error {
+	var ops httpapi.Ops
+	if withAPI {
+		ops = httpapi.Ops{
+			Live:             a.live,
+			ReplayDeadLetter: func(ctx context.Context, id string) error { return a.streams.ReplayID(ctx, a.rdb, id) },
+		}
+	}
+	return a.serve(ctx, a.cfg.OpsAddr, httpapi.NewOps(a.httpConfig(), ops), nil)
+}
+
+// httpConfig is what both listeners share.
+func (a *app) httpConfig() httpapi.Config {
+	return httpapi.Config{
 		Orders:     a.orders,
 		Inventory:  a.inventory,
+		Auth:       a.auth,
 		AdminToken: a.cfg.AdminToken,
+		Limits: httpapi.Limits{
+			Redis: a.rdb, Prefix: a.cfg.StreamPrefix,
+			PerSecond: a.cfg.RateLimitPerS, Burst: a.cfg.RateLimitBurst,
+			// Half the pool at most for listings: placements and reads
+			// keep the rest.
+			Listings: max(2, a.cfg.DBMaxConns/2),
+		},
+		TrustedProxies: a.cfg.TrustedProxies,
 		Checks: map[string]func(context.Context) error{
 			"postgres": a.db.PingContext,
 			"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
 		},
-		Metrics:          a.metrics,
-		Logger:           a.logger,
-		RequestTimeout:   a.cfg.RequestTimeout,
-		Live:             a.live,
-		ReplayDeadLetter: func(ctx context.Context, id string) error { return a.streams.ReplayID(ctx, a.rdb, id) },
-	}), a.live.Close)
-}
-
-// serveMetrics serves /metrics (and /healthz) for a process without the API.
-func (a *app) serveMetrics(ctx context.Context) error {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", a.metrics.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	return a.serve(ctx, a.cfg.MetricsAddr, mux, nil)
-}
-
-// serveProfiles serves Go's runtime profiles (net/http/pprof) on
-// PPROF_ADDR. A profile of the last N seconds must be shorter than the
-// server's write timeout, HTTP_REQUEST_TIMEOUT + 5 s.
-func (a *app) serveProfiles(ctx context.Context) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	return a.serve(ctx, a.cfg.PprofAddr, mux, nil)
+		Metrics:        a.metrics,
+		Tracer:         a.tracer,
+		Logger:         a.logger,
+		RequestTimeout: a.cfg.RequestTimeout,
+	}
 }
 
 // serve serves h on addr until ctx is done, then stops accepting and lets
-// the requests in flight finish, within the shutdown timeout. onShutdown,
-// when not nil, is called as the shutdown begins, to end the requests that
-// would not end by themselves (the live page's event streams).
-func (a *app) serve(ctx context.Context, addr string, h http.Handler, onShutdown func()) error {
+// the requests in flight finish, within the shutdown timeout; the live
+// page's event streams, which would not end by themselves, are ended.
+// limit, when not nil, wraps the listener.
+func (a *app) serve(ctx context.Context, addr string, h http.Handler, limit func(net.Listener) net.Listener) error {
 	srv := &http.Server{
 		Addr:              addr,
 		Handler:           h,
@@ -99,11 +110,16 @@ func (a *app) serve(ctx context.Context, addr string, h http.Handler, onShutdown
 		// request in flight at shutdown finishes.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	if onShutdown != nil {
-		srv.RegisterOnShutdown(onShutdown)
+	srv.RegisterOnShutdown(a.live.Close)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("serve http on %s: %w", addr, err)
+	}
+	if limit != nil {
+		l = limit(l)
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(l) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve http on %s: %w", addr, err)
@@ -125,12 +141,13 @@ func (a *app) watcher() live.Watcher {
 	}
 }
 
-// janitor is the clean-up of the outbox, the inbox and the streams, as the
-// configuration sets it.
+// janitor is the clean-up of the outbox, the inbox, the streams and the
+// expired idempotency keys, as the configuration sets it.
 func (a *app) janitor() outbox.Janitor {
 	return outbox.Janitor{
 		DB: a.db, Redis: a.rdb, Streams: a.streams, Logger: a.logger, Interval: a.cfg.CleanupInterval,
 		OutboxRetention: a.cfg.OutboxRetention, InboxRetention: a.cfg.InboxRetention, StreamRetention: a.cfg.StreamRetention,
+		Also: []outbox.Cleanup{{What: "idempotency keys", Delete: a.orders.ForgetExpiredKeys}},
 	}
 }
 

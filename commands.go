@@ -58,6 +58,10 @@ func commands() []command {
 				"no further than INBOX_RETENTION less an hour: the inbox may have forgotten\n" +
 				"an older event, which would take effect again. An event the handler refuses\n" +
 				"as malformed is counted and passed over (the worker dead-lettered it)."},
+		{name: "token", args: "SUBJECT [--admin] [--ttl DURATION]", summary: "development only: mints a JWT for customer\nSUBJECT (an administrator's with --admin)",
+			detail: "Signs with AUTH_JWT_SECRET, and only with ORDERSTREAM_DEV=true: in\n" +
+				"production your identity provider issues the tokens. Prints the token alone,\n" +
+				"to send as 'Authorization: Bearer <token>'."},
 		{name: "version", json: true, summary: "the module version and VCS revision of this binary",
 			detail: "Reads the build information the Go toolchain recorded in the binary; needs\n" +
 				"neither the environment nor the services. Without a VCS stamp (go run, a build\n" +
@@ -105,8 +109,14 @@ func (c command) usage() string {
 	if c.json {
 		b.WriteString("  --json     one JSON document instead of the text (its shape is in docs/operating.md)\n")
 	}
-	if c.name == "deadletters replay" {
+	switch c.name {
+	case "deadletters replay":
 		b.WriteString("  --all      every dead letter, instead of the IDs given\n")
+	case "handlers backfill":
+		b.WriteString("  --since    a duration back from now (2h) or an RFC 3339 time\n")
+	case "token":
+		b.WriteString("  --admin    an administrator's token (roles: [admin])\n")
+		b.WriteString("  --ttl      how long it is valid (default 24h)\n")
 	}
 	b.WriteString("  -h, --help this help")
 	return b.String()
@@ -122,6 +132,9 @@ type invocation struct {
 	// after it; the zero time for all.
 	since time.Time
 	help  bool // print the usage (cmd's, when cmd is set) and exit
+	// admin and ttl are token's --admin and --ttl.
+	admin bool
+	ttl   time.Duration
 }
 
 // usageError is a command line that names no command, or gives a command
@@ -176,8 +189,12 @@ func parseArgs(args []string) (invocation, error) {
 		fs.BoolVar(&inv.all, "all", false, "")
 	}
 	var since string
-	if cmd.name == "handlers backfill" {
+	switch cmd.name {
+	case "handlers backfill":
 		fs.StringVar(&since, "since", "", "")
+	case "token":
+		fs.BoolVar(&inv.admin, "admin", false, "")
+		fs.DurationVar(&inv.ttl, "ttl", 24*time.Hour, "")
 	}
 	// flag stops at the first argument that is not a flag: parse again
 	// after each one, so that flags may follow arguments.
@@ -201,7 +218,11 @@ func parseArgs(args []string) (invocation, error) {
 		return invocation{}, &usageError{"deadletters replay takes IDs or --all, not both", cmd.usage()}
 	case cmd.name == "handlers backfill" && len(inv.args) != 1:
 		return invocation{}, &usageError{"handlers backfill needs the name of one handler group (orderstream handlers list)", cmd.usage()}
-	case cmd.name != "deadletters replay" && cmd.name != "handlers backfill" && len(inv.args) > 0:
+	case cmd.name == "token" && len(inv.args) != 1:
+		return invocation{}, &usageError{"token needs the customer id to sign for, once", cmd.usage()}
+	case cmd.name == "token" && inv.ttl <= 0:
+		return invocation{}, &usageError{fmt.Sprintf("--ttl %s: give a positive duration", inv.ttl), cmd.usage()}
+	case !slices.Contains([]string{"deadletters replay", "handlers backfill", "token"}, cmd.name) && len(inv.args) > 0:
 		return invocation{}, &usageError{fmt.Sprintf("orderstream %s takes no arguments, got %q", cmd.name, strings.Join(inv.args, " ")), cmd.usage()}
 	}
 	if since != "" {

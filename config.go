@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/orderstream/orderstream/postgres"
@@ -13,13 +15,31 @@ import (
 // config is everything the environment can set. Each knob, its variable and
 // its default are listed in docs/operating.md.
 type config struct {
-	DatabaseURL  string
-	RedisURL     string
-	HTTPAddr     string
-	AdminToken   string
-	LogLevel     string
-	LogFormat    string
-	StreamPrefix string
+	DatabaseURL string
+	RedisURL    string
+	HTTPAddr    string
+	// OpsAddr is the operations listener's address; "" for none.
+	OpsAddr    string
+	AdminToken string
+	// The keys of customers' and administrators' JWTs: a secret (HS256)
+	// or an identity provider's JWKS, with the issuer and audience a
+	// token must name, when set.
+	AuthJWTSecret, AuthJWKSURL     string
+	AuthJWTIssuer, AuthJWTAudience string
+	// Dev allows the development secrets (ORDERSTREAM_DEV=true).
+	Dev bool
+	// Requests a second per client, and its burst; 0: no rate limits.
+	RateLimitPerS, RateLimitBurst int
+	// TrustedProxies are the proxies whose X-Forwarded-For and
+	// X-Request-ID are believed.
+	TrustedProxies []*net.IPNet
+	// HTTPMaxConns bounds the public listener's connections, and
+	// HTTPMaxConnsPerClient one address's (a trusted proxy's are not).
+	HTTPMaxConns, HTTPMaxConnsPerClient int
+	IdempotencyKeyTTL                   time.Duration
+	LogLevel                            string
+	LogFormat                           string
+	StreamPrefix                        string
 	// Replicas that must have each entry orderstream writes before the
 	// write counts as done (WAIT); 0 waits for none.
 	RedisWaitReplicas int
@@ -53,8 +73,6 @@ type config struct {
 	OutboxRetention            time.Duration
 	InboxRetention             time.Duration
 	StreamRetention            time.Duration
-	MetricsAddr                string
-	PprofAddr                  string
 	MetricsInterval            time.Duration
 	OTLPEndpoint               string
 	ServiceName                string
@@ -91,13 +109,26 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return d
 	}
 	c := config{
-		DatabaseURL:  str("DATABASE_URL", "postgres://postgres@localhost:5432/orderstream?sslmode=disable"),
-		RedisURL:     str("REDIS_URL", "redis://localhost:6379/0"),
-		HTTPAddr:     str("HTTP_ADDR", ":8080"),
-		AdminToken:   getenv("ADMIN_TOKEN"),
-		LogLevel:     str("LOG_LEVEL", "info"),
-		LogFormat:    str("LOG_FORMAT", "text"),
-		StreamPrefix: getenv("STREAM_PREFIX"),
+		DatabaseURL: str("DATABASE_URL", "postgres://postgres@localhost:5432/orderstream?sslmode=disable"),
+		RedisURL:    str("REDIS_URL", "redis://localhost:6379/0"),
+		HTTPAddr:    str("HTTP_ADDR", ":8080"),
+		// METRICS_ADDR is its old name, from when it served only /metrics.
+		OpsAddr:         str("OPS_ADDR", str("METRICS_ADDR", defaultOpsAddr)),
+		AdminToken:      getenv("ADMIN_TOKEN"),
+		AuthJWTSecret:   getenv("AUTH_JWT_SECRET"),
+		AuthJWKSURL:     getenv("AUTH_JWKS_URL"),
+		AuthJWTIssuer:   getenv("AUTH_JWT_ISSUER"),
+		AuthJWTAudience: getenv("AUTH_JWT_AUDIENCE"),
+		Dev:             getenv("ORDERSTREAM_DEV") == "true",
+
+		RateLimitPerS:         num("RATE_LIMIT_PER_S", 50, 0),
+		RateLimitBurst:        num("RATE_LIMIT_BURST", 100, 1),
+		HTTPMaxConns:          num("HTTP_MAX_CONNS", 4096, 1),
+		HTTPMaxConnsPerClient: num("HTTP_MAX_CONNS_PER_CLIENT", 64, 1),
+		IdempotencyKeyTTL:     dur("IDEMPOTENCY_KEY_TTL", 24*time.Hour),
+		LogLevel:              str("LOG_LEVEL", "info"),
+		LogFormat:             str("LOG_FORMAT", "text"),
+		StreamPrefix:          getenv("STREAM_PREFIX"),
 
 		RedisWaitReplicas: num("REDIS_WAIT_REPLICAS", 0, 0),
 		RedisWaitTimeout:  dur("REDIS_WAIT_TIMEOUT", redisstreams.DefaultWaitTimeout),
@@ -126,8 +157,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		OutboxRetention:            dur("OUTBOX_RETENTION", 24*time.Hour),
 		InboxRetention:             dur("INBOX_RETENTION", 7*24*time.Hour),
 		StreamRetention:            dur("STREAM_RETENTION", 24*time.Hour),
-		MetricsAddr:                getenv("METRICS_ADDR"),
-		PprofAddr:                  getenv("PPROF_ADDR"),
 		MetricsInterval:            dur("METRICS_INTERVAL", 5*time.Second),
 		OTLPEndpoint:               getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
 		ServiceName:                str("OTEL_SERVICE_NAME", "orderstream"),
@@ -143,6 +172,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := c.checkPooler(); err != nil {
 		errs = append(errs, err)
 	}
+	if getenv("PPROF_ADDR") != "" {
+		errs = append(errs, errors.New("PPROF_ADDR is gone: Go's profiles are on the operations listener, OPS_ADDR, under /debug/pprof/"))
+	}
+	if c.OpsAddr == "off" {
+		c.OpsAddr = ""
+	}
+	proxies, err := parseCIDRs(getenv("TRUSTED_PROXIES"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %w", err))
+	}
+	c.TrustedProxies = proxies
 	if c.ParkBackoffMax < c.ParkBackoffInitial {
 		errs = append(errs, fmt.Errorf("PARK_BACKOFF_MAX=%s must be at least PARK_BACKOFF_INITIAL=%s", c.ParkBackoffMax, c.ParkBackoffInitial))
 	}
@@ -182,4 +222,37 @@ func (c config) sessionURL() (url, variable string) {
 func (c config) worstHandlingTime() time.Duration {
 	attempts := time.Duration(c.HandlerMaxRetries + 1)
 	return attempts*c.HandlerTimeout + time.Duration(c.HandlerMaxRetries)*6*time.Second + c.HandlerTimeout
+}
+
+// defaultOpsAddr is where the operations listener is by default: loopback,
+// reached by what runs on the host (Prometheus, an operator) and nothing
+// else.
+const defaultOpsAddr = "127.0.0.1:9090"
+
+// parseCIDRs reads a comma-separated list of CIDRs (10.0.0.0/8) or single
+// addresses (10.0.0.7).
+func parseCIDRs(s string) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			ip := net.ParseIP(f)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is neither an address nor a CIDR", f)
+			}
+			bits := 8 * len(ip.To16())
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			f = fmt.Sprintf("%s/%d", ip, bits)
+		}
+		_, n, err := net.ParseCIDR(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR", f)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }

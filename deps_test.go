@@ -33,6 +33,7 @@ var domainLayer = []string{"events", "logging", "postgres", "validate"}
 // the layer it belongs to.
 var layers = map[string][]string{
 	"events":             {},
+	"auth":               {},
 	"tracing":            {},
 	"validate":           {},
 	"logging":            {},
@@ -45,7 +46,7 @@ var layers = map[string][]string{
 	"redisstreams":       {"events"},
 	"outbox":             {"events", "postgres", "redisstreams", "tracing"},
 	"live":               {"events", "inventory", "metrics", "orders", "outbox", "parked", "postgres", "redisstreams"},
-	"httpapi": {"events", "inventory", "live", "logging", "metrics", "orders", "postgres", "redisstreams",
+	"httpapi": {"auth", "events", "inventory", "live", "logging", "metrics", "orders", "postgres", "redisstreams",
 		"validate"},
 	"worker":             {"events", "logging", "metrics", "parked", "postgres", "redisstreams", "tracing"},
 	"worker/handlertest": {"events", "internal/testenv", "postgres", "worker"},

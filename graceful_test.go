@@ -44,7 +44,10 @@ func TestRun_gracefulStop(t *testing.T) {
 		"REDIS_URL":            ownRedis(t),
 		"STREAM_PREFIX":        "graceful:",
 		"HTTP_ADDR":            addr,
-		"ADMIN_TOKEN":          "component-token",
+		"ADMIN_TOKEN":          testAdminToken,
+		"AUTH_JWT_SECRET":      testJWTSecret,
+		"OPS_ADDR":             "off",
+		"RATE_LIMIT_PER_S":     "0",
 		"LOG_LEVEL":            "info",
 		"OUTBOX_POLL_INTERVAL": "200ms",
 		// Long enough for a handler waiting on the held row; whatever a
@@ -147,6 +150,7 @@ func (g *graceful) load(held string, others []string) func() int {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	hc := &http.Client{Timeout: 30 * time.Second}
+	admin := mint(g.t, "graceful-admin", true)
 	place := func(i int) {
 		defer wg.Done()
 		body := fmt.Sprintf(`{"customer_id":"c-%d","items":[{"sku":%q,"quantity":1},{"sku":%q,"quantity":1}]}`,
@@ -156,6 +160,7 @@ func (g *graceful) load(held string, others []string) func() int {
 			req, _ := http.NewRequest("POST", g.base+"/orders", strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Idempotency-Key", key)
+			req.Header.Set("Authorization", "Bearer "+admin)
 			resp, err := hc.Do(req)
 			if err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)

@@ -45,7 +45,7 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 		"DATABASE_URL":     testenv.OwnDatabaseURL(t),
 		"REDIS_URL":        testenv.RedisURL(t),
 		"STREAM_PREFIX":    testenv.StreamPrefix(t),
-		"HTTP_ADDR":        addr,
+		"OPS_ADDR":         addr, // the live page's
 		"STREAM_RETENTION": "1ms",
 	}
 	cfg, err := loadConfig(func(k string) string { return vars[k] })
@@ -125,7 +125,7 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 
 	// The gauges, and the live page (which the API process's watcher feeds).
 	go a.watcher().Run(ctx)
-	go a.serveHTTP(ctx)
+	go a.serveOps(ctx, true)
 	waitFor(t, "the lag gauge of the audit group", func() bool {
 		text := gather(t, a.metrics)
 		return strings.Contains(text, `stream_consumer_lag{group="audit",stream="`+auditStream+`"} 0`) &&

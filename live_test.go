@@ -41,10 +41,10 @@ func chromium(t *testing.T) string {
 func TestLivePage(t *testing.T) {
 	t.Parallel()
 	browser := chromium(t)
-	addr := freeAddr(t)
-	start(t, env(t, addr))
-	base := "http://" + addr
-	client{t, base}.waitHealthy()
+	addr, opsAddr := freeAddr(t), freeAddr(t)
+	start(t, with(env(t, addr), map[string]string{"OPS_ADDR": opsAddr}))
+	client{t, "http://" + addr}.waitHealthy()
+	base := "http://" + opsAddr // the page is the operators'
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
@@ -66,9 +66,9 @@ func TestLivePage(t *testing.T) {
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(css(`#connection.live`)),
+		chromedp.SetValue(css(`#token`), mint(t, "live-page-admin", true)),
 		chromedp.SetValue(css(`#stock-sku`), sku),
 		chromedp.SetValue(css(`#stock-available`), "5"),
-		chromedp.SetValue(css(`#admin-token`), "component-token"),
 		chromedp.Click(css(`#stock-form button`)),
 		chromedp.WaitVisible(`//p[@id="message" and contains(., "5 available")]`),
 		chromedp.SetValue(css(`#order-sku`), sku),

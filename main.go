@@ -4,6 +4,7 @@
 //	orderstream [all|api|forwarder|worker|migrate] [--help]
 //	orderstream migrate status | outbox status | deadletters list | version [--json]
 //	orderstream outbox realign | deadletters replay ID... | --all
+//	orderstream token SUBJECT [--admin] [--ttl DURATION]  (development only)
 //
 // Configuration comes from the environment; see docs/operating.md.
 package main
@@ -22,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orderstream/orderstream/auth"
 	"github.com/orderstream/orderstream/internal/buildinfo"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/live"
@@ -71,6 +73,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cmd == "token" {
+		return mintToken(stdout, cfg, inv)
+	}
 	logger, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
@@ -85,6 +90,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return operate(ctx, inv, cfg, logger, redisOpts, stdout, stderr)
 	}
 
+	if inv.cmd.serve {
+		if err := cfg.checkSecrets(cmd); err != nil {
+			return err
+		}
+	}
 	// Schema before serving: the outbox table must exist before the first
 	// order is placed, and a publisher on a transaction cannot create it.
 	if err := migrate(ctx, cfg, logger, cmd); err != nil {
@@ -113,13 +123,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 	m := metrics.New()
 	a := app{
-		cfg:       cfg,
-		logger:    logger,
-		db:        db,
-		metrics:   m,
-		tracer:    tracer,
-		live:      live.New(),
-		orders:    orders.NewService(db, orders.WithSettled(func(d time.Duration) { m.OrderSettle.Observe(d.Seconds()) })),
+		cfg:     cfg,
+		logger:  logger,
+		db:      db,
+		metrics: m,
+		tracer:  tracer,
+		live:    live.New(),
+		orders: orders.NewService(db, orders.WithSettled(func(d time.Duration) { m.OrderSettle.Observe(d.Seconds()) }),
+			orders.WithIdempotencyTTL(cfg.IdempotencyKeyTTL)),
 		inventory: inventory.NewService(db),
 	}
 	a.streams = newStreams(cfg, redisOpts, logger, worker.ConsumedStreams(a.subscriptions()))
@@ -150,6 +161,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ctx = outbox.WithCommitNotifier(ctx, notifier)
 	}
 	if cmd == "all" || cmd == "api" {
+		if a.auth, err = auth.New(ctx, cfg.authConfig()); err != nil {
+			return err
+		}
 		g.Go(commits(func() error { return a.serveHTTP(ctx) }))
 		// The API process reports the backlog: it must be seen most when
 		// the forwarder or the workers are down.
@@ -162,18 +176,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd == "all" || cmd == "worker" {
 		g.Go(commits(func() error { return a.handleMessages(ctx, a.subscriptions()) }))
 	}
-	if (cmd == "forwarder" || cmd == "worker") && cfg.MetricsAddr != "" {
-		g.Go(func() error { return a.serveMetrics(ctx) })
-	}
-	if cfg.PprofAddr != "" {
-		g.Go(func() error { return a.serveProfiles(ctx) })
+	if cfg.OpsAddr != "" {
+		g.Go(func() error { return a.serveOps(ctx, cmd == "all" || cmd == "api") })
 	}
 	if notifier != nil {
 		notifyCtx, stopNotifier := context.WithCancel(context.WithoutCancel(ctx))
 		g.Go(func() error { notifier.Run(notifyCtx); return nil })
 		g.Go(func() error { committing.Wait(); stopNotifier(); return nil })
 	}
-	logger.Info("orderstream started", "command", cmd, "http_addr", cfg.HTTPAddr)
+	logger.Info("orderstream started", "command", cmd, "http_addr", cfg.HTTPAddr, "ops_addr", cfg.OpsAddr)
 	err = g.Wait()
 	logger.Info("orderstream stopped", "command", cmd)
 	return err

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderstream/orderstream/auth"
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/redisstreams"
@@ -39,11 +40,32 @@ func env(t *testing.T, addr string) func(string) string {
 		"REDIS_URL":            testenv.RedisURL(t),
 		"STREAM_PREFIX":        testenv.StreamPrefix(t),
 		"HTTP_ADDR":            addr,
-		"ADMIN_TOKEN":          "component-token",
+		"ADMIN_TOKEN":          testAdminToken,
+		"AUTH_JWT_SECRET":      testJWTSecret,
 		"LOG_LEVEL":            "debug",
 		"OUTBOX_POLL_INTERVAL": "20ms",
+		// Tests start several processes from one environment: the ones
+		// that read the operations listener give each its own address.
+		"OPS_ADDR":         "off",
+		"RATE_LIMIT_PER_S": "0",
 	}
 	return func(k string) string { return vars[k] }
+}
+
+// The secrets of the tests' processes: as long as outside development.
+const (
+	testAdminToken = "component-admin-token-of-at-least-32-bytes"
+	testJWTSecret  = "component-jwt-secret-of-at-least-32-bytes"
+)
+
+// mint is a JWT for customer, signed as the tests' processes verify.
+func mint(t testing.TB, customer string, admin bool) string {
+	t.Helper()
+	tok, err := auth.Config{Secret: []byte(testJWTSecret)}.Mint(auth.Principal{Subject: customer, Admin: admin}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // with is getenv with vars set over it.
@@ -91,6 +113,8 @@ func start(t *testing.T, getenv func(string) string, args ...string) *testenv.Bu
 	return logs
 }
 
+// client calls the API as an administrator, who places orders for any
+// customer and sees them all.
 type client struct {
 	t    *testing.T
 	base string
@@ -100,7 +124,7 @@ func (c client) do(method, path, body string, out any) int {
 	c.t.Helper()
 	req, _ := http.NewRequest(method, c.base+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer component-token")
+	req.Header.Set("Authorization", "Bearer "+mint(c.t, "component-admin", true))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
@@ -380,7 +404,7 @@ func TestRun_keepsSecrets(t *testing.T) {
 	t.Parallel()
 	addr := freeAddr(t)
 	base := env(t, addr)
-	token := testenv.Unique("secret-token")
+	token := testenv.Unique("secret-admin-token-of-32-bytes-or-more")
 	u, err := url.Parse(base("DATABASE_URL"))
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +445,7 @@ func TestRun_keepsSecrets(t *testing.T) {
 		resp.Body.Close()
 		fmt.Fprintf(&answers, "%v %s\n", resp.Header, b)
 	}
-	for _, secret := range []string{token, password} {
+	for _, secret := range []string{token, password, testJWTSecret} {
 		if strings.Contains(answers.String(), secret) {
 			t.Errorf("an answer shows %q:\n%s", secret, answers.String())
 		}

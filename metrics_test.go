@@ -59,12 +59,13 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 
 func TestRun_metrics(t *testing.T) {
 	t.Parallel()
-	addr, workerAddr, forwarderAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	addr, opsAddr, workerAddr, forwarderAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	base := env(t, addr)
-	getenv := with(base, map[string]string{"METRICS_INTERVAL": "50ms"})
-	api, worker := "http://"+addr, "http://"+workerAddr
+	getenv := with(base, map[string]string{"METRICS_INTERVAL": "50ms", "OPS_ADDR": opsAddr})
+	// The metrics are on each process's operations listener.
+	api, worker := "http://"+opsAddr, "http://"+workerAddr
 	start(t, getenv, "api")
-	c := client{t, api}
+	c := client{t, "http://" + addr}
 	c.waitHealthy()
 
 	sku := testenv.Unique("SKU")
@@ -83,8 +84,8 @@ func TestRun_metrics(t *testing.T) {
 		t.Errorf("orders placed = %v, want 1", n)
 	}
 
-	start(t, with(base, map[string]string{"METRICS_ADDR": forwarderAddr}), "forwarder")
-	start(t, with(base, map[string]string{"METRICS_ADDR": workerAddr}), "worker")
+	start(t, with(base, map[string]string{"OPS_ADDR": forwarderAddr}), "forwarder")
+	start(t, with(base, map[string]string{"OPS_ADDR": workerAddr}), "worker")
 	if got := c.settled(o.ID); got.Status != "confirmed" {
 		t.Fatalf("order = %+v", got)
 	}

@@ -164,11 +164,13 @@ func fault(t *testing.T) func(*netfault.Fault, error) *netfault.Fault {
 // it. Any other answer fails the test.
 func placeRetrying(t *testing.T, base, key, body string) {
 	hc := &http.Client{Timeout: 15 * time.Second}
+	admin := mint(t, "network-admin", true)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		req, _ := http.NewRequest("POST", base+"/orders", bytes.NewReader([]byte(body)))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", key)
+		req.Header.Set("Authorization", "Bearer "+admin)
 		resp, err := hc.Do(req)
 		var last string
 		if err == nil {

@@ -12,14 +12,14 @@ import (
 	"github.com/orderstream/orderstream/metrics"
 )
 
-// TestServeHTTP_endsEventStreams: an open live page (its event stream is a
+// TestServeOps_endsEventStreams: an open live page (its event stream is a
 // request that never ends by itself) must not hold the HTTP shutdown until
 // SHUTDOWN_TIMEOUT; the stream ends, and the shutdown is clean.
-func TestServeHTTP_endsEventStreams(t *testing.T) {
+func TestServeOps_endsEventStreams(t *testing.T) {
 	t.Parallel()
 	addr := freeAddr(t)
 	a := app{
-		cfg:     config{HTTPAddr: addr, RequestTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second},
+		cfg:     config{OpsAddr: addr, RequestTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second},
 		logger:  testenv.Logger(t),
 		metrics: metrics.New(),
 		live:    live.New(),
@@ -27,7 +27,7 @@ func TestServeHTTP_endsEventStreams(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- a.serveHTTP(ctx) }()
+	go func() { done <- a.serveOps(ctx, true) }()
 
 	reqCtx, cancelReq := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancelReq()

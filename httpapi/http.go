@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -13,8 +14,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/orderstream/orderstream/auth"
 	"github.com/orderstream/orderstream/inventory"
-	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 )
@@ -23,8 +24,18 @@ import (
 type Config struct {
 	Orders    *orders.Service
 	Inventory *inventory.Service
-	// AdminToken guards PUT /inventory; empty disables that endpoint.
+	// Auth verifies the customers' and administrators' JWTs; nil: every
+	// route that needs one answers 401.
+	Auth *auth.Verifier
+	// AdminToken is the operators' break-glass bearer token for the admin
+	// routes, beside administrators' JWTs; empty: none.
 	AdminToken string
+	// Limits bound what one client may ask.
+	Limits Limits
+	// TrustedProxies are the addresses of the proxies in front of the
+	// API, whose X-Forwarded-For names the client and whose X-Request-ID
+	// is taken; a request from elsewhere is its peer's own.
+	TrustedProxies []*net.IPNet
 	// Checks are the dependencies /readyz asks, by name.
 	Checks  map[string]func(context.Context) error
 	Metrics *metrics.Metrics
@@ -32,47 +43,55 @@ type Config struct {
 	Logger  *slog.Logger
 	// RequestTimeout bounds the work of one request.
 	RequestTimeout time.Duration
-	// Live is the live page, whose routes the API serves; nil: a page
-	// with nothing to show.
-	Live *live.Live
-	// ReplayDeadLetter puts a dead letter back on its stream.
-	ReplayDeadLetter func(ctx context.Context, id string) error
 }
 
-type api struct{ Config }
+type api struct {
+	Config
+	limits *limiter
+}
 
-// New returns the HTTP API. Every route is here, and in openapi.json.
+// New returns the public HTTP API: the customers' routes, the admin stock
+// routes, /healthz, a /readyz that names nothing internal, and
+// /openapi.json. Every route is here, and in openapi.json; the operators'
+// routes are NewOps'.
 func New(cfg Config) http.Handler {
+	a, e := newEcho(cfg)
+	e.Use(a.limits.rateLimit, a.timeout)
+	a.customerRoutes(e)
+	e.GET("/healthz", a.healthz)
+	e.GET("/readyz", a.readyzPublic)
+	e.GET("/openapi.json", serveOpenAPI)
+	return e
+}
+
+// newEcho is an Echo with the middleware every listener shares: the
+// request id, tracing, the request's log line and metrics, recovery, the
+// security headers, the client's address and who the request speaks for.
+func newEcho(cfg Config) (*api, *echo.Echo) {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
-	if cfg.Live == nil {
-		cfg.Live = live.New()
-	}
-	a := &api{cfg}
+	a := &api{Config: cfg, limits: newLimiter(cfg.Limits, cfg.Logger)}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.writeError
+	e.IPExtractor = clientAddress(cfg.TrustedProxies)
 	e.Use(a.requestID, a.trace, a.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),
 		// Every answer: no content-type sniffing, no Referer to elsewhere.
 		middleware.SecureWithConfig(middleware.SecureConfig{ContentTypeNosniff: "nosniff", ReferrerPolicy: "no-referrer"}),
-		a.timeout)
+		a.authenticate)
+	return a, e
+}
 
-	e.POST("/orders", a.placeOrder)
-	e.GET("/orders", a.listOrders)
-	e.GET("/orders/:id", a.getOrder)
-	e.POST("/orders/:id/cancel", a.cancelOrder)
-	e.PUT("/inventory/:sku", a.setStock, a.requireAdmin)
-	e.GET("/inventory/:sku", a.getStock)
-	e.POST("/deadletters/:id/replay", a.replayDeadLetter, a.requireAdmin)
-	e.GET("/", cfg.Live.ServePage)
-	e.GET("/ui/*", cfg.Live.ServeAsset)
-	e.GET("/events", cfg.Live.ServeEvents)
-	e.GET("/healthz", a.healthz)
-	e.GET("/readyz", a.readyz)
-	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
-	e.GET("/openapi.json", serveOpenAPI)
-	return e
+// customerRoutes are the orders and the stock: a customer's own orders, an
+// administrator's everything.
+func (a *api) customerRoutes(e *echo.Echo) {
+	e.POST("/orders", a.placeOrder, a.customer)
+	e.GET("/orders", a.listOrders, a.customer, a.limits.listing)
+	e.GET("/orders/:id", a.getOrder, a.customer)
+	e.POST("/orders/:id/cancel", a.cancelOrder, a.customer)
+	e.PUT("/inventory/:sku", a.setStock, a.admin)
+	e.GET("/inventory/:sku", a.getStock, a.customer)
 }
 
 // orderJSON is an order as the API shows it.
@@ -112,6 +131,13 @@ func (a *api) placeOrder(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
+	// The customer is the token's; an administrator may place for anyone.
+	switch who := caller(c); {
+	case req.CustomerID == "":
+		req.CustomerID = who.Customer
+	case req.CustomerID != who.Customer && !who.Admin:
+		return newProblem(http.StatusForbidden, "customer_id must be your own (your token's sub), or left out")
+	}
 	o, created, err := a.Orders.Place(c.Request().Context(), req, key)
 	if err != nil {
 		return err
@@ -138,7 +164,7 @@ func (a *api) cancelOrder(c echo.Context) error {
 	if err := decodeOptionalJSON(c, &req); err != nil {
 		return err
 	}
-	o, cancelled, err := a.Orders.Cancel(c.Request().Context(), c.Param("id"), req.Reason, key)
+	o, cancelled, err := a.Orders.Cancel(c.Request().Context(), caller(c), c.Param("id"), req.Reason, key)
 	if err != nil {
 		return err
 	}
@@ -153,6 +179,11 @@ func (a *api) getOrder(c echo.Context) error {
 	o, err := a.Orders.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
+	}
+	// Another customer's order is not found, as an unknown id is: ids
+	// cannot be probed.
+	if !caller(c).Sees(o) {
+		return orders.ErrNotFound
 	}
 	return c.JSON(http.StatusOK, toOrderJSON(o))
 }
@@ -195,18 +226,22 @@ func (a *api) getStock(c echo.Context) error {
 	return c.JSON(http.StatusOK, toStockJSON(st))
 }
 
-func (a *api) replayDeadLetter(c echo.Context) error {
-	if a.ReplayDeadLetter == nil {
-		return newProblem(http.StatusNotFound, "dead letters cannot be replayed from this process")
-	}
-	if err := a.ReplayDeadLetter(c.Request().Context(), c.Param("id")); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]string{"replayed": c.Param("id")})
-}
-
 func (a *api) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyzPublic says whether the API can serve, and nothing about what it
+// depends on: the detail is the operations listener's (/readyz there).
+func (a *api) readyzPublic(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	for name, check := range a.Checks {
+		if err := check(ctx); err != nil {
+			a.Logger.WarnContext(ctx, "not ready", "dependency", name, "err", err)
+			return newProblem(http.StatusServiceUnavailable, "not ready")
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func (a *api) readyz(c echo.Context) error {

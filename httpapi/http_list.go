@@ -29,6 +29,14 @@ func (a *api) listOrders(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A customer lists their own orders; an administrator anyone's.
+	switch who := caller(c); {
+	case who.Admin:
+	case req.CustomerID == "":
+		req.CustomerID = who.Customer
+	case req.CustomerID != who.Customer:
+		return newProblem(http.StatusForbidden, "customer_id must be your own (your token's sub), or left out")
+	}
 	page, err := a.Orders.List(c.Request().Context(), req)
 	if err != nil {
 		return err

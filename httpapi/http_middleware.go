@@ -2,8 +2,8 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,39 +20,21 @@ import (
 	"github.com/orderstream/orderstream/logging"
 )
 
-// requireAdmin lets a request through only with the admin bearer token.
-func (a *api) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if a.AdminToken == "" {
-			return newProblem(http.StatusForbidden,
-				"changing stock is disabled: start orderstream with ADMIN_TOKEN set, and send it as 'Authorization: Bearer <token>'")
-		}
-		authorization, err := headerValue(c, echo.HeaderAuthorization)
-		if err != nil {
-			return err
-		}
-		// The scheme is case-insensitive (RFC 9110), the token is not.
-		scheme, token, ok := strings.Cut(authorization, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(token), []byte(a.AdminToken)) != 1 {
-			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="orderstream"`)
-			return newProblem(http.StatusUnauthorized, "send the admin token as 'Authorization: Bearer <token>'")
-		}
-		return next(c)
-	}
-}
-
 // maxRequestIDLen bounds an X-Request-ID: it travels into the metadata of
 // every message the request causes, and into every log line.
 const maxRequestIDLen = 128
 
-// requestID takes the request's X-Request-ID, or makes one when it is
-// missing or unusable (longer than maxRequestIDLen, not printable ASCII,
-// sent more than once), echoes it, and makes it the correlation id of the
-// events and log lines the request causes.
+// requestID takes the X-Request-ID of a request that comes through a
+// trusted proxy, or makes one when there is none or it is unusable (longer
+// than maxRequestIDLen, not printable ASCII, sent more than once), echoes
+// it, and makes it the correlation id of the events and log lines the
+// request causes. A client's own id is not taken: it would let anyone
+// write what they like into the logs and the events' metadata, and make
+// their requests look like another's.
 func (a *api) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var id string
-		if ids := c.Request().Header.Values(echo.HeaderXRequestID); len(ids) == 1 {
+		if ids := c.Request().Header.Values(echo.HeaderXRequestID); len(ids) == 1 && a.viaTrustedProxy(c.Request()) {
 			id = ids[0]
 		}
 		if id == "" || len(id) > maxRequestIDLen || !printableASCII(id) {
@@ -68,7 +50,10 @@ func (a *api) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (a *api) timeout(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if c.Path() == "/events" { // a live page's stream lasts as long as the page
+		// A live page's stream lasts as long as the page (within its own
+		// bound), a profile as long as it was asked for (within the
+		// server's write timeout).
+		if c.Path() == "/events" || strings.HasPrefix(c.Path(), "/debug/pprof/") {
 			return next(c)
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), a.RequestTimeout)
@@ -91,10 +76,7 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		elapsed := time.Since(start)
 		// The route pattern, never the raw path: ids would make a
 		// label value per order.
-		route, method, status := c.Path(), methodLabel(c.Request().Method), c.Response().Status
-		if route == "" {
-			route = "unmatched"
-		}
+		route, method, status := routeOf(c), methodLabel(c.Request().Method), c.Response().Status
 		a.Metrics.HTTPRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
 		a.Metrics.HTTPDuration.WithLabelValues(method, route).Observe(elapsed.Seconds())
 
@@ -102,7 +84,8 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
 			level = slog.LevelDebug
 		}
-		args := append([]any{"method", loggedMethod(c.Request().Method), "route", route, "status", status, "duration", elapsed}, notes()...)
+		args := append([]any{"method", loggedMethod(c.Request().Method), "route", route, "status", status,
+			"duration", elapsed, "client", c.RealIP()}, notes()...)
 		a.Logger.Log(ctx, level, "http request", args...)
 		return nil
 	}
@@ -159,4 +142,33 @@ func loggedMethod(method string) string {
 		return strconv.Quote(method[:maxLoggedMethod]) + "…"
 	}
 	return strconv.Quote(method)
+}
+
+// clientAddress is how the API finds a request's client: its peer's
+// address, or, when the peer is one of the trusted proxies, the address
+// the proxies' X-Forwarded-For names (the last one not theirs).
+func clientAddress(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// viaTrustedProxy reports whether r's peer is a trusted proxy.
+func (a *api) viaTrustedProxy(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	for _, n := range a.TrustedProxies {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

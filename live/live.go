@@ -98,8 +98,17 @@ func DeadLetterOf(d redisstreams.DeadLetter) DeadLetter {
 	}
 }
 
-// maxWatchers bounds the open event streams.
-const maxWatchers = 100
+// The bounds of the event streams. A client is an address (behind a
+// trusted proxy, the one it forwards for): one client cannot take every
+// stream, and a stream that lives for ever, or a reader that stopped
+// reading, holds nothing for ever. A page's EventSource reconnects when
+// its stream ends.
+const (
+	maxWatchers          = 100
+	maxWatchersPerClient = 4
+	maxStreamAge         = time.Hour
+	eventWriteTimeout    = 10 * time.Second
+)
 
 // Live hands the latest Snapshot to every open page, by Server-Sent Events,
 // and serves the page.
@@ -107,7 +116,7 @@ type Live struct {
 	page     page
 	mu       sync.Mutex
 	last     []byte
-	watchers map[chan []byte]struct{}
+	watchers map[chan []byte]string // the client of each stream
 	joined   chan struct{}
 	closing  chan struct{}
 	once     sync.Once
@@ -115,7 +124,7 @@ type Live struct {
 
 // New returns a Live with no watchers.
 func New() *Live {
-	return &Live{page: newPage(), watchers: map[chan []byte]struct{}{}, joined: make(chan struct{}, 1), closing: make(chan struct{})}
+	return &Live{page: newPage(), watchers: map[chan []byte]string{}, joined: make(chan struct{}, 1), closing: make(chan struct{})}
 }
 
 // Close ends every event stream, and any opened later at once: the server
@@ -156,19 +165,29 @@ func (l *Live) Publish(s Snapshot) {
 	}
 }
 
-func (l *Live) watch() (ch chan []byte, last []byte, ok bool) {
+func (l *Live) watch(client string) (ch chan []byte, last []byte, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.watchers) >= maxWatchers {
-		return nil, nil, false
+		return nil, nil, echo.NewHTTPError(http.StatusServiceUnavailable, "too many live pages open; try again later")
+	}
+	n := 0
+	for _, c := range l.watchers {
+		if c == client {
+			n++
+		}
+	}
+	if n >= maxWatchersPerClient {
+		return nil, nil, echo.NewHTTPError(http.StatusTooManyRequests,
+			fmt.Sprintf("at most %d live pages open per client", maxWatchersPerClient))
 	}
 	ch = make(chan []byte, 1)
-	l.watchers[ch] = struct{}{}
+	l.watchers[ch] = client
 	select {
 	case l.joined <- struct{}{}:
 	default:
 	}
-	return ch, l.last, true
+	return ch, l.last, nil
 }
 
 func (l *Live) unwatch(ch chan []byte) {
@@ -177,24 +196,28 @@ func (l *Live) unwatch(ch chan []byte) {
 	delete(l.watchers, ch)
 }
 
-// ServeEvents streams snapshots to one page until it goes away (GET
-// /events). With maxWatchers pages open it answers 503, as an
-// echo.HTTPError for the API's error mapping to answer.
+// ServeEvents streams snapshots to one page until it goes away, for at
+// most maxStreamAge (GET /events). With maxWatchers pages open it answers
+// 503, with maxWatchersPerClient of the client's 429, as an echo.HTTPError
+// for the API's error mapping to answer.
 func (l *Live) ServeEvents(c echo.Context) error {
-	ch, last, ok := l.watch()
-	if !ok {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "too many live pages open; try again later")
+	ch, last, err := l.watch(c.RealIP())
+	if err != nil {
+		return err
 	}
 	defer l.unwatch(ch)
 
 	w := c.Response()
-	// The server's write timeout is for ordinary requests.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	rc := http.NewResponseController(w)
+	// The server's write timeout is for ordinary requests: each event
+	// gets its own.
+	_ = rc.SetWriteDeadline(time.Time{})
 	w.Header().Set(echo.HeaderContentType, "text/event-stream")
 	w.Header().Set(echo.HeaderCacheControl, "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	send := func(data []byte) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
 			return err
 		}
@@ -210,9 +233,13 @@ func (l *Live) ServeEvents(c echo.Context) error {
 	}
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
+	end := time.NewTimer(maxStreamAge)
+	defer end.Stop()
 	for {
 		select {
 		case <-c.Request().Context().Done():
+			return nil
+		case <-end.C:
 			return nil
 		case <-l.closing:
 			return nil
@@ -221,6 +248,7 @@ func (l *Live) ServeEvents(c echo.Context) error {
 				return nil
 			}
 		case <-keepAlive.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return nil
 			}

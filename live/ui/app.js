@@ -3,8 +3,13 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const tokenKey = "orderstream-admin-token";
-$("admin-token").value = sessionStorage.getItem(tokenKey) || "";
+// Every call sends the token: an administrator's JWT places and cancels
+// any customer's orders; the operators' admin token sets stock and replays
+// dead letters only.
+const tokenKey = "orderstream-token";
+$("token").value = sessionStorage.getItem(tokenKey) || "";
+$("token").addEventListener("change", () => sessionStorage.setItem(tokenKey, $("token").value));
+$("token-form").addEventListener("submit", (ev) => ev.preventDefault());
 
 function cell(text, className) {
   const td = document.createElement("td");
@@ -82,9 +87,9 @@ function say(text, isError) {
   $("message").className = isError ? "error" : "";
 }
 
-async function call(method, path, body, admin) {
+async function call(method, path, body) {
   const headers = { "Content-Type": "application/json" };
-  if (admin) headers.Authorization = `Bearer ${$("admin-token").value}`;
+  if ($("token").value) headers.Authorization = `Bearer ${$("token").value}`;
   const resp = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
   const data = await resp.json().catch(() => ({}));
   if (!resp.ok) {
@@ -111,10 +116,9 @@ $("order-form").addEventListener("submit", async (ev) => {
 $("stock-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const f = ev.target.elements;
-  sessionStorage.setItem(tokenKey, f.token.value);
   try {
     const st = await call("PUT", `/inventory/${encodeURIComponent(f.sku.value)}`,
-      { available: Number(f.available.value) }, true);
+      { available: Number(f.available.value) });
     say(`${st.sku}: ${st.available} available, ${st.reserved} reserved`);
   } catch (err) {
     say(`Stock not set: ${err.message}`, true);
@@ -133,9 +137,8 @@ async function cancelOrder(id, button) {
 }
 
 async function replay(id) {
-  sessionStorage.setItem(tokenKey, $("admin-token").value);
   try {
-    await call("POST", `/deadletters/${encodeURIComponent(id)}/replay`, null, true);
+    await call("POST", `/deadletters/${encodeURIComponent(id)}/replay`, null);
     say(`Dead letter ${id} replayed`);
   } catch (err) {
     say(`Not replayed: ${err.message}`, true);

@@ -1,0 +1,62 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"net/http/pprof"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/orderstream/orderstream/live"
+)
+
+// Ops is what the operations listener serves beside Config's.
+type Ops struct {
+	// Live is the live page; nil: no page (a process without the API).
+	Live *live.Live
+	// ReplayDeadLetter puts a dead letter back on its stream; nil: the
+	// route answers 404.
+	ReplayDeadLetter func(ctx context.Context, id string) error
+}
+
+// NewOps returns the operations listener's handler (OPS_ADDR, loopback by
+// default): /metrics, /healthz, a /readyz that names what is failing, Go's
+// profiles under /debug/pprof/, and with the API, the live page, its event
+// stream, dead-letter replay and the customer routes the page's buttons
+// call (with the same tokens as on the public listener). Nothing here is
+// for the public: it shows customers' orders, the stock, the streams and
+// the process's internals.
+func NewOps(cfg Config, ops Ops) http.Handler {
+	a, e := newEcho(cfg)
+	e.Use(a.timeout)
+	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
+	e.GET("/healthz", a.healthz)
+	e.GET("/readyz", a.readyz)
+	profiles := e.Group("/debug/pprof")
+	profiles.GET("/", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
+	profiles.GET("/cmdline", echo.WrapHandler(http.HandlerFunc(pprof.Cmdline)))
+	profiles.GET("/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
+	profiles.GET("/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)))
+	profiles.GET("/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
+	profiles.GET("/:profile", func(c echo.Context) error {
+		pprof.Handler(c.Param("profile")).ServeHTTP(c.Response(), c.Request())
+		return nil
+	})
+	if ops.Live == nil {
+		return e
+	}
+	e.GET("/", ops.Live.ServePage)
+	e.GET("/ui/*", ops.Live.ServeAsset)
+	e.GET("/events", ops.Live.ServeEvents)
+	e.POST("/deadletters/:id/replay", func(c echo.Context) error {
+		if ops.ReplayDeadLetter == nil {
+			return newProblem(http.StatusNotFound, "dead letters cannot be replayed from this process")
+		}
+		if err := ops.ReplayDeadLetter(c.Request().Context(), c.Param("id")); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]string{"replayed": c.Param("id")})
+	}, a.admin)
+	a.customerRoutes(e)
+	return e
+}
