@@ -1,14 +1,22 @@
 # The two commands a new user needs: `make run` and `make test`.
 
 GO ?= go
-DEV_ADMIN_TOKEN ?= dev-admin-token
 
 .PHONY: run test build check services compose-config chaos fuzz bench mutate
 
-## run: start PostgreSQL and Redis if needed, then the whole application
-run: services
-	@echo "orderstream: ADMIN_TOKEN=$${ADMIN_TOKEN:-$(DEV_ADMIN_TOKEN)} (send it as 'Authorization: Bearer <token>' to PUT /inventory)"
-	ADMIN_TOKEN=$${ADMIN_TOKEN:-$(DEV_ADMIN_TOKEN)} $(GO) run . all
+# make run is a developer's machine: the development secrets (secrets.go),
+# which a serving process accepts only with ORDERSTREAM_DEV=true.
+DEV_ENV = ORDERSTREAM_DEV=true ADMIN_TOKEN=$${ADMIN_TOKEN:-dev-admin-token} \
+	AUTH_JWT_SECRET=$${AUTH_JWT_SECRET:-dev-jwt-secret-for-local-use-only-000}
+
+## run: start PostgreSQL and Redis if needed, then the whole application, printing development tokens
+run: services build
+	@echo "orderstream: development tokens, to send as 'Authorization: Bearer <token>':"
+	@echo "export CUSTOMER_TOKEN=$$($(DEV_ENV) bin/orderstream token demo-customer)"
+	@echo "export ADMIN_JWT=$$($(DEV_ENV) bin/orderstream token demo-admin --admin)"
+	@echo "export ADMIN_TOKEN=$${ADMIN_TOKEN:-dev-admin-token}"
+	@echo "orderstream: the live page and metrics are on http://127.0.0.1:9090/ (OPS_ADDR)"
+	$(DEV_ENV) bin/orderstream all
 
 ## test: start PostgreSQL and Redis if needed, then every test with the race detector
 test: services
@@ -73,9 +81,26 @@ chaos: build
 # docker compose (v2) where installed, else Debian's docker-compose (v1).
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-## compose-config: validate docker-compose.yml (needs compose, not a Docker engine)
+## compose-config: validate the compose files of every profile, and that "scale" refuses to run without its secrets (needs compose, not a Docker engine)
+# The main file must render with none of the scale profile's secrets set;
+# the scale profile (deploy/docker-compose.scale.yml) with throwaway ones,
+# and not without any one of them. An empty env file stands for .env, which
+# could set them.
 compose-config:
-	$(COMPOSE) config -q
-	$(COMPOSE) --profile app config -q
-	$(COMPOSE) --profile observability config -q
-	$(COMPOSE) --profile scale config -q
+	@mkdir -p bin && : > bin/compose-config.env
+	env -u ADMIN_TOKEN -u AUTH_JWT_SECRET -u POSTGRES_PASSWORD -u REDIS_PASSWORD $(COMPOSE) --env-file bin/compose-config.env config -q
+	env -u ADMIN_TOKEN -u AUTH_JWT_SECRET -u POSTGRES_PASSWORD -u REDIS_PASSWORD $(COMPOSE) --env-file bin/compose-config.env --profile app config -q
+	env -u ADMIN_TOKEN -u AUTH_JWT_SECRET -u POSTGRES_PASSWORD -u REDIS_PASSWORD $(COMPOSE) --env-file bin/compose-config.env --profile observability config -q
+	@scale="$(COMPOSE) --env-file bin/compose-config.env -f docker-compose.yml -f deploy/docker-compose.scale.yml --profile scale"; \
+	secrets="ADMIN_TOKEN=throwaway-admin-token-for-compose-config AUTH_JWT_SECRET=throwaway-jwt-secret-for-compose-config \
+		POSTGRES_PASSWORD=throwawaypostgrespassword REDIS_PASSWORD=throwawayredispassword"; \
+	echo "$$scale config -q (with throwaway secrets)"; \
+	env $$secrets $$scale config -q || exit 1; \
+	for v in ADMIN_TOKEN AUTH_JWT_SECRET POSTGRES_PASSWORD REDIS_PASSWORD; do \
+		echo "$$scale config -q (without $$v: must be refused)"; \
+		others=$$(for kv in $$secrets; do case $$kv in "$$v="*) ;; *) printf '%s ' "$$kv" ;; esac; done); \
+		if out=$$(env -u $$v $$others $$scale config -q 2>&1); then \
+			echo "compose-config: the scale profile renders without $$v"; exit 1; \
+		fi; \
+		case $$out in *"$$v"*) ;; *) echo "compose-config: the scale profile fails without $$v, but not for want of it:"; echo "$$out"; exit 1 ;; esac; \
+	done
