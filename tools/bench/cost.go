@@ -37,12 +37,12 @@ type costSample struct {
 	metrics map[string]float64 // the application's counters, by series
 }
 
-func (s *stage) sampleCost(ctx context.Context, app *proc, base string) (costSample, error) {
+func (s *stage) sampleCost(ctx context.Context, app *proc) (costSample, error) {
 	calls, err := s.redisCalls(ctx)
 	if err != nil {
 		return costSample{}, err
 	}
-	m, err := scrapeCounters(ctx, base)
+	m, err := scrapeCounters(ctx, "http://"+app.ops)
 	return costSample{cpu: sampleCPU(app), redis: calls, metrics: m}, err
 }
 
@@ -57,10 +57,11 @@ var countedSeries = []string{
 // shardLabel is the shard label of a series, last of its labels.
 var shardLabel = regexp.MustCompile(`,shard="[0-9]+"`)
 
-// scrapeCounters reads countedSeries from the process's /metrics, summed
-// over the outbox shards; a series it does not show counts 0.
-func scrapeCounters(ctx context.Context, base string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+// scrapeCounters reads countedSeries from /metrics of the process's
+// operations listener at ops, summed over the outbox shards; a series it
+// does not show counts 0.
+func scrapeCounters(ctx context.Context, ops string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ops+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +73,9 @@ func scrapeCounters(ctx context.Context, base string) (map[string]float64, error
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("read metrics at %s: status %d", ops, resp.StatusCode)
 	}
 	m := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {

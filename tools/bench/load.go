@@ -16,11 +16,12 @@ import (
 // rejected for want of stock.
 const stockUnits = 1_000_000_000
 
-// loader places orders on one API process.
+// loader places orders on one API process, each with its customer's token.
 type loader struct {
 	client *http.Client
 	base   string
 	skus   int
+	creds  *credentials
 	seq    atomic.Int64
 	tag    string // makes the idempotency keys of this loader its own
 }
@@ -29,14 +30,14 @@ type loader struct {
 // open to the API, so that no request waits for a connection to be made.
 // It has no proxy: requests go straight to 127.0.0.1 whatever HTTP_PROXY
 // says.
-func newLoader(base string, skus, conns int) *loader {
+func newLoader(base string, skus, conns int, creds *credentials) *loader {
 	tr := &http.Transport{
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &loader{client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: base, skus: skus, tag: randomHex(3)}
+	return &loader{client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: base, skus: skus, creds: creds, tag: randomHex(3)}
 }
 
 func (l *loader) close() { l.client.CloseIdleConnections() }
@@ -44,7 +45,8 @@ func (l *loader) close() { l.client.CloseIdleConnections() }
 // sku names the i-th SKU of the catalogue.
 func sku(i int) string { return fmt.Sprintf("SKU-%03d", i) }
 
-// setStock gives every SKU stockUnits units through PUT /inventory.
+// setStock gives every SKU stockUnits units through PUT /inventory, with
+// the admin token.
 func (l *loader) setStock(ctx context.Context) error {
 	for i := range l.skus {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPut, l.base+"/inventory/"+sku(i),
@@ -53,7 +55,7 @@ func (l *loader) setStock(ctx context.Context) error {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+adminToken)
+		req.Header.Set("Authorization", "Bearer "+l.creds.adminToken)
 		resp, err := l.client.Do(req)
 		if err != nil {
 			return fmt.Errorf("set stock: %w", err)
@@ -69,18 +71,20 @@ func (l *loader) setStock(ctx context.Context) error {
 
 // place sends one new order, two different SKUs of one to three units, with
 // an Idempotency-Key of its own (as the raw-limit transaction records one),
-// for customer group; it succeeds on 201.
-func (l *loader) place(ctx context.Context, group string) error {
+// for one of the customers, with that customer's token; it succeeds on 201.
+func (l *loader) place(ctx context.Context, customers []customer) error {
 	n := l.seq.Add(1)
+	who := customers[n%int64(len(customers))]
 	a := rand.IntN(l.skus)
 	b := (a + 1 + rand.IntN(l.skus-1)) % l.skus
-	body := fmt.Sprintf(`{"customer_id":"%s-%d","items":[{"sku":"%s","quantity":%d},{"sku":"%s","quantity":%d}]}`,
-		group, n%1000, sku(a), 1+rand.IntN(3), sku(b), 1+rand.IntN(3))
+	body := fmt.Sprintf(`{"customer_id":"%s","items":[{"sku":"%s","quantity":%d},{"sku":"%s","quantity":%d}]}`,
+		who.id, sku(a), 1+rand.IntN(3), sku(b), 1+rand.IntN(3))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.base+"/orders", strings.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", who.authorization)
 	req.Header.Set("Idempotency-Key", fmt.Sprintf("bench-%s-%d", l.tag, n))
 	resp, err := l.client.Do(req)
 	if err != nil {
@@ -92,6 +96,18 @@ func (l *loader) place(ctx context.Context, group string) error {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// customers are the customers of group, with their tokens; a load whose
+// tokens cannot be made fails as a whole.
+func (l *loader) customers(group string) ([]customer, loadResult, bool) {
+	cs, err := l.creds.customers(group)
+	if err != nil {
+		var r loadResult
+		r.record(0, fmt.Errorf("tokens of %s: %w", group, err))
+		return nil, r, false
+	}
+	return cs, loadResult{}, true
 }
 
 // loadResult is what one load saw.
@@ -132,8 +148,13 @@ func (r *loadResult) merge(o *loadResult) {
 	}
 }
 
-// closedLoop runs clients that each place one order after another for d.
+// closedLoop runs clients that each place one order after another for d,
+// for the customers of group.
 func (l *loader) closedLoop(ctx context.Context, group string, clients int, d time.Duration) loadResult {
+	cs, failed, ok := l.customers(group)
+	if !ok {
+		return failed
+	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	results := make([]loadResult, clients)
@@ -145,7 +166,7 @@ func (l *loader) closedLoop(ctx context.Context, group string, clients int, d ti
 			defer wg.Done()
 			for ctx.Err() == nil {
 				t := time.Now()
-				err := l.place(ctx, group)
+				err := l.place(ctx, cs)
 				if ctx.Err() != nil { // cut short by the end of the load
 					return
 				}
@@ -166,6 +187,10 @@ func (l *loader) closedLoop(ctx context.Context, group string, clients int, d ti
 // from when it was due, so a late send counts against the latency. When
 // maxInFlight requests are outstanding, a send is skipped and counted.
 func (l *loader) openLoop(ctx context.Context, group string, perSecond int, d time.Duration, maxInFlight int) loadResult {
+	cs, failed, ok := l.customers(group)
+	if !ok {
+		return failed
+	}
 	interval := time.Second / time.Duration(perSecond)
 	n := int(d / interval)
 	var (
@@ -201,7 +226,7 @@ func (l *loader) openLoop(ctx context.Context, group string, perSecond int, d ti
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			err := l.place(ctx, group)
+			err := l.place(ctx, cs)
 			lat := time.Since(due)
 			mu.Lock()
 			total.record(lat, err)

@@ -4,7 +4,9 @@
 // commit-to-settled latency and the cost of an order under open-loop loads
 // at fractions of the raw pipeline, the highest such load carried, the
 // forwarder draining a backlog, worker throughput, the database cost of an
-// idle process and its peak memory. It prints one table
+// idle process and its peak memory, and what authentication and the rate
+// limiter cost a placement, against the figures of a report from before
+// tokens were required. It prints one table
 // and writes it, with the machine and the versions measured, to -out.
 //
 // Every measurement starts from a fresh database (orderstream_bench, dropped
@@ -16,7 +18,8 @@
 //
 // make bench builds it into bin/bench and runs it from the repository root:
 //
-//	bin/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-only raw,pipeline,placement,e2e,capacity,worker,idle,drain,scale]
+//	bin/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-before BENCHMARKS.md]
+//	    [-only raw,pipeline,placement,auth,e2e,capacity,worker,idle,drain,scale]
 package main
 
 import (
@@ -52,6 +55,7 @@ var phases = []phase{
 	{"raw", "the order transaction by pgbench", measureRaw},
 	{"pipeline", "the three transactions of an order by pgbench", measurePipeline},
 	{"placement", "POST /orders at full speed, and memory", measurePlacement},
+	{"auth", "POST /orders at full speed with customers' tokens, the rate limiter off and on", measureAuth},
 	{"e2e", "commit-to-settled latency and cost per order at fractions of the raw pipeline", measureSettle},
 	{"capacity", "the highest open-loop rate that settles in time", measureCapacity},
 	{"worker", "inventory handler throughput", measureWorker},
@@ -76,6 +80,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer st.close()
 
 	rep := &report{opts: opts, started: time.Now()}
+	// Before any report is written over it.
+	if rep.before, err = readBefore(opts.before); err != nil {
+		logger.Warn("bench: no figures from before tokens", "err", err)
+	}
 	rep.machine = describeMachine(ctx, st)
 	if rep.machine.busy > 0.2 {
 		logger.Warn("bench: the machine is busy; figures will be lower than on a quiet one",

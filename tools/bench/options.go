@@ -16,10 +16,11 @@ import (
 
 // options are the command-line flags, and the servers from the environment.
 type options struct {
-	bin   string
-	out   string
-	quick bool
-	only  []string
+	bin    string
+	out    string
+	before string // a report with placement figures from before tokens
+	quick  bool
+	only   []string
 
 	duration      time.Duration // each load: pgbench, placement, the open loops of the latency
 	step          time.Duration // each open loop of the capacity search
@@ -65,6 +66,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.bin, "bin", "bin/orderstream", "the orderstream binary to measure")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "where to write the report (with -quick: only when given)")
+	fs.StringVar(&o.before, "before", "BENCHMARKS.md",
+		"a report whose placement figures are the 'before' of the authentication and rate limiting comparison: its before row, "+
+			"or the placement row of one written before tokens were required; read before -out is written; \"\": none")
 	fs.BoolVar(&o.quick, "quick", false, "a short smoke run: small loads and backlogs, unless set by the flags below")
 	fs.StringVar(&only, "only", strings.Join(phaseNames(), ","), "measurements to run, comma-separated")
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "length of each load (pgbench, placement, open loop)")

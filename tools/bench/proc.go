@@ -16,20 +16,26 @@ import (
 	"time"
 )
 
-// adminToken guards PUT /inventory on the processes the bench starts.
-const adminToken = "bench-admin-token"
-
-// ownedEnv are the variables the bench sets for the processes it starts.
-// Tracing and a separate metrics listener are off: all traffic stays on
-// this machine, and the figures are those of the default set-up, with its
-// log line per request and per message (LOG_LEVEL passes through, to
-// measure what they cost).
+// ownedEnv are the variables the bench sets for the processes it starts,
+// or keeps from them. Tracing is off: all traffic stays on this machine,
+// and the figures are those of the default set-up, with its log line per
+// request and per message (LOG_LEVEL passes through, to measure what they
+// cost), and its operations listener (OPS_ADDR, METRICS_ADDR its old
+// name), on a port of each process's own. Customers' tokens are verified
+// with the run's secret, as deployed (no ORDERSTREAM_DEV, no identity
+// provider), and the rate limits are off unless a measurement turns them
+// on (RATE_LIMIT_PER_S): every request comes from 127.0.0.1, and a load
+// measures the application, not its limits. For the same reason one
+// address may hold as many connections as the loads open.
 var ownedEnv = []string{"DATABASE_URL", "REDIS_URL", "STREAM_PREFIX", "HTTP_ADDR", "ADMIN_TOKEN",
-	"LOG_FORMAT", "METRICS_ADDR", "PPROF_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+	"LOG_FORMAT", "METRICS_ADDR", "OPS_ADDR", "PPROF_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT",
+	"AUTH_JWT_SECRET", "AUTH_JWKS_URL", "AUTH_JWT_ISSUER", "AUTH_JWT_AUDIENCE", "ORDERSTREAM_DEV",
+	"RATE_LIMIT_PER_S", "RATE_LIMIT_BURST", "HTTP_MAX_CONNS", "HTTP_MAX_CONNS_PER_CLIENT"}
 
 // proc is one orderstream process the bench started.
 type proc struct {
 	name    string
+	ops     string // the operations listener's address: /metrics, /debug/pprof/
 	cmd     *exec.Cmd
 	started time.Time
 	exited  chan struct{}
@@ -38,9 +44,14 @@ type proc struct {
 
 // start runs the binary under test with command ("all", "api", "forwarder",
 // "worker") on the bench database, under prefix, its output appended to a
-// log file. The child gets SIGKILL should the bench die, so nothing outlives
-// an interrupted run.
+// log file, with an operations listener of its own. The child gets SIGKILL
+// should the bench die, so nothing outlives an interrupted run.
 func (s *stage) start(command, prefix string, extraEnv ...string) (*proc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	ops := fmt.Sprintf("127.0.0.1:%d", port)
 	logPath := filepath.Join(s.dir, command+".log")
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -48,10 +59,11 @@ func (s *stage) start(command, prefix string, extraEnv ...string) (*proc, error)
 	}
 	defer log.Close() // the child holds its own descriptor
 	cmd := exec.Command(s.opts.bin, command)
-	cmd.Env = append(s.childEnv(prefix), extraEnv...)
+	// extraEnv comes last: of a variable set twice, the last counts.
+	cmd.Env = append(append(s.childEnv(prefix), "OPS_ADDR="+ops), extraEnv...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &proc{name: command, cmd: cmd, exited: make(chan struct{})}
+	p := &proc{name: command, ops: ops, cmd: cmd, exited: make(chan struct{})}
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start orderstream %s: %w", command, err)
@@ -74,11 +86,16 @@ func (s *stage) childEnv(prefix string) []string {
 			env = append(env, kv)
 		}
 	}
+	conns := strconv.Itoa(max(4096, 2*s.opts.maxInFlight, 2*s.opts.clients))
 	return append(env,
 		"DATABASE_URL="+s.dbURL(),
 		"REDIS_URL="+s.redisURL,
 		"STREAM_PREFIX="+prefix,
-		"ADMIN_TOKEN="+adminToken,
+		"AUTH_JWT_SECRET="+s.creds.secret,
+		"ADMIN_TOKEN="+s.creds.adminToken,
+		"RATE_LIMIT_PER_S=0",
+		"HTTP_MAX_CONNS="+conns,
+		"HTTP_MAX_CONNS_PER_CLIENT="+conns,
 	)
 }
 

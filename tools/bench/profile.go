@@ -17,7 +17,7 @@ func profileWindow(load time.Duration) time.Duration {
 	return max(min(load-time.Second, 10*time.Second), time.Second)
 }
 
-// captureProfiles fetches, from the PPROF_ADDR server at addr, a CPU
+// captureProfiles fetches, from the operations listener at addr, a CPU
 // profile and the allocations of the next window, into dir as
 // cpu-<name>.pprof and allocs-<name>.pprof. It returns at once; wait
 // returns once both are written.

@@ -57,11 +57,13 @@ const rawScript = `\set r random(1, 4611686018427387903)
 BEGIN;
 SELECT pg_advisory_xact_lock_shared(%[3]d);
 WITH k AS (
-    INSERT INTO idempotency_keys (key, request_hash, order_id)
-    SELECT 'pgbench-' || :r, '\x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'::bytea,
+    INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id)
+    SELECT 'raw-' || :c, 'pgbench-' || :r, '\x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'::bytea,
            (lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') || lpad(to_hex(:r), 20, '0'))::uuid
     WHERE 'pgbench-' || :r <> ''
-    ON CONFLICT (key) DO NOTHING
+    ON CONFLICT (customer_id, key) DO UPDATE
+    SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, created_at = now()
+    WHERE idempotency_keys.created_at < now() - 86400000::bigint * interval '1 millisecond'
     RETURNING true),
 fresh AS (
     SELECT 'pgbench-' || :r = '' OR EXISTS (SELECT FROM k) AS ok),

@@ -18,6 +18,8 @@ type report struct {
 	raw       *rawResult
 	pipeline  *pipelineResult
 	placement *placementResult
+	auth      *authResult
+	before    *beforeFigures    // placement before tokens, from an earlier report
 	latency   []*openLoopResult // at latencyFractions of the raw pipeline
 	capacity  *capacityResult
 	drains    []*drainResult
@@ -62,6 +64,7 @@ func (r *report) markdown() string {
 
 	fmt.Fprintf(&b, "\n## Raw numbers\n\n")
 	table(&b, []string{"measurement", "figures"}, r.rawRows())
+	r.authSection(&b)
 	if len(r.failures) > 0 {
 		fmt.Fprintf(&b, "\nFailed measurements:\n\n")
 		for _, f := range r.failures {
@@ -302,6 +305,16 @@ unmeasured warm-up (so is pgbench).
 - **idle**: xact_commit + xact_rollback of the bench database in
   pg_stat_database, after the process has run for 12 s (so that the
   statistics of its start-up are in before the window opens).
+- **authentication and rate limiting**: the placement load, each order
+  with the JWT of its customer (one of 1,000, minted before the load), twice
+  against a fresh ` + "`orderstream all`" + `: the rate limiter off
+  (RATE_LIMIT_PER_S=0, as in every other measurement), then on at a limit
+  that refuses nothing, so that the difference is what the limiter costs a
+  request: the process's CPU time (/proc) and Redis's commands (INFO
+  commandstats, the server's) over the measured load, divided by the orders
+  placed. Before: the placement figures of a report from before tokens
+  were required (-before), carried from report to report; its CPU per
+  order is its rounded CPU share × cores ÷ orders/s.
 - **memory**: VmHWM of ` + "`orderstream all`" + ` after the placement load;
   MB are 10^6 bytes.
 - **CPU**: shares of the whole machine (100% = every core busy) from /proc:

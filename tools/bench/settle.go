@@ -85,24 +85,14 @@ func runOpenLoop(ctx context.Context, st *stage, fraction, pipeline float64, d t
 			_ = st.clearStreams(context.WithoutCancel(ctx), prefix)
 		}
 	}()
-	var env []string
-	var pprofAddr string
 	profile := withCost && st.opts.profile != ""
-	if profile {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
-		env = append(env, "PPROF_ADDR="+pprofAddr)
-	}
-	app, base, err := st.startAPI(ctx, "all", prefix, env...)
+	app, base, err := st.startAPI(ctx, "all", prefix)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = app.stop() }()
 
-	l := newLoader(base, st.opts.skus, min(st.opts.maxInFlight, 1024))
+	l := newLoader(base, st.opts.skus, min(st.opts.maxInFlight, 1024), st.creds)
 	defer l.close()
 	if err := l.setStock(ctx); err != nil {
 		return nil, err
@@ -125,7 +115,7 @@ func runOpenLoop(ctx context.Context, st *stage, fraction, pipeline float64, d t
 			return nil, err
 		}
 	}
-	before, err := st.sampleCost(ctx, app, base)
+	before, err := st.sampleCost(ctx, app)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +123,7 @@ func runOpenLoop(ctx context.Context, st *stage, fraction, pipeline float64, d t
 	group := fmt.Sprintf("e2e%d", perSecond)
 	profiled := func() error { return nil }
 	if profile {
-		profiled = captureProfiles(ctx, pprofAddr, st.opts.profile, fmt.Sprint(perSecond), profileWindow(d))
+		profiled = captureProfiles(ctx, app.ops, st.opts.profile, fmt.Sprint(perSecond), profileWindow(d))
 	}
 	load := l.openLoop(ctx, group, perSecond, d, st.opts.maxInFlight)
 	if err := profiled(); err != nil {
@@ -150,7 +140,7 @@ func runOpenLoop(ctx context.Context, st *stage, fraction, pipeline float64, d t
 		st.logger.Warn("bench: orders still pending after the settle timeout; logs kept", "pending", pending,
 			"timeout", st.opts.settleTimeout, "logs", st.dir)
 	}
-	after, err := st.sampleCost(ctx, app, base)
+	after, err := st.sampleCost(ctx, app)
 	if err != nil {
 		return nil, err
 	}

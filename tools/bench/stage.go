@@ -38,6 +38,7 @@ type stage struct {
 	rdb      *redis.Client
 	redisURL string
 	prefix   string // before every stream of this run
+	creds    *credentials
 	dir      string
 	keep     bool
 }
@@ -54,7 +55,7 @@ func newStage(ctx context.Context, opts options, logger *slog.Logger) (*stage, e
 	if err != nil {
 		return nil, err
 	}
-	s := &stage{opts: opts, logger: logger, server: *dbURL, redisURL: redisURL.String()}
+	s := &stage{opts: opts, logger: logger, server: *dbURL, redisURL: redisURL.String(), creds: newCredentials()}
 	s.prefix = streamsRoot + randomHex(4) + ":"
 
 	admin := *dbURL

@@ -18,11 +18,13 @@ import (
 const requestTimeout = 12 * time.Second
 
 // apiClient talks to the harness's api instances, in turn: a request that
-// fails on one (killed, stopping) is retried on the next.
+// fails on one (killed, stopping) is retried on the next. Each request
+// carries the token of whom it speaks for (creds).
 type apiClient struct {
 	bases []string
 	next  atomic.Uint64
 	http  *http.Client
+	creds *credentials
 }
 
 // base is the api instance the next request goes to.
@@ -30,9 +32,10 @@ func (c *apiClient) base() string {
 	return c.bases[(c.next.Add(1)-1)%uint64(len(c.bases))]
 }
 
-func newAPIClient(bases []string, conns int) *apiClient {
+func newAPIClient(bases []string, conns int, creds *credentials) *apiClient {
 	return &apiClient{
 		bases: bases,
+		creds: creds,
 		http: &http.Client{
 			Timeout:   requestTimeout,
 			Transport: &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second},
@@ -139,7 +142,7 @@ func retry(ctx context.Context, limit time.Duration, rng func() float64, fn func
 // (PostgreSQL and Redis reachable from it).
 func (c *apiClient) waitReady(ctx context.Context, limit time.Duration) error {
 	for _, base := range c.bases {
-		one := &apiClient{bases: []string{base}, http: c.http}
+		one := &apiClient{bases: []string{base}, http: c.http, creds: c.creds}
 		_, err := retry(ctx, limit, rand.Float64, func(ctx context.Context) error {
 			_, err := one.do(ctx, http.MethodGet, "/readyz", nil, nil, nil)
 			if errors.Is(err, errPermanent) {
@@ -154,9 +157,10 @@ func (c *apiClient) waitReady(ctx context.Context, limit time.Duration) error {
 	return nil
 }
 
-// setStock sets the available units of every SKU of the plan.
+// setStock sets the available units of every SKU of the plan, with the
+// admin token.
 func (c *apiClient) setStock(ctx context.Context, p plan) error {
-	auth := http.Header{"Authorization": {"Bearer " + adminToken}}
+	auth := c.creds.operator()
 	for _, sku := range p.skus {
 		want := p.stock[sku]
 		var got stockView

@@ -100,7 +100,13 @@ func (l *load) place(ctx context.Context, i int, rng *rand.Rand) {
 		}
 	}()
 	spec := l.plan.orders[i]
-	header := http.Header{"Idempotency-Key": {spec.Key}}
+	auth, err := l.client.creds.customer(spec.CustomerID)
+	if err != nil {
+		l.problem(fmt.Sprintf("order %s: token of %s: %v", spec.Key, spec.CustomerID, err))
+		return
+	}
+	// The customer's own token: body and token name the same customer.
+	header := with(auth, "Idempotency-Key", spec.Key)
 	var got orderView
 	var code int
 	failed, err := retry(ctx, l.timeout, rng.Float64, func(ctx context.Context) error {
@@ -150,7 +156,13 @@ const cancelKeySuffix = "-cancel"
 // whose first attempt cancelled it, or 409 when the order was rejected
 // first.
 func (l *load) cancel(ctx context.Context, i int, id string, rng *rand.Rand) {
-	header := http.Header{"Idempotency-Key": {l.plan.orders[i].Key + cancelKeySuffix}}
+	spec := l.plan.orders[i]
+	auth, err := l.client.creds.customer(spec.CustomerID)
+	if err != nil {
+		l.problem(fmt.Sprintf("cancel of order %s: token of %s: %v", id, spec.CustomerID, err))
+		return
+	}
+	header := with(auth, "Idempotency-Key", spec.Key+cancelKeySuffix)
 	var got orderView
 	var code int
 	failed, err := retry(ctx, l.timeout, rng.Float64, func(ctx context.Context) error {
@@ -175,6 +187,13 @@ func (l *load) cancel(ctx context.Context, i int, id string, rng *rand.Rand) {
 	default:
 		l.cancels[i] = code
 	}
+}
+
+// problem records something the load ran into.
+func (l *load) problem(p string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.problems = append(l.problems, p)
 }
 
 // idsOf returns the order ids of the orders at idx that the api accepted.

@@ -4,7 +4,9 @@
 // over four outbox shards that the forwarders share; the clients send to
 // the two apis in turn), and runs scenarios
 // against them one after another, each placing orders from concurrent
-// clients that retry with the same Idempotency-Key:
+// clients that retry with the same Idempotency-Key, each order with its
+// customer's token (a JWT signed with the run's own AUTH_JWT_SECRET; the
+// rate limits are off):
 //
 //   - crash: while the orders go in, a random process is SIGKILLed every few
 //     seconds, Redis is SIGKILLed and PostgreSQL stopped with pg_ctl stop -m
@@ -19,7 +21,8 @@
 //     graceful stop must leave nothing pending and redeliver nothing.
 //
 // Then it checks, through the database and the API, that every order
-// settled exactly once and that stock adds up.
+// settled exactly once, that stock adds up, and that an order is shown to
+// its customer and to no other.
 //
 // It prints one summary line, PASS or FAIL with the count of each fault and
 // the verdict of each scenario, followed by each violation, and exits
@@ -247,14 +250,21 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 		defer nw.close()
 		route = nw.route
 	}
-	cluster, err := startCluster(logger, bin, dir, route)
+	creds, err := newCredentials()
+	if err != nil {
+		return nil, err
+	}
+	// Every client of the harness connects from 127.0.0.1: the bound on
+	// one address's connections must hold all of them.
+	conns := fmt.Sprintf("HTTP_MAX_CONNS_PER_CLIENT=%d", max(64, 4*(opts.clients+4)))
+	cluster, err := startCluster(logger, bin, dir, route, append(creds.env(), conns)...)
 	if err != nil {
 		return nil, err
 	}
 	defer cluster.stop()
 
 	rep := &report{seed: opts.seed}
-	if err := exercise(ctx, logger, opts, cluster, pg, rd, nw, f, rep); err != nil {
+	if err := exercise(ctx, logger, opts, cluster, creds, pg, rd, nw, f, rep); err != nil {
 		return nil, err
 	}
 	rep.duration = time.Since(start)

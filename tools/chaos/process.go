@@ -18,9 +18,6 @@ import (
 // that exited again, as an orchestrator would.
 const restartDelay = 500 * time.Millisecond
 
-// adminToken guards PUT /inventory on the harness's api.
-const adminToken = "chaos-admin-token"
-
 // proc is one application process under supervision: whenever it exits, for
 // whatever reason, it is started again after restartDelay.
 type proc struct {
@@ -30,6 +27,7 @@ type proc struct {
 	env     []string
 	logPath string
 	logger  *slog.Logger
+	ops     string // its operations listener (OPS_ADDR): metrics, the live page
 
 	mu       sync.Mutex
 	cur      *child
@@ -56,8 +54,15 @@ type cluster struct {
 type servers struct{ databaseURL, redisURL string }
 
 // startCluster starts the processes, each reaching the servers at the URLs
-// route gives for its name (a proxy of its own, for the network faults).
-func startCluster(logger *slog.Logger, bin, dir string, route func(process string) (servers, error)) (*cluster, error) {
+// route gives for its name (a proxy of its own, for the network faults),
+// with env (the run's secrets, say) added to every one's environment.
+//
+// Every serving process opens an operations listener (OPS_ADDR), by
+// default on one fixed port: each gets a port of its own, or all but the
+// first would fail to start. The harness reads nothing there (the public
+// /readyz says whether an api is ready); the addresses are logged, for a
+// look at the live page or the metrics while a run goes on.
+func startCluster(logger *slog.Logger, bin, dir string, route func(process string) (servers, error), env ...string) (*cluster, error) {
 	var ports [2]int
 	for i := range ports {
 		port, err := freePort()
@@ -66,10 +71,12 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 		}
 		ports[i] = port
 	}
-	base := append(inheritedEnv(),
-		"ADMIN_TOKEN="+adminToken,
+	base := append(append(inheritedEnv(), env...),
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=info",
+		// The load must not be throttled: every client is on 127.0.0.1,
+		// and the checks count on each order being accepted.
+		"RATE_LIMIT_PER_S=0",
 	)
 	if os.Getenv("OUTBOX_SHARDS") == "" {
 		base = append(base, "OUTBOX_SHARDS=4")
@@ -86,7 +93,13 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 			routeErr = errors.Join(routeErr, fmt.Errorf("route %s: %w", name, err))
 			return
 		}
-		env := append(append([]string(nil), base...), "DATABASE_URL="+at.databaseURL, "REDIS_URL="+at.redisURL)
+		port, err := freePort()
+		if err != nil {
+			routeErr = errors.Join(routeErr, fmt.Errorf("operations listener of %s: %w", name, err))
+			return
+		}
+		ops := fmt.Sprintf("127.0.0.1:%d", port)
+		env := append(append([]string(nil), base...), "DATABASE_URL="+at.databaseURL, "REDIS_URL="+at.redisURL, "OPS_ADDR="+ops)
 		c.procs = append(c.procs, &proc{
 			name:    name,
 			path:    bin,
@@ -94,6 +107,7 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 			env:     append(env, extra...),
 			logPath: filepath.Join(dir, name+".log"),
 			logger:  logger,
+			ops:     ops,
 		})
 	}
 	add("api-1", "api", fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", ports[0]))
@@ -107,6 +121,11 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 		cancel()
 		return nil, routeErr
 	}
+	var ops []string
+	for _, p := range c.procs {
+		ops = append(ops, p.name+"=http://"+p.ops+"/")
+	}
+	logger.Info("chaos: operations listeners (live page, metrics)", "ops", strings.Join(ops, " "))
 	for _, p := range c.procs {
 		c.stopped.Add(1)
 		go func() {
@@ -119,7 +138,10 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 
 // inheritedEnv is the harness's environment without the variables that
 // would point the processes at other servers, make them collide with each
-// other or hide their streams from the checks. The remaining knobs pass
+// other (OPS_ADDR, and METRICS_ADDR, its old name), hide their streams from
+// the checks, refuse the harness's tokens (another key, issuer or
+// audience), throttle the load, or accept development secrets
+// (ORDERSTREAM_DEV: the harness runs as deployed). The remaining knobs pass
 // through, to try other settings: among them STREAM_CLAIM_IDLE,
 // HANDLER_TIMEOUT, HANDLER_MAX_RETRIES, WORKER_CONCURRENCY, SHUTDOWN_TIMEOUT,
 // PARK_BACKOFF_INITIAL, PARK_BACKOFF_MAX, PARK_SURFACE_AFTER,
@@ -128,7 +150,9 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 // config.go's defaults, so that both see the same values.
 func inheritedEnv() []string {
 	owned := []string{"DATABASE_URL", "REDIS_URL", "HTTP_ADDR", "ADMIN_TOKEN", "LOG_FORMAT", "LOG_LEVEL",
-		"OUTBOX_POLL_INTERVAL", "STREAM_PREFIX", "METRICS_ADDR"}
+		"OUTBOX_POLL_INTERVAL", "STREAM_PREFIX", "METRICS_ADDR", "OPS_ADDR",
+		"AUTH_JWT_SECRET", "AUTH_JWKS_URL", "AUTH_JWT_ISSUER", "AUTH_JWT_AUDIENCE", "ORDERSTREAM_DEV",
+		"RATE_LIMIT_PER_S", "HTTP_MAX_CONNS_PER_CLIENT"}
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
