@@ -55,13 +55,25 @@ type limiter struct {
 	byClient map[string]int // listings running per client
 
 	lastWarned atomic.Int64 // unix nanoseconds of the last warning that Redis failed
+
+	// suspects are the client addresses this process saw a failed
+	// token from within the failure budget's period, with when: only
+	// their requests ask Redis for the budget before the token is read,
+	// so that a client whose tokens verify pays no round trip for it.
+	suspectsMu sync.Mutex
+	suspects   map[string]time.Time
 }
+
+// maxSuspects bounds the suspects a process remembers; past it, every
+// request asks for its budget, as if every address were one.
+const maxSuspects = 1 << 16
 
 func newLimiter(l Limits, logger *slog.Logger) *limiter {
 	if l.Listings <= 0 {
 		l.Listings = DefaultListings
 	}
-	lim := &limiter{Limits: l, logger: logger, listings: make(chan struct{}, l.Listings), byClient: map[string]int{}}
+	lim := &limiter{Limits: l, logger: logger, listings: make(chan struct{}, l.Listings), byClient: map[string]int{},
+		suspects: map[string]time.Time{}}
 	if l.Redis != nil && l.PerSecond > 0 {
 		lim.rate = redis_rate.NewLimiter(l.Redis)
 		if lim.Burst < 1 {
@@ -108,9 +120,12 @@ func (l *limiter) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // failures answers 429 to a client address that has used up its budget of
-// failed authentications, before its token is looked at.
+// failed authentications, before its token is looked at. Only an address
+// this process saw fail lately is asked about: a guesser spread over N
+// processes gets at most N guesses a period past the budget, one on each
+// before it becomes a suspect there.
 func (l *limiter) failures(c echo.Context) error {
-	if l.rate == nil {
+	if l.rate == nil || !l.suspect(c.RealIP()) {
 		return nil
 	}
 	// A cost of 0 reads the budget without spending it.
@@ -130,9 +145,37 @@ func (l *limiter) failed(c echo.Context) {
 	if l.rate == nil {
 		return
 	}
+	l.suspectsMu.Lock()
+	if len(l.suspects) < maxSuspects {
+		l.suspects[c.RealIP()] = time.Now()
+	}
+	l.suspectsMu.Unlock()
 	if _, err := l.rate.Allow(c.Request().Context(), l.Prefix+"auth-failures:"+c.RealIP(), authFailures); err != nil {
 		l.warn(c.Request().Context(), err)
 	}
+}
+
+// suspect reports whether a failed token came from addr within the
+// budget's period, or this process remembers too many addresses to tell.
+func (l *limiter) suspect(addr string) bool {
+	l.suspectsMu.Lock()
+	defer l.suspectsMu.Unlock()
+	if len(l.suspects) >= maxSuspects {
+		for a, at := range l.suspects { // forget the old ones
+			if time.Since(at) > authFailures.Period {
+				delete(l.suspects, a)
+			}
+		}
+		if len(l.suspects) >= maxSuspects {
+			return true
+		}
+	}
+	at, ok := l.suspects[addr]
+	if ok && time.Since(at) > authFailures.Period {
+		delete(l.suspects, addr)
+		return false
+	}
+	return ok
 }
 
 func (l *limiter) warn(ctx context.Context, err error) {
