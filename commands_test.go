@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/orderstream/orderstream/auth"
 )
 
 // TestRun_usageErrors: a command line that names no command, or gives a
@@ -20,6 +23,7 @@ func TestRun_usageErrors(t *testing.T) {
 		{"launch"}, {"outbox"}, {"outbox", "stats"}, {"outbox", "status", "extra"}, {"outbox", "status", "--jsn"},
 		{"migrate", "--json"}, {"api", "now"}, {"deadletters", "replay"}, {"deadletters", "replay", "1-0", "--all"},
 		{"deadletters", "list", "--all"}, {"version", "--verbose"}, {"help", "launch"},
+		{"token"}, {"token", "a", "b"}, {"token", "a", "--ttl", "-1h"}, {"token", "a", "--ttl", "soon"},
 	} {
 		var out bytes.Buffer
 		err := run(context.Background(), args, nothing, &out, &out)
@@ -81,6 +85,43 @@ func TestRun_help(t *testing.T) {
 		if err := run(context.Background(), args, bad, &out, &out); err != nil || !strings.Contains(out.String(), "outbox status") ||
 			!strings.Contains(out.String(), "migrate status") || !strings.Contains(out.String(), "version") {
 			t.Errorf("%q = %v\n%s\nwant the list of commands", args, err, out.String())
+		}
+	}
+}
+
+// TestRun_token: orderstream token mints a token the API verifies, on a
+// developer's machine only.
+func TestRun_token(t *testing.T) {
+	t.Parallel()
+	dev := func(k string) string {
+		return map[string]string{"ORDERSTREAM_DEV": "true", "AUTH_JWT_SECRET": testJWTSecret}[k]
+	}
+	verifier, err := auth.New(context.Background(), auth.Config{Secret: []byte(testJWTSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want auth.Principal
+	}{
+		{[]string{"token", "c-42"}, auth.Principal{Subject: "c-42"}},
+		{[]string{"token", "--admin", "ops-1", "--ttl", "5m"}, auth.Principal{Subject: "ops-1", Admin: true}},
+	} {
+		var out bytes.Buffer
+		if err := run(context.Background(), tt.args, dev, &out, io.Discard); err != nil {
+			t.Fatalf("%q = %v", tt.args, err)
+		}
+		if p, err := verifier.Verify(strings.TrimSpace(out.String())); err != nil || p != tt.want {
+			t.Errorf("%q minted %+v (%v), want %+v", tt.args, p, err, tt.want)
+		}
+	}
+	for name, getenv := range map[string]func(string) string{
+		"outside development": func(k string) string { return map[string]string{"AUTH_JWT_SECRET": testJWTSecret}[k] },
+		"without a secret":    func(k string) string { return map[string]string{"ORDERSTREAM_DEV": "true"}[k] },
+	} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"token", "c-42"}, getenv, &out, io.Discard); err == nil || out.Len() != 0 {
+			t.Errorf("%s: token = %v, printed %q; want a refusal and nothing printed", name, err, out.String())
 		}
 	}
 }
