@@ -56,7 +56,7 @@ type api struct {
 // routes are NewOps'.
 func New(cfg Config) http.Handler {
 	a, e := newEcho(cfg)
-	e.Use(a.limits.rateLimit, a.timeout)
+	e.Use(a.timeout, a.limits.rateLimit)
 	a.customerRoutes(e)
 	e.GET("/healthz", a.healthz)
 	e.GET("/readyz", a.readyzPublic)

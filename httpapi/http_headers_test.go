@@ -15,19 +15,28 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/internal/testenv"
-	"github.com/orderstream/orderstream/inventory"
-	"github.com/orderstream/orderstream/metrics"
-	"github.com/orderstream/orderstream/orders"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // send sends a request with headers given as name, value pairs, so that a
-// header can be sent twice.
+// header can be sent twice. Without an Authorization pair it is sent with
+// an administrator's JWT; an Authorization of "" is not sent.
 func send(t *testing.T, h http.Handler, method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	authorized := false
 	for i := 0; i+1 < len(headers); i += 2 {
+		if http.CanonicalHeaderKey(headers[i]) == "Authorization" {
+			authorized = true
+			if headers[i+1] == "" {
+				continue
+			}
+		}
 		req.Header.Add(headers[i], headers[i+1])
+	}
+	if !authorized {
+		req.Header.Set("Authorization", bearer(adminJWT(t)))
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -76,7 +85,10 @@ func TestHTTP_requestIDHeader(t *testing.T) {
 	t.Parallel()
 	db := testenv.DB(t)
 	api := newAPIOn(t, db, adminToken)
-	// The id the answer echoes is the correlation_id of the order's event.
+	// The requests come through a trusted proxy (httptest's peer is in
+	// trustedProxies), whose id is taken when usable; an untrusted peer's
+	// never is (TestHTTP_trustedProxies). The id the answer echoes is the
+	// correlation_id of the order's event.
 	place := func(t *testing.T, ids ...string) (echoed, correlation string) {
 		headers := []string{"Content-Type", jsonType}
 		for _, id := range ids {
@@ -140,9 +152,15 @@ func TestHTTP_contentTypeHeader(t *testing.T) {
 	})
 }
 
+// TestHTTP_authorizationHeader: the admin routes, on both listeners, take
+// the operators' ADMIN_TOKEN (the scheme in any case, the token exactly)
+// or an administrator's JWT; anything else is 401 with WWW-Authenticate, a
+// customer's JWT 403, and the header sent twice 400.
 func TestHTTP_authorizationHeader(t *testing.T) {
 	t.Parallel()
-	api := newAPI(t, adminToken)
+	db := testenv.DB(t)
+	api := newAPIOn(t, db, adminToken)
+	ops := httpapi.NewOps(testConfig(t, db, adminToken), httpapi.Ops{Live: live.New()})
 	routes := map[string]func(t *testing.T, h http.Handler, auth ...string) *httptest.ResponseRecorder{
 		"PUT_inventory": func(t *testing.T, h http.Handler, auth ...string) *httptest.ResponseRecorder {
 			headers := []string{"Content-Type", jsonType}
@@ -151,31 +169,36 @@ func TestHTTP_authorizationHeader(t *testing.T) {
 			}
 			return send(t, h, "PUT", "/inventory/SKU-auth", `{"available":1}`, headers...)
 		},
-		"POST_replay": func(t *testing.T, h http.Handler, auth ...string) *httptest.ResponseRecorder {
+		"POST_replay": func(t *testing.T, _ http.Handler, auth ...string) *httptest.ResponseRecorder {
 			var headers []string
 			for _, a := range auth {
 				headers = append(headers, "Authorization", a)
 			}
-			return send(t, h, "POST", "/deadletters/1-1/replay", "", headers...)
+			return send(t, ops, "POST", "/deadletters/1-1/replay", "", headers...)
 		},
 	}
 	for route, call := range routes {
 		t.Run(route, func(t *testing.T) {
-			for _, auth := range []string{"Bearer " + adminToken, "bearer " + adminToken, "BEARER " + adminToken} {
+			for _, auth := range []string{"Bearer " + adminToken, "bearer " + adminToken, "BEARER " + adminToken, bearer(adminJWT(t))} {
 				if rec := call(t, api, auth); rec.Code == 401 || rec.Code == 403 || rec.Code >= 500 {
 					t.Errorf("Authorization %q = %d %s, want past the check", auth, rec.Code, rec.Body)
 				}
 			}
-			for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer nope", "Bearer  " + adminToken, "Bearer " + adminToken + " ",
-				"Bearer " + adminToken[:5], "Basic YWRtaW46YWRtaW4=", "Token " + adminToken, adminToken} {
+			rec := call(t, api, "")
+			wantProblem(t, rec, 401, "Authorization: Bearer")
+			if rec.Header().Get("WWW-Authenticate") == "" {
+				t.Error("no Authorization: no WWW-Authenticate")
+			}
+			for _, auth := range []string{"Bearer", "Bearer ", "Bearer nope", "Bearer  " + adminToken, "Bearer " + adminToken + " ",
+				"Bearer " + adminToken[:5], "Basic YWRtaW46YWRtaW4=", "Token " + adminToken, adminToken, "Bearer " + strings.ToUpper(adminToken)} {
 				rec := call(t, api, auth)
-				wantProblem(t, rec, 401, "Authorization: Bearer")
-				if rec.Header().Get("WWW-Authenticate") == "" {
-					t.Errorf("Authorization %q: no WWW-Authenticate", auth)
+				wantProblem(t, rec, 401, "bearer token is not valid")
+				if got := rec.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) {
+					t.Errorf("Authorization %q: WWW-Authenticate %q, want an invalid_token error", auth, got)
 				}
 			}
+			wantProblem(t, call(t, api, bearer(customerJWT(t, "c-1"))), 403, "admin role")
 			wantProblem(t, call(t, api, "Bearer "+adminToken, "Bearer nope"), 400, "Authorization header at most once")
-			wantProblem(t, call(t, newAPI(t, ""), "Bearer "+adminToken), 403, "ADMIN_TOKEN")
 		})
 	}
 }
@@ -210,15 +233,16 @@ func TestHTTP_redisAway(t *testing.T) {
 			rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
 			defer rdb.Close()
 			streams := redisstreams.Config{Prefix: "test:away:"}
-			api := httpapi.New(httpapi.Config{
-				Orders: orders.NewService(db), Inventory: inventory.NewService(db), AdminToken: adminToken,
-				Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 10 * time.Second,
+			cfg := testConfig(t, db, adminToken)
+			cfg.Logger, cfg.RequestTimeout = discardLogger(), 10*time.Second
+			ops := httpapi.NewOps(cfg, httpapi.Ops{
+				Live:             live.New(),
 				ReplayDeadLetter: func(ctx context.Context, id string) error { return streams.ReplayID(ctx, rdb, id) },
 			})
-			rec := send(t, api, "POST", "/deadletters/1700000000000-0/replay", "", "Authorization", "Bearer "+adminToken)
-			wantProblem(t, rec, 503, "Redis is unavailable")
+			admin := []string{"Authorization", "Bearer " + adminToken}
+			wantProblem(t, send(t, ops, "POST", "/deadletters/1700000000000-0/replay", "", admin...), 503, "Redis is unavailable")
 			// A malformed id is the client's mistake, whatever Redis does.
-			wantProblem(t, send(t, api, "POST", "/deadletters/abc/replay", "", "Authorization", "Bearer "+adminToken), 404, "no dead letter")
+			wantProblem(t, send(t, ops, "POST", "/deadletters/abc/replay", "", admin...), 404, "no dead letter")
 		})
 	}
 }

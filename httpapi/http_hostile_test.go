@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/httpapi"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/metrics"
 )
 
@@ -22,7 +23,7 @@ func TestHTTP_inventedMethods(t *testing.T) {
 	h := httpapi.New(httpapi.Config{Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil)), RequestTimeout: 5 * time.Second})
 	long := strings.Repeat("X", 100_000)
 	for i := range 20 {
-		rec := send(t, h, long+string(rune('A'+i)), "/orders", "")
+		rec := send(t, h, long+string(rune('A'+i)), "/orders", "", "Authorization", "")
 		if rec.Code < 400 || rec.Code >= 500 {
 			t.Fatalf("an invented method = %d, want a 4xx", rec.Code)
 		}
@@ -52,22 +53,25 @@ func TestHTTP_inventedMethods(t *testing.T) {
 	}
 }
 
-// TestHTTP_securityHeaders: every answer forbids content sniffing and
-// sends no Referer elsewhere; the live page's policy also pins its base
-// and forms.
+// TestHTTP_securityHeaders: every answer of either listener forbids
+// content sniffing and sends no Referer elsewhere; the live page's policy
+// also pins its base and forms.
 func TestHTTP_securityHeaders(t *testing.T) {
 	t.Parallel()
-	h := httpapi.New(httpapi.Config{Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 5 * time.Second})
-	for _, path := range []string{"/healthz", "/orders/nope", "/"} {
-		rec := send(t, h, http.MethodGet, path, "")
-		if got := rec.Header().Get("X-Content-Type-Options"); got != "nosniff" {
-			t.Errorf("GET %s: X-Content-Type-Options = %q, want nosniff", path, got)
-		}
-		if got := rec.Header().Get("Referrer-Policy"); got != "no-referrer" {
-			t.Errorf("GET %s: Referrer-Policy = %q, want no-referrer", path, got)
+	cfg := httpapi.Config{Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 5 * time.Second}
+	api, ops := httpapi.New(cfg), httpapi.NewOps(cfg, httpapi.Ops{Live: live.New()})
+	for name, h := range map[string]http.Handler{"public": api, "operations": ops} {
+		for _, path := range []string{"/healthz", "/orders/nope", "/", "/metrics"} {
+			rec := send(t, h, http.MethodGet, path, "", "Authorization", "")
+			if got := rec.Header().Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("%s GET %s: X-Content-Type-Options = %q, want nosniff", name, path, got)
+			}
+			if got := rec.Header().Get("Referrer-Policy"); got != "no-referrer" {
+				t.Errorf("%s GET %s: Referrer-Policy = %q, want no-referrer", name, path, got)
+			}
 		}
 	}
-	csp := send(t, h, http.MethodGet, "/", "").Header().Get("Content-Security-Policy")
+	csp := send(t, ops, http.MethodGet, "/", "", "Authorization", "").Header().Get("Content-Security-Policy")
 	for _, want := range []string{"base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"} {
 		if !strings.Contains(csp, want) {
 			t.Errorf("the page's Content-Security-Policy %q lacks %s", csp, want)

@@ -11,18 +11,20 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/httpapi"
+	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/metrics"
 )
 
-// TestHTTP_liveEvents: the API serves the live page's event stream, which
-// outlives the request timeout: a page's stream lasts as long as the page.
+// TestHTTP_liveEvents: the operations listener serves the live page's
+// event stream, which outlives the request timeout: a page's stream lasts
+// as long as the page.
 func TestHTTP_liveEvents(t *testing.T) {
 	t.Parallel()
 	l := live.New()
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{
-		Live: l, Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 50 * time.Millisecond,
-	}))
+	srv := httptest.NewServer(httpapi.NewOps(httpapi.Config{
+		Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 50 * time.Millisecond,
+	}, httpapi.Ops{Live: l}))
 	defer srv.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -54,20 +56,27 @@ func TestHTTP_liveEvents(t *testing.T) {
 	}
 }
 
+// TestHTTP_livePage: the operations listener serves the page and its
+// assets with their policy; replaying a dead letter needs an administrator,
+// and a process that cannot replay says so.
 func TestHTTP_livePage(t *testing.T) {
 	t.Parallel()
-	api := newAPI(t, adminToken)
+	ops := httpapi.NewOps(testConfig(t, testenv.DB(t), adminToken), httpapi.Ops{Live: live.New()})
 	for _, path := range []string{"/", "/ui/app.js", "/ui/style.css"} {
-		rec := do(t, api, call{method: "GET", path: path})
+		rec := do(t, ops, call{method: "GET", path: path, header: as("")})
 		if rec.Code != http.StatusOK || !strings.Contains(rec.Header().Get("Content-Security-Policy"), "default-src 'self'") {
 			t.Errorf("GET %s = %d, CSP %q", path, rec.Code, rec.Header().Get("Content-Security-Policy"))
 		}
 	}
-	if rec := do(t, api, call{method: "GET", path: "/ui/nope.js"}); rec.Code != http.StatusNotFound ||
+	if rec := do(t, ops, call{method: "GET", path: "/ui/nope.js"}); rec.Code != http.StatusNotFound ||
 		rec.Header().Get("Content-Type") != "application/problem+json" {
 		t.Errorf("GET /ui/nope.js = %d, want 404", rec.Code)
 	}
-	if rec := do(t, api, call{method: "POST", path: "/deadletters/1-0/replay"}); rec.Code != http.StatusUnauthorized {
+	if rec := do(t, ops, call{method: "POST", path: "/deadletters/1-0/replay", header: as("")}); rec.Code != http.StatusUnauthorized {
 		t.Errorf("replay without a token = %d, want 401", rec.Code)
 	}
+	if rec := do(t, ops, call{method: "POST", path: "/deadletters/1-0/replay", header: as(bearer(customerJWT(t, "c-1")))}); rec.Code != http.StatusForbidden {
+		t.Errorf("replay by a customer = %d, want 403", rec.Code)
+	}
+	wantProblem(t, do(t, ops, call{method: "POST", path: "/deadletters/1-0/replay"}), 404, "cannot be replayed from this process")
 }

@@ -3,89 +3,17 @@ package httpapi_test
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/internal/testenv"
-	"github.com/orderstream/orderstream/inventory"
-	"github.com/orderstream/orderstream/metrics"
-	"github.com/orderstream/orderstream/orders"
-	"github.com/orderstream/orderstream/postgres"
 )
-
-func TestMain(m *testing.M) { testenv.Main(m) }
-
-const adminToken = "test-admin-token"
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-func newAPI(t *testing.T, token string) http.Handler {
-	t.Helper()
-	return newAPIOn(t, testenv.DB(t), token)
-}
-
-func newAPIOn(t *testing.T, db *sql.DB, token string) http.Handler {
-	t.Helper()
-	logger := testenv.Logger(t)
-	return httpapi.New(httpapi.Config{
-		Orders:     orders.NewService(db),
-		Inventory:  inventory.NewService(db),
-		AdminToken: token,
-		Checks: map[string]func(context.Context) error{
-			"postgres": db.PingContext,
-			"redis":    func(context.Context) error { return errors.New("connection refused") },
-		},
-		Metrics:        metrics.New(),
-		Logger:         logger,
-		RequestTimeout: 5 * time.Second,
-	})
-}
-
-// handle runs the message handler fn on e in a transaction of its own, as
-// the worker would in the message's inbox transaction.
-func handle[E any](t *testing.T, db *sql.DB, fn func(context.Context, *postgres.Tx, *E) error, e *E) {
-	t.Helper()
-	err := postgres.InTx(context.Background(), db, func(ctx context.Context, tx *postgres.Tx) error { return fn(ctx, tx, e) })
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-type call struct {
-	method, path, body string
-	header             map[string]string
-}
-
-func do(t *testing.T, h http.Handler, c call) *httptest.ResponseRecorder {
-	t.Helper()
-	req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
-	if c.body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range c.header {
-		req.Header.Set(k, v)
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
-}
-
-func decode(t *testing.T, rec *httptest.ResponseRecorder) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
-		t.Fatalf("body is not JSON: %v: %s", err, rec.Body)
-	}
-	return m
-}
 
 func TestHTTP_orders(t *testing.T) {
 	t.Parallel()
@@ -102,7 +30,7 @@ func TestHTTP_orders(t *testing.T) {
 			t.Errorf("order = %v, Location %q", o, rec.Header().Get("Location"))
 		}
 		if rec.Header().Get("X-Request-ID") != "req-1" {
-			t.Errorf("X-Request-ID = %q, want the request's", rec.Header().Get("X-Request-ID"))
+			t.Errorf("X-Request-ID = %q, want the trusted proxy's", rec.Header().Get("X-Request-ID"))
 		}
 		for _, field := range []string{"created_at", "updated_at"} {
 			ts, _ := o[field].(string)
@@ -132,9 +60,14 @@ func TestHTTP_orders(t *testing.T) {
 		if first.Code != 201 || again.Code != 200 || decode(t, first)["id"] != decode(t, again)["id"] {
 			t.Fatalf("first %d %s, replay %d %s", first.Code, first.Body, again.Code, again.Body)
 		}
-		other := do(t, api, call{method: "POST", path: "/orders", body: strings.Replace(body, "c-1", "c-2", 1), header: key})
+		other := do(t, api, call{method: "POST", path: "/orders", body: strings.Replace(body, `"quantity":2`, `"quantity":3`, 1), header: key})
 		if other.Code != http.StatusConflict {
 			t.Errorf("same key, other body = %d, want 409", other.Code)
+		}
+		// A key is its customer's: another customer's same key is another.
+		another := do(t, api, call{method: "POST", path: "/orders", body: strings.Replace(body, "c-1", "c-2", 1), header: key})
+		if another.Code != http.StatusCreated {
+			t.Errorf("same key, another customer = %d %s, want 201", another.Code, another.Body)
 		}
 	})
 }
@@ -159,27 +92,59 @@ func TestHTTP_hostileStrings(t *testing.T) {
 	if got["customer_id"] != sql {
 		t.Errorf("customer_id = %q, want it stored as sent", got["customer_id"])
 	}
+	// A customer whose sub is SQL places and reads their own order.
+	mine := as(bearer(customerJWT(t, sql)))
+	rec = do(t, api, call{method: "POST", path: "/orders", body: `{"items":[{"sku":"SKU-1","quantity":1}]}`, header: mine})
+	if rec.Code != http.StatusCreated || decode(t, rec)["customer_id"] != sql {
+		t.Fatalf("placed by a customer whose sub is SQL = %d %s", rec.Code, rec.Body)
+	}
+	if got := do(t, api, call{method: "GET", path: "/orders/" + decode(t, rec)["id"].(string), header: mine}); got.Code != http.StatusOK {
+		t.Errorf("their own order = %d %s", got.Code, got.Body)
+	}
 }
 
 func TestHTTP_stock(t *testing.T) {
 	t.Parallel()
 	api := newAPI(t, adminToken)
-	auth := map[string]string{"Authorization": "Bearer " + adminToken}
 	sku := testenv.Unique("SKU")
-
-	rec := do(t, api, call{method: "PUT", path: "/inventory/" + sku, body: `{"available":100}`, header: auth})
-	if rec.Code != 200 {
-		t.Fatalf("PUT = %d %s", rec.Code, rec.Body)
+	setStock := func(t *testing.T, h http.Handler, authorization string, n int) *httptest.ResponseRecorder {
+		t.Helper()
+		return do(t, h, call{method: "PUT", path: "/inventory/" + sku, body: `{"available":` + strconv.Itoa(n) + `}`, header: as(authorization)})
 	}
-	got := decode(t, do(t, api, call{method: "GET", path: "/inventory/" + sku}))
+
+	if rec := setStock(t, api, bearer(adminToken), 100); rec.Code != 200 {
+		t.Fatalf("PUT with ADMIN_TOKEN = %d %s", rec.Code, rec.Body)
+	}
+	got := decode(t, do(t, api, call{method: "GET", path: "/inventory/" + sku, header: as(bearer(customerJWT(t, "c-1")))}))
 	if got["sku"] != sku || got["available"] != 100.0 || got["reserved"] != 0.0 {
-		t.Errorf("GET = %v", got)
+		t.Errorf("GET by a customer = %v", got)
 	}
 
-	t.Run("is_forbidden_without_an_admin_token_configured", func(t *testing.T) {
-		rec := do(t, newAPI(t, ""), call{method: "PUT", path: "/inventory/" + sku, body: `{"available":1}`, header: auth})
-		if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "ADMIN_TOKEN") {
-			t.Errorf("= %d %s, want 403 explaining ADMIN_TOKEN", rec.Code, rec.Body)
+	t.Run("an_administrators_JWT_sets_it_too", func(t *testing.T) {
+		if rec := setStock(t, api, bearer(adminJWT(t)), 90); rec.Code != 200 || decode(t, rec)["available"] != 90.0 {
+			t.Errorf("PUT with an admin JWT = %d %s", rec.Code, rec.Body)
+		}
+	})
+
+	t.Run("a_customer_may_not_set_it", func(t *testing.T) {
+		wantProblem(t, setStock(t, api, bearer(customerJWT(t, "c-1")), 1), 403, "admin role")
+	})
+
+	// Without ADMIN_TOKEN configured there is no break-glass token: the
+	// former one is just a bearer that is no JWT (401), and only an
+	// administrator's JWT sets stock.
+	t.Run("takes_no_admin_token_without_one_configured", func(t *testing.T) {
+		none := newAPI(t, "")
+		rec := setStock(t, none, bearer(adminToken), 1)
+		wantProblem(t, rec, 401, "bearer token is not valid")
+		if rec.Header().Get("WWW-Authenticate") == "" {
+			t.Error("401 without WWW-Authenticate")
+		}
+		if rec := setStock(t, none, bearer(""), 1); rec.Code != 401 {
+			t.Errorf("an empty token, none configured = %d, want 401", rec.Code)
+		}
+		if rec := setStock(t, none, bearer(adminJWT(t)), 80); rec.Code != 200 {
+			t.Errorf("an admin JWT, no ADMIN_TOKEN configured = %d %s", rec.Code, rec.Body)
 		}
 	})
 }
@@ -189,8 +154,12 @@ func TestHTTP_stock(t *testing.T) {
 func TestHTTP_errors(t *testing.T) {
 	t.Parallel()
 	api := newAPI(t, adminToken)
-	auth := map[string]string{"Authorization": "Bearer " + adminToken}
+	admin := as(bearer(adminToken))
+	none := as("")
 	order := func(s string) call { return call{method: "POST", path: "/orders", body: s} }
+	stock := func(header map[string]string) call {
+		return call{method: "PUT", path: "/inventory/A", body: `{"available":1}`, header: header}
+	}
 	tests := []struct {
 		name   string
 		call   call
@@ -215,25 +184,31 @@ func TestHTTP_errors(t *testing.T) {
 		{"unknown_order", call{method: "GET", path: "/orders/01a2085e-97ee-76b5-b6c7-24fcde6bbcdb"}, 404, ""},
 		{"malformed_order_id", call{method: "GET", path: "/orders/%27%3B--"}, 404, ""},
 		{"unknown_sku", call{method: "GET", path: "/inventory/" + testenv.Unique("none")}, 404, ""},
-		{"stock_without_token", call{method: "PUT", path: "/inventory/A", body: `{"available":1}`}, 401, ""},
-		{"stock_with_wrong_token", call{method: "PUT", path: "/inventory/A", body: `{"available":1}`, header: map[string]string{"Authorization": "Bearer nope"}}, 401, ""},
-		{"stock_negative", call{method: "PUT", path: "/inventory/A", body: `{"available":-1}`, header: auth}, 422, "available"},
-		{"stock_missing_field", call{method: "PUT", path: "/inventory/A", body: `{}`, header: auth}, 422, "available"},
-		{"stock_bad_sku", call{method: "PUT", path: "/inventory/a%20b", body: `{"available":1}`, header: auth}, 422, "sku"},
+		{"order_without_token", call{method: "POST", path: "/orders", body: `{"items":[{"sku":"A","quantity":1}]}`, header: none}, 401, ""},
+		{"order_with_the_admin_token", call{method: "GET", path: "/orders", header: admin}, 403, ""},
+		{"order_for_another_customer", call{method: "POST", path: "/orders", body: `{"customer_id":"c-2","items":[{"sku":"A","quantity":1}]}`,
+			header: as(bearer(customerJWT(t, "c-1")))}, 403, ""},
+		{"stock_without_token", stock(none), 401, ""},
+		{"stock_with_wrong_token", stock(as("Bearer nope")), 401, ""},
+		{"stock_with_a_customer_token", stock(as(bearer(customerJWT(t, "c-1")))), 403, ""},
+		{"stock_negative", call{method: "PUT", path: "/inventory/A", body: `{"available":-1}`, header: admin}, 422, "available"},
+		{"stock_missing_field", call{method: "PUT", path: "/inventory/A", body: `{}`, header: admin}, 422, "available"},
+		{"stock_bad_sku", call{method: "PUT", path: "/inventory/a%20b", body: `{"available":1}`, header: admin}, 422, "sku"},
 		{"invalid_utf8", order("{\"customer_id\":\"\xff\xfe\",\"items\":[{\"sku\":\"A\",\"quantity\":1}]}"), 400, ""},
-		{"null_body", order(`null`), 422, "customer_id"},
+		// No customer_id is the token's sub; nothing else was sent.
+		{"null_body", order(`null`), 422, "items"},
 		{"null_quantity", order(`{"customer_id":"c","items":[{"sku":"A","quantity":null}]}`), 422, "items[0].quantity"},
 		{"quantity_beyond_int64", order(`{"customer_id":"c","items":[{"sku":"A","quantity":99999999999999999999}]}`), 422, "items.quantity"},
 		{"nested_field", order(`{"customer_id":{"a":[[[1]]]},"items":[]}`), 422, "customer_id"},
 		{"long_customer_id", order(`{"customer_id":"` + strings.Repeat("c", 65) + `","items":[{"sku":"A","quantity":1}]}`), 422, "customer_id"},
 		{"long_order_id", call{method: "GET", path: "/orders/" + strings.Repeat("9", 5000)}, 404, ""},
 		{"long_sku_path", call{method: "GET", path: "/inventory/" + strings.Repeat("S", 5000)}, 404, ""},
-		{"stock_long_sku", call{method: "PUT", path: "/inventory/" + strings.Repeat("S", 65), body: `{"available":1}`, header: auth}, 422, "sku"},
-		{"stock_basic_auth", call{method: "PUT", path: "/inventory/A", body: `{"available":1}`, header: map[string]string{"Authorization": "Basic YWRtaW46YWRtaW4="}}, 401, ""},
-		{"stock_empty_bearer", call{method: "PUT", path: "/inventory/A", body: `{"available":1}`, header: map[string]string{"Authorization": "Bearer "}}, 401, ""},
-		{"stock_token_prefix", call{method: "PUT", path: "/inventory/A", body: `{"available":1}`, header: map[string]string{"Authorization": "Bearer " + adminToken[:5]}}, 401, ""},
-		{"stock_fractional", call{method: "PUT", path: "/inventory/A", body: `{"available":2.5}`, header: auth}, 422, "available"},
-		{"stock_too_many", call{method: "PUT", path: "/inventory/A", body: `{"available":1000000001}`, header: auth}, 422, "available"},
+		{"stock_long_sku", call{method: "PUT", path: "/inventory/" + strings.Repeat("S", 65), body: `{"available":1}`, header: admin}, 422, "sku"},
+		{"stock_basic_auth", stock(as("Basic YWRtaW46YWRtaW4=")), 401, ""},
+		{"stock_empty_bearer", stock(as("Bearer ")), 401, ""},
+		{"stock_token_prefix", stock(as(bearer(adminToken[:5]))), 401, ""},
+		{"stock_fractional", call{method: "PUT", path: "/inventory/A", body: `{"available":2.5}`, header: admin}, 422, "available"},
+		{"stock_too_many", call{method: "PUT", path: "/inventory/A", body: `{"available":1000000001}`, header: admin}, 422, "available"},
 		{"unknown_route", call{method: "GET", path: "/nope"}, 404, ""},
 		{"patch_orders", call{method: "PATCH", path: "/orders"}, 405, ""},
 		{"post_inventory", call{method: "POST", path: "/inventory/A", body: `{}`}, 405, ""},
@@ -257,17 +232,23 @@ func TestHTTP_errors(t *testing.T) {
 			if tt.field != "" && !strings.Contains(rec.Body.String(), `"field":"`+tt.field+`"`) {
 				t.Errorf("problem does not list field %q: %s", tt.field, rec.Body)
 			}
+			if tt.status == 401 && rec.Header().Get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
 		})
 	}
 }
 
 // TestHTTP_databaseAway: with the database unreachable the API answers 503
-// problem details at once, and /readyz names what is missing.
+// problem details at once; the public /readyz says only "not ready", the
+// operations listener's names what is missing.
 func TestHTTP_databaseAway(t *testing.T) {
 	t.Parallel()
-	api := databaseAwayAPI(t)
+	cfg := databaseAwayConfig(t)
+	api, ops := httpapi.New(cfg), httpapi.NewOps(cfg, httpapi.Ops{})
 	for _, c := range []call{
 		{method: "POST", path: "/orders", body: `{"customer_id":"c","items":[{"sku":"A","quantity":1}]}`},
+		{method: "GET", path: "/orders"},
 		{method: "GET", path: "/orders/01a2085e-97ee-76b5-b6c7-24fcde6bbcdb"},
 		{method: "GET", path: "/inventory/A"},
 		{method: "GET", path: "/readyz"},
@@ -276,17 +257,22 @@ func TestHTTP_databaseAway(t *testing.T) {
 		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s %s = %d %s, want 503 problem details", c.method, c.path, rec.Code, rec.Body)
 		}
-		if c.path == "/readyz" && !strings.Contains(rec.Body.String(), `"postgres":"unavailable"`) {
-			t.Errorf("/readyz does not name postgres: %s", rec.Body)
-		}
-		if c.path == "/readyz" && strings.Contains(rec.Body.String(), "127.0.0.1") {
-			t.Errorf("/readyz gives the database's address away: %s", rec.Body)
-		}
+	}
+	public := do(t, api, call{method: "GET", path: "/readyz", header: as("")})
+	if p := decode(t, public); p["detail"] != "not ready" || p["checks"] != nil || strings.Contains(public.Body.String(), "postgres") {
+		t.Errorf("the public /readyz = %s, want \"not ready\" naming nothing", public.Body)
+	}
+	detailed := do(t, ops, call{method: "GET", path: "/readyz", header: as("")})
+	if detailed.Code != http.StatusServiceUnavailable || !strings.Contains(detailed.Body.String(), `"postgres":"unavailable"`) {
+		t.Errorf("the operations /readyz = %d %s, want 503 naming postgres", detailed.Code, detailed.Body)
+	}
+	if strings.Contains(detailed.Body.String(), "127.0.0.1") {
+		t.Errorf("/readyz gives the database's address away: %s", detailed.Body)
 	}
 }
 
-// databaseAwayAPI is the API on a database nothing listens for.
-func databaseAwayAPI(t *testing.T) http.Handler {
+// databaseAwayConfig is the API on a database nothing listens for.
+func databaseAwayConfig(t *testing.T) httpapi.Config {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -299,9 +285,13 @@ func databaseAwayAPI(t *testing.T) http.Handler {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return httpapi.New(httpapi.Config{
-		Orders: orders.NewService(db), Inventory: inventory.NewService(db), AdminToken: adminToken,
-		Checks:  map[string]func(context.Context) error{"postgres": db.PingContext},
-		Metrics: metrics.New(), Logger: discardLogger(), RequestTimeout: 5 * time.Second,
-	})
+	cfg := testConfig(t, db, adminToken)
+	cfg.Checks = map[string]func(context.Context) error{"postgres": db.PingContext}
+	cfg.Logger = discardLogger()
+	return cfg
+}
+
+func databaseAwayAPI(t *testing.T) http.Handler {
+	t.Helper()
+	return httpapi.New(databaseAwayConfig(t))
 }

@@ -40,6 +40,11 @@ const DefaultListings = 8
 // client's further listings are 429 rather than queued behind its own.
 const listingsPerClient = 2
 
+// redisWait bounds each of the limiter's calls to Redis: a Redis that is
+// slow or away delays a request by this much at most before the request
+// goes through unlimited.
+const redisWait = 200 * time.Millisecond
+
 // authFailures is the budget of failed authentications of one client
 // address: ten, then one more every six seconds.
 var authFailures = redis_rate.Limit{Rate: 10, Burst: 10, Period: time.Minute}
@@ -107,7 +112,9 @@ func (l *limiter) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		limit := redis_rate.Limit{Rate: l.PerSecond, Burst: l.Burst, Period: time.Second}
-		res, err := l.rate.Allow(c.Request().Context(), l.Prefix+clientKey(c), limit)
+		ctx, cancel := context.WithTimeout(c.Request().Context(), redisWait)
+		res, err := l.rate.Allow(ctx, l.Prefix+clientKey(c), limit)
+		cancel()
 		if err != nil {
 			l.warn(c.Request().Context(), err)
 			return next(c)
@@ -129,7 +136,9 @@ func (l *limiter) failures(c echo.Context) error {
 		return nil
 	}
 	// A cost of 0 reads the budget without spending it.
-	res, err := l.rate.AllowN(c.Request().Context(), l.Prefix+"auth-failures:"+c.RealIP(), authFailures, 0)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), redisWait)
+	defer cancel()
+	res, err := l.rate.AllowN(ctx, l.Prefix+"auth-failures:"+c.RealIP(), authFailures, 0)
 	if err != nil {
 		l.warn(c.Request().Context(), err)
 		return nil
@@ -150,7 +159,9 @@ func (l *limiter) failed(c echo.Context) {
 		l.suspects[c.RealIP()] = time.Now()
 	}
 	l.suspectsMu.Unlock()
-	if _, err := l.rate.Allow(c.Request().Context(), l.Prefix+"auth-failures:"+c.RealIP(), authFailures); err != nil {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), redisWait)
+	defer cancel()
+	if _, err := l.rate.Allow(ctx, l.Prefix+"auth-failures:"+c.RealIP(), authFailures); err != nil {
 		l.warn(c.Request().Context(), err)
 	}
 }
@@ -208,7 +219,8 @@ func (l *limiter) listing(next echo.HandlerFunc) echo.HandlerFunc {
 		case l.listings <- struct{}{}:
 			defer func() { <-l.listings }()
 		case <-c.Request().Context().Done():
-			return c.Request().Context().Err() // the request's timeout: 503
+			// The request's timeout, or its client gone.
+			return newProblem(http.StatusServiceUnavailable, "too many listings running; try again")
 		}
 		return next(c)
 	}

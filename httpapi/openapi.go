@@ -8,11 +8,12 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// openAPIDocument is the OpenAPI 3.1 document of the HTTP API, authored as
-// JSON so that what is served is the file itself, byte for byte, with no
-// build step between. The httpapi tests hold it to the code: every route
-// is in it and nothing else is, and real answers of the server are
-// validated against it.
+// openAPIDocument is the OpenAPI 3.1 document of the public HTTP API (New),
+// authored as JSON so that what is served is the file itself, byte for
+// byte, with no build step between. The httpapi tests hold it to the code:
+// every route of New is in it and nothing else is (the operations
+// listener's own routes, NewOps', are not), and real answers of the public
+// listener are validated against it.
 //
 //go:embed openapi.json
 var openAPIDocument []byte

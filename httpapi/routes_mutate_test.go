@@ -14,7 +14,8 @@ var oddStrings = []string{
 	"{", "}", "{{order}}", "urn:uuid:{order}", "{ORDER}", "{order-nodash}", "{order}", "{deadletter}", "{undecodable}", "{cursor}",
 	`"`, `\`, "'; DROP TABLE orders; --", "-", "+", "0", "-1", "0-0", "1-", "-1-1", "18446744073709551616-0",
 	"1-18446744073709551616", "99999999999999999999", "1e400", "1.5", "0x10", "NaN", "null", "true", "[]", "{}",
-	"Bearer {token}", "bearer {token}", "Bearer  {token}", "Basic YWRtaW46YWRtaW4=",
+	"Bearer {token}", "bearer {token}", "Bearer  {token}", "Basic YWRtaW46YWRtaW4=", "Bearer {jwt}", "Bearer {customer}",
+	"Bearer {other}", "bearer {jwt}x", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJjLTEifQ.",
 	"application/json", "application/json; charset=utf-8", "application/json; charset=latin1", "application/json;;",
 	strings.Repeat("x", 129), strings.Repeat("k", 256), strings.Repeat("é", 65),
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/inventory"
+	"github.com/orderstream/orderstream/live"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/orders"
 	"github.com/orderstream/orderstream/redisstreams"
@@ -32,10 +33,12 @@ import (
 
 // request is one HTTP request as the route tests generate it. Header holds
 // "Name: value" lines. Target is the path and query; {order}, {ORDER},
-// {order-nodash}, {deadletter}, {undecodable}, {cursor} and {token} stand
-// for an existing order's id (as is, upper case, without dashes), a fresh
-// replayable dead letter, an undecodable one, the next cursor of customer
-// c-1's first page of one order and the admin token.
+// {order-nodash}, {deadletter}, {undecodable}, {cursor}, {token}, {jwt},
+// {customer} and {other} stand for an existing order's id (as is, upper
+// case, without dashes), a fresh replayable dead letter, an undecodable
+// one, the next cursor of customer c-1's first page of one order, the
+// admin token, an administrator's JWT, the JWT of c-1 (whose order it is)
+// and of c-2.
 type request struct {
 	Method, Target, Header string
 	Body                   []byte
@@ -43,40 +46,60 @@ type request struct {
 
 const orderBody = `{"customer_id":"c-1","items":[{"sku":"SKU-1","quantity":2},{"sku":"SKU-2","quantity":1}]}`
 
-// routeSeeds reach every route, each with a well-formed request and a few
-// of the malformed ones that once answered 500.
+// The Authorization headers of the seeds.
+const (
+	asAdmin    = "Authorization: Bearer {jwt}"
+	asCustomer = "Authorization: Bearer {customer}"
+	asOther    = "Authorization: Bearer {other}"
+	asToken    = "Authorization: Bearer {token}"
+)
+
+// routeSeeds reach every route of both listeners, each with a
+// well-formed request and a few of the malformed ones that once answered
+// 500.
 var routeSeeds = []request{
-	{"POST", "/orders", "Content-Type: application/json\nIdempotency-Key: k-1\nX-Request-ID: req-1", []byte(orderBody)},
-	{"POST", "/orders", "Content-Type: application/json", []byte(`{"customer_id":"a\u0000b","items":[{"sku":"SKU-1","quantity":1}]}`)},
-	{"POST", "/orders", "Content-Type: application/json\nIdempotency-Key: k\xff", []byte(orderBody)},
-	{"POST", "/orders", "Content-Type: application/json; charset=utf-8\nIdempotency-Key: a\nIdempotency-Key: b", []byte(orderBody)},
-	{"POST", "/orders", "Content-Type: text/plain", []byte(`{}`)},
+	{"POST", "/orders", "Content-Type: application/json\nIdempotency-Key: k-1\nX-Request-ID: req-1\n" + asAdmin, []byte(orderBody)},
+	{"POST", "/orders", "Content-Type: application/json\n" + asCustomer, []byte(`{"items":[{"sku":"SKU-1","quantity":1}]}`)},
+	{"POST", "/orders", "Content-Type: application/json\n" + asOther, []byte(orderBody)},
+	{"POST", "/orders", "Content-Type: application/json\n" + asAdmin, []byte(`{"customer_id":"a\u0000b","items":[{"sku":"SKU-1","quantity":1}]}`)},
+	{"POST", "/orders", "Content-Type: application/json\nIdempotency-Key: k\xff\n" + asCustomer, []byte(orderBody)},
+	{"POST", "/orders", "Content-Type: application/json; charset=utf-8\nIdempotency-Key: a\nIdempotency-Key: b\n" + asAdmin, []byte(orderBody)},
+	{"POST", "/orders", "Content-Type: text/plain\n" + asAdmin, []byte(`{}`)},
+	{"POST", "/orders", "Content-Type: application/json", []byte(orderBody)},
+	{"GET", "/orders", asCustomer, nil},
+	{"GET", "/orders", asToken, nil},
 	{"GET", "/orders", "", nil},
-	{"GET", "/orders?customer_id=c-1&limit=1&after={cursor}", "", nil},
-	{"GET", "/orders?status=confirmed&customer_id=c-1&limit=100", "", nil},
-	{"GET", "/orders?customer_id=%00&status=%ff&limit=1e400&after=AQAA", "", nil},
-	{"GET", "/orders?after={cursor}&after={cursor}&limit=-1", "", nil},
-	{"GET", "/orders/{order}", "", nil},
-	{"GET", "/orders/{{order}}", "", nil},
-	{"GET", "/orders/urn:uuid:{order}", "", nil},
-	{"GET", "/orders/{ORDER}", "", nil},
-	{"GET", "/orders/{order-nodash}", "", nil},
-	{"GET", "/orders/%00", "", nil},
-	{"POST", "/orders/{order}/cancel", "Content-Type: application/json\nIdempotency-Key: c-1", []byte(`{"reason":"r"}`)},
-	{"POST", "/orders/{order}/cancel", "", nil},
-	{"POST", "/orders/{order}/cancel", "Content-Type: application/json", []byte(`{"reason":"a\u0000b"}`)},
-	{"POST", "/orders/{order}/cancel", "Content-Type: text/plain", []byte(`{"reason":1}`)},
-	{"POST", "/orders/%00/cancel", "", nil},
-	{"PUT", "/inventory/SKU-1", "Content-Type: application/json\nAuthorization: Bearer {token}", []byte(`{"available":1000000}`)},
-	{"PUT", "/inventory/SKU-1", "Content-Type: application/json\nAuthorization: Bearer {token}\nAuthorization: Bearer x", []byte(`{"available":1}`)},
-	{"PUT", "/inventory/SKU%00", "Content-Type: application/json\nAuthorization: Bearer {token}", []byte(`{"available":1e400}`)},
-	{"GET", "/inventory/SKU-1", "", nil},
-	{"GET", "/inventory/%ff", "", nil},
-	{"POST", "/deadletters/{deadletter}/replay", "Authorization: Bearer {token}", nil},
-	{"POST", "/deadletters/{undecodable}/replay", "Authorization: Bearer {token}", nil},
-	{"POST", "/deadletters/abc/replay", "Authorization: Bearer {token}", nil},
-	{"POST", "/deadletters/99999999999999999999-1/replay", "Authorization: Bearer {token}", nil},
-	{"POST", "/deadletters/-/replay", "Authorization: Bearer {token}", nil},
+	{"GET", "/orders?customer_id=c-1&limit=1&after={cursor}", asCustomer, nil},
+	{"GET", "/orders?customer_id=c-1&limit=1&after={cursor}", asOther, nil},
+	{"GET", "/orders?status=confirmed&customer_id=c-1&limit=100", asAdmin, nil},
+	{"GET", "/orders?customer_id=%00&status=%ff&limit=1e400&after=AQAA", asAdmin, nil},
+	{"GET", "/orders?after={cursor}&after={cursor}&limit=-1", asCustomer, nil},
+	{"GET", "/orders/{order}", asCustomer, nil},
+	{"GET", "/orders/{order}", asOther, nil},
+	{"GET", "/orders/{{order}}", asAdmin, nil},
+	{"GET", "/orders/urn:uuid:{order}", asAdmin, nil},
+	{"GET", "/orders/{ORDER}", asAdmin, nil},
+	{"GET", "/orders/{order-nodash}", asCustomer, nil},
+	{"GET", "/orders/%00", asAdmin, nil},
+	{"POST", "/orders/{order}/cancel", "Content-Type: application/json\nIdempotency-Key: c-1\n" + asCustomer, []byte(`{"reason":"r"}`)},
+	{"POST", "/orders/{order}/cancel", asOther, nil},
+	{"POST", "/orders/{order}/cancel", asAdmin, nil},
+	{"POST", "/orders/{order}/cancel", "Content-Type: application/json\n" + asAdmin, []byte(`{"reason":"a\u0000b"}`)},
+	{"POST", "/orders/{order}/cancel", "Content-Type: text/plain\n" + asCustomer, []byte(`{"reason":1}`)},
+	{"POST", "/orders/%00/cancel", asAdmin, nil},
+	{"PUT", "/inventory/SKU-1", "Content-Type: application/json\n" + asToken, []byte(`{"available":1000000}`)},
+	{"PUT", "/inventory/SKU-1", "Content-Type: application/json\n" + asAdmin, []byte(`{"available":1000000}`)},
+	{"PUT", "/inventory/SKU-1", "Content-Type: application/json\n" + asCustomer, []byte(`{"available":1}`)},
+	{"PUT", "/inventory/SKU-1", "Content-Type: application/json\n" + asToken + "\nAuthorization: Bearer x", []byte(`{"available":1}`)},
+	{"PUT", "/inventory/SKU%00", "Content-Type: application/json\n" + asToken, []byte(`{"available":1e400}`)},
+	{"GET", "/inventory/SKU-1", asCustomer, nil},
+	{"GET", "/inventory/%ff", asAdmin, nil},
+	{"POST", "/deadletters/{deadletter}/replay", asToken, nil},
+	{"POST", "/deadletters/{undecodable}/replay", asAdmin, nil},
+	{"POST", "/deadletters/abc/replay", asToken, nil},
+	{"POST", "/deadletters/99999999999999999999-1/replay", asToken, nil},
+	{"POST", "/deadletters/-/replay", asToken, nil},
+	{"POST", "/deadletters/1-1/replay", asCustomer, nil},
 	{"POST", "/deadletters/1-1/replay", "", nil},
 	{"GET", "/", "", nil},
 	{"GET", "/ui/app.js", "", nil},
@@ -85,17 +108,20 @@ var routeSeeds = []request{
 	{"GET", "/healthz", "X-Request-ID: " + strings.Repeat("r", 129), nil},
 	{"GET", "/readyz", "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", nil},
 	{"GET", "/metrics", "", nil},
+	{"GET", "/debug/pprof/", "", nil},
+	{"GET", "/debug/pprof/cmdline", "", nil},
+	{"GET", "/openapi.json", "X-Forwarded-For: 203.0.113.7", nil},
 	{"GET", "/nowhere?q=%zz", "", nil},
-	{"DELETE", "/orders/{order}", "", nil},
+	{"DELETE", "/orders/{order}", asAdmin, nil},
 	{"HEAD", "/healthz", "", nil},
 	{"OPTIONS", "/orders", "", nil},
 }
 
 // TestHTTP_everyRoute sends the seed requests and random mutations of them
-// to the real server on the real database and Redis: none may answer a
-// 5xx, every error must be problem details, and every answer must be one
-// the OpenAPI document describes. The seed is fixed, so a failure
-// repeats; `make fuzz` explores further (FuzzHTTP).
+// to both real listeners on the real database and Redis: none may answer a
+// 5xx, every error must be problem details, and every answer of the public
+// listener must be one the OpenAPI document describes. The seed is fixed,
+// so a failure repeats; `make fuzz` explores further (FuzzHTTP).
 func TestHTTP_everyRoute(t *testing.T) {
 	t.Parallel()
 	env := newRouteEnv(t)
@@ -120,18 +146,20 @@ func FuzzHTTP(f *testing.F) {
 	})
 }
 
-// routeEnv is the HTTP API on the package's database and the test Redis,
-// with an order and dead letters to aim at.
+// routeEnv is the public listener and the operations listener on the
+// package's database and the test Redis, with an order and dead letters to
+// aim at.
 type routeEnv struct {
-	url     string
-	client  *http.Client
-	rdb     redis.UniversalClient
-	streams redisstreams.Config
-	orderID string
-	cursor  string
-	undecod string
-	logs    *testenv.Buffer
-	api     *contract
+	url, opsURL string
+	client      *http.Client
+	rdb         redis.UniversalClient
+	streams     redisstreams.Config
+	orderID     string
+	cursor      string
+	undecod     string
+	tokens      *strings.Replacer // {token}, {jwt}, {customer}, {other}
+	logs        *testenv.Buffer
+	api         *contract
 }
 
 func newRouteEnv(t testing.TB) *routeEnv {
@@ -167,22 +195,32 @@ func newRouteEnv(t testing.TB) *routeEnv {
 		t.Fatal(err)
 	}
 	logs := &testenv.Buffer{}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{
-		Orders: ord, Inventory: inv, AdminToken: adminToken,
+	cfg := httpapi.Config{
+		Orders: ord, Inventory: inv, Auth: newVerifier(t), AdminToken: adminToken, TrustedProxies: trustedProxies,
 		Checks: map[string]func(context.Context) error{
 			"postgres": db.PingContext,
 			"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		},
 		Metrics: metrics.New(), Logger: slog.New(slog.NewTextHandler(logs, nil)), RequestTimeout: 10 * time.Second,
+	}
+	srv := httptest.NewServer(httpapi.New(cfg))
+	t.Cleanup(srv.Close)
+	ops := httptest.NewServer(httpapi.NewOps(cfg, httpapi.Ops{
+		Live:             live.New(),
 		ReplayDeadLetter: func(ctx context.Context, id string) error { return streams.ReplayID(ctx, rdb, id) },
 	}))
-	t.Cleanup(srv.Close)
+	t.Cleanup(ops.Close)
 	client := &http.Client{
 		Timeout:       time.Minute, // a hang is a failure too, but load is no hang
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	return &routeEnv{url: srv.URL, client: client, rdb: rdb, streams: streams, orderID: o.ID, cursor: page.Next, undecod: undecodable, logs: logs, api: newContract(t)}
+	tokens := strings.NewReplacer("{token}", adminToken, "{jwt}", adminJWT(t),
+		"{customer}", customerJWT(t, "c-1"), "{other}", customerJWT(t, "c-2"))
+	return &routeEnv{
+		url: srv.URL, opsURL: ops.URL, client: client, rdb: rdb, streams: streams,
+		orderID: o.ID, cursor: page.Next, undecod: undecodable, tokens: tokens, logs: logs, api: newContract(t),
+	}
 }
 
 // deadLetter adds a replayable dead letter and returns its id.
@@ -199,12 +237,19 @@ func (e *routeEnv) deadLetter(t *testing.T) string {
 	return id
 }
 
-// check sends r, when HTTP can carry it, and fails t on a 5xx, on an
-// error that is not problem details, on an unusable X-Request-ID, or on an
-// answer the OpenAPI document does not describe.
+// check sends r, when HTTP can carry it, to both listeners, and fails t
+// on a 5xx, on an error that is not problem details, on an unusable
+// X-Request-ID, or on an answer of the public listener the OpenAPI
+// document does not describe.
 func (e *routeEnv) check(t *testing.T, r request) {
 	t.Helper()
-	req := e.build(t, r)
+	e.checkOn(t, e.url, r)
+	e.checkOn(t, e.opsURL, r)
+}
+
+func (e *routeEnv) checkOn(t *testing.T, server string, r request) {
+	t.Helper()
+	req := e.build(t, server, r)
 	if req == nil {
 		return // not a request a client can send
 	}
@@ -217,9 +262,14 @@ func (e *routeEnv) check(t *testing.T, r request) {
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") { // endless
 		body, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	}
+	public := server == e.url
 	fail := func(why string) {
 		t.Helper()
-		t.Fatalf("%s: %s\n= %d %s %s\nlog:\n%s", describe(r), why, resp.StatusCode, resp.Header.Get("Content-Type"), body, lastLines(e.logs.String(), 5))
+		listener := "the operations listener"
+		if public {
+			listener = "the public listener"
+		}
+		t.Fatalf("%s to %s: %s\n= %d %s %s\nlog:\n%s", describe(r), listener, why, resp.StatusCode, resp.Header.Get("Content-Type"), body, lastLines(e.logs.String(), 5))
 	}
 	if resp.StatusCode >= 500 &&
 		!(resp.StatusCode == 503 && strings.Contains(string(body), "too many live pages")) { // a bound, not a failure
@@ -228,10 +278,17 @@ func (e *routeEnv) check(t *testing.T, r request) {
 	if id := resp.Header.Get("X-Request-ID"); id == "" || len(id) > 128 || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		fail(fmt.Sprintf("X-Request-ID %q", id))
 	}
-	if errs := e.api.responseErrors(req, resp, body); len(errs) > 0 {
-		fail("an answer the OpenAPI document does not describe:\n" + strings.Join(errs, "\n"))
+	if public {
+		if errs := e.api.responseErrors(req, resp, body); len(errs) > 0 {
+			fail("an answer the OpenAPI document does not describe:\n" + strings.Join(errs, "\n"))
+		}
 	}
 	if resp.StatusCode < 400 {
+		return
+	}
+	// Go's profiles and file server answer their own errors in plain
+	// text: an unknown profile, a Range beyond an asset.
+	if !public && (strings.HasPrefix(req.URL.Path, "/debug/pprof/") || resp.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
 		return
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
@@ -253,7 +310,7 @@ func (e *routeEnv) check(t *testing.T, r request) {
 // send it (a method or header name that is not a token, a control
 // character in a header value), or when net/http, not the API, would
 // answer it (hop-by-hop and framing headers).
-func (e *routeEnv) build(t *testing.T, r request) *http.Request {
+func (e *routeEnv) build(t *testing.T, server string, r request) *http.Request {
 	t.Helper()
 	if len(r.Target)+len(r.Header) > 32<<10 {
 		return nil
@@ -261,19 +318,20 @@ func (e *routeEnv) build(t *testing.T, r request) *http.Request {
 	target := strings.NewReplacer(
 		"{order}", e.orderID, "{ORDER}", strings.ToUpper(e.orderID),
 		"{order-nodash}", strings.ReplaceAll(e.orderID, "-", ""),
-		"{undecodable}", e.undecod, "{cursor}", e.cursor, "{token}", adminToken,
-	).Replace(r.Target)
+		"{undecodable}", e.undecod, "{cursor}", e.cursor,
+	).Replace(e.tokens.Replace(r.Target))
 	if strings.Contains(target, "{deadletter}") {
 		target = strings.ReplaceAll(target, "{deadletter}", e.deadLetter(t))
 	}
 	if !strings.HasPrefix(target, "/") {
 		target = "/" + target
 	}
-	u, err := url.Parse(e.url + target)
-	if err != nil || u.Host != strings.TrimPrefix(e.url, "http://") {
+	host := strings.TrimPrefix(server, "http://")
+	u, err := url.Parse(server + target)
+	if err != nil || u.Host != host {
 		// Sent as given where it is a valid request target, escaped where not.
 		path, query, _ := strings.Cut(target, "?")
-		u = &url.URL{Scheme: "http", Host: strings.TrimPrefix(e.url, "http://"), Path: path, RawQuery: query}
+		u = &url.URL{Scheme: "http", Host: host, Path: path, RawQuery: query}
 	}
 	u.RawQuery = escapeQuery(u.RawQuery)
 	u.Fragment, u.RawFragment = "", ""
@@ -286,7 +344,7 @@ func (e *routeEnv) build(t *testing.T, r request) *http.Request {
 	}
 	for line := range strings.SplitSeq(r.Header, "\n") {
 		name, value, ok := strings.Cut(line, ":")
-		value = strings.ReplaceAll(strings.TrimSpace(value), "{token}", adminToken)
+		value = e.tokens.Replace(strings.TrimSpace(value))
 		if !ok || !isToken(name) || strings.ContainsFunc(value, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
 			continue
 		}

@@ -51,7 +51,7 @@ func TestTracing(t *testing.T) {
 	m := metrics.New()
 	ordersSvc, inventorySvc := orders.NewService(db), inventory.NewService(db)
 	api := httpapi.New(httpapi.Config{
-		Orders: ordersSvc, Inventory: inventorySvc, AdminToken: adminToken,
+		Orders: ordersSvc, Inventory: inventorySvc, Auth: newVerifier(t), AdminToken: adminToken,
 		Metrics: m, Tracer: tp, Logger: logger, RequestTimeout: 5 * time.Second,
 	})
 	fwd, err := outbox.NewForwarder(db, streams, outbox.ForwarderConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100, Tracer: tp})
