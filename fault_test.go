@@ -96,7 +96,7 @@ func TestRun_survivesKilledProcesses(t *testing.T) {
 	c := client{t, "http://" + addr}
 	c.waitHealthy()
 
-	names := []string{"DATABASE_URL", "REDIS_URL", "STREAM_PREFIX", "HTTP_ADDR", "OUTBOX_POLL_INTERVAL",
+	names := []string{"DATABASE_URL", "REDIS_URL", "STREAM_PREFIX", "HTTP_ADDR", "OPS_ADDR", "OUTBOX_POLL_INTERVAL",
 		"HANDLER_TIMEOUT", "HANDLER_MAX_RETRIES", "STREAM_CLAIM_IDLE", "PARK_BACKOFF_INITIAL", "PARK_BACKOFF_MAX", "LOG_LEVEL"}
 	procs := []*process{
 		newProcess(t, getenv, "forwarder", names...),
