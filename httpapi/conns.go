@@ -31,7 +31,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		addr := hostOf(c.RemoteAddr())
+		addr := hostOf(c.RemoteAddr().String())
 		if l.take(addr) {
 			return &limitedConn{Conn: c, release: func() { l.release(addr) }}, nil
 		}
@@ -42,7 +42,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 func (l *connLimiter) take(addr string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.count >= l.total || (l.open[addr] >= l.perClient && !l.isTrusted(addr)) {
+	if l.count >= l.total || (l.open[addr] >= l.perClient && !trusted(l.trusted, addr)) {
 		return false
 	}
 	l.count++
@@ -59,9 +59,11 @@ func (l *connLimiter) release(addr string) {
 	}
 }
 
-func (l *connLimiter) isTrusted(addr string) bool {
-	ip := net.ParseIP(addr)
-	for _, n := range l.trusted {
+// trusted reports whether host, an address without its port, is in one
+// of nets: a trusted proxy's.
+func trusted(nets []*net.IPNet, host string) bool {
+	ip := net.ParseIP(host)
+	for _, n := range nets {
 		if n.Contains(ip) {
 			return true
 		}
@@ -69,10 +71,11 @@ func (l *connLimiter) isTrusted(addr string) bool {
 	return false
 }
 
-func hostOf(a net.Addr) string {
-	host, _, err := net.SplitHostPort(a.String())
+// hostOf is addr without its port.
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return a.String()
+		return addr
 	}
 	return host
 }

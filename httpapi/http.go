@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,11 +133,12 @@ func (a *api) placeOrder(c echo.Context) error {
 		return err
 	}
 	// The customer is the token's; an administrator may place for anyone.
-	switch who := caller(c); {
-	case req.CustomerID == "":
+	who := caller(c)
+	if req.CustomerID == "" {
 		req.CustomerID = who.Customer
-	case req.CustomerID != who.Customer && !who.Admin:
-		return newProblem(http.StatusForbidden, "customer_id must be your own (your token's sub), or left out")
+	}
+	if err := notYours(who, req.CustomerID); err != nil {
+		return err
 	}
 	o, created, err := a.Orders.Place(c.Request().Context(), req, key)
 	if err != nil {
@@ -230,41 +232,54 @@ func (a *api) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// notYours refuses a customer_id other than the caller's own, unless an
+// administrator sends it.
+func notYours(who orders.Caller, customer string) error {
+	if customer != who.Customer && !who.Admin {
+		return newProblem(http.StatusForbidden, "customer_id must be your own (your token's sub), or left out")
+	}
+	return nil
+}
+
 // readyzPublic says whether the API can serve, and nothing about what it
 // depends on: the detail is the operations listener's (/readyz there).
 func (a *api) readyzPublic(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
-	defer cancel()
-	for name, check := range a.Checks {
-		if err := check(ctx); err != nil {
-			a.Logger.WarnContext(ctx, "not ready", "dependency", name, "err", err)
-			return newProblem(http.StatusServiceUnavailable, "not ready")
-		}
+	if _, failing := a.check(c.Request().Context()); len(failing) > 0 {
+		return newProblem(http.StatusServiceUnavailable, "not ready")
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// readyz says whether the API can serve, naming each dependency "ok" or
+// "unavailable".
 func (a *api) readyz(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
-	defer cancel()
-	checks := make(map[string]string, len(a.Checks))
-	var failing []string
-	for name, check := range a.Checks {
-		checks[name] = "ok"
-		if err := check(ctx); err != nil {
-			// The cause is the log's: it can name internal hosts and
-			// addresses, which the answer does not give away.
-			checks[name] = "unavailable"
-			failing = append(failing, name)
-			a.Logger.WarnContext(ctx, "not ready", "dependency", name, "err", err)
-		}
-	}
+	checks, failing := a.check(c.Request().Context())
 	if len(failing) > 0 {
 		p := newProblem(http.StatusServiceUnavailable, "not ready: %s unavailable", strings.Join(failing, ", "))
 		p.Checks = checks
 		return p
 	}
 	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+// check asks every dependency, within two seconds: each one's "ok" or
+// "unavailable", and the names of those failing, sorted. The cause of a
+// failure is the log's: it can name internal hosts and addresses, which no
+// answer gives away.
+func (a *api) check(ctx context.Context) (checks map[string]string, failing []string) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	checks = make(map[string]string, len(a.Checks))
+	for name, check := range a.Checks {
+		checks[name] = "ok"
+		if err := check(ctx); err != nil {
+			checks[name] = "unavailable"
+			failing = append(failing, name)
+			a.Logger.WarnContext(ctx, "not ready", "dependency", name, "err", err)
+		}
+	}
+	slices.Sort(failing)
+	return checks, failing
 }
 
 // writeError answers err as problem details; it logs the unexpected ones,

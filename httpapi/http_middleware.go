@@ -34,7 +34,7 @@ const maxRequestIDLen = 128
 func (a *api) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var id string
-		if ids := c.Request().Header.Values(echo.HeaderXRequestID); len(ids) == 1 && a.viaTrustedProxy(c.Request()) {
+		if ids := c.Request().Header.Values(echo.HeaderXRequestID); len(ids) == 1 && trusted(a.TrustedProxies, hostOf(c.Request().RemoteAddr)) {
 			id = ids[0]
 		}
 		if id == "" || len(id) > maxRequestIDLen || !printableASCII(id) {
@@ -156,19 +156,4 @@ func clientAddress(trusted []*net.IPNet) echo.IPExtractor {
 		opts = append(opts, echo.TrustIPRange(n))
 	}
 	return echo.ExtractIPFromXFFHeader(opts...)
-}
-
-// viaTrustedProxy reports whether r's peer is a trusted proxy.
-func (a *api) viaTrustedProxy(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	for _, n := range a.TrustedProxies {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
