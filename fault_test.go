@@ -78,7 +78,7 @@ func (p *process) kill(sig syscall.Signal) {
 // publish to Redis and the outbox ack. Every order must still settle once.
 func TestRun_survivesKilledProcesses(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := env(t, addr)
 	vars := map[string]string{
 		// Short, so that entries a killed worker held are claimed soon.

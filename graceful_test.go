@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -38,7 +39,7 @@ import (
 // no stopped consumer is left in its group, with or without entries pending.
 func TestRun_gracefulStop(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	vars := map[string]string{
 		"DATABASE_URL":         ownPostgres(t),
 		"REDIS_URL":            ownRedis(t),

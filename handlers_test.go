@@ -40,7 +40,7 @@ func TestHandlers_aRegisteredStreamIsHandledEverywhere(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	vars := map[string]string{
 		"DATABASE_URL":     testenv.OwnDatabaseURL(t),
 		"REDIS_URL":        testenv.RedisURL(t),

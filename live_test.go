@@ -41,7 +41,7 @@ func chromium(t *testing.T) string {
 func TestLivePage(t *testing.T) {
 	t.Parallel()
 	browser := chromium(t)
-	addr, opsAddr := freeAddr(t), freeAddr(t)
+	addr, opsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	start(t, with(env(t, addr), map[string]string{"OPS_ADDR": opsAddr}))
 	client{t, "http://" + addr}.waitHealthy()
 	base := "http://" + opsAddr // the page is the operators'

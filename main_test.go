@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -76,16 +75,6 @@ func with(getenv func(string) string, vars map[string]string) func(string) strin
 		}
 		return getenv(k)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // start runs the program with args until the test ends, and checks that it
@@ -259,7 +248,7 @@ func flow(t *testing.T, c client) {
 
 func TestRun_all(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	start(t, env(t, addr)) // no command: all
 	c := client{t, "http://" + addr}
 	c.waitHealthy()
@@ -285,7 +274,7 @@ func TestRun_all(t *testing.T) {
 // events spread over four outbox shards that the two forwarders share.
 func TestRun_separateProcesses(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := env(t, addr)
 	getenv := with(base, map[string]string{"OUTBOX_SHARDS": "4"})
 	for _, cmd := range []string{"api", "forwarder", "forwarder", "worker", "worker"} {
@@ -299,7 +288,7 @@ func TestRun_separateProcesses(t *testing.T) {
 func TestRun_commandLine(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	getenv := env(t, freeAddr(t))
+	getenv := env(t, testenv.FreeAddr(t))
 	if err := run(ctx, []string{"migrate"}, getenv, io.Discard, io.Discard); err != nil {
 		t.Errorf("migrate = %v", err)
 	}
@@ -323,7 +312,7 @@ func TestRun_commandLine(t *testing.T) {
 
 func TestRun_operatorCommands(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	getenv := env(t, addr)
 	start(t, getenv)
 	c := client{t, "http://" + addr}
@@ -402,7 +391,7 @@ func operatorCommands(t *testing.T, getenv func(string) string) {
 // shows in any answer or log line, whatever the requests.
 func TestRun_keepsSecrets(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := env(t, addr)
 	token := testenv.Unique("secret-admin-token-of-32-bytes-or-more")
 	u, err := url.Parse(base("DATABASE_URL"))

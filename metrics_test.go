@@ -59,7 +59,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 
 func TestRun_metrics(t *testing.T) {
 	t.Parallel()
-	addr, opsAddr, workerAddr, forwarderAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	addr, opsAddr, workerAddr, forwarderAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	base := env(t, addr)
 	getenv := with(base, map[string]string{"METRICS_INTERVAL": "50ms", "OPS_ADDR": opsAddr})
 	// The metrics are on each process's operations listener.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/netfault"
+	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/postgres"
 )
 
@@ -24,7 +25,7 @@ import (
 // exited (start reports one that did).
 func TestRun_survivesNetworkFaults(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := env(t, addr)
 
 	tp := netfault.NewServer()

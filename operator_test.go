@@ -115,7 +115,7 @@ func TestRun_operatorCommandsFailAtOnceWithoutADatabase(t *testing.T) {
 	for _, args := range [][]string{{"outbox", "status"}, {"migrate", "status"}, {"outbox", "realign"}} {
 		t.Run(strings.Join(args, "_"), func(t *testing.T) {
 			t.Parallel()
-			getenv := envOn(t, "postgres://postgres@"+freeAddr(t)+"/orderstream?sslmode=disable")
+			getenv := envOn(t, "postgres://postgres@"+testenv.FreeAddr(t)+"/orderstream?sslmode=disable")
 			var logs bytes.Buffer
 			err := run(context.Background(), args, getenv, io.Discard, &logs)
 			if err == nil || !strings.Contains(err.Error(), "cannot be reached") || !strings.Contains(err.Error(), "DATABASE_URL") {
@@ -214,7 +214,7 @@ func TestRun_operatorCommandsMigrateNothing(t *testing.T) {
 // JSON document with the fields the README lists.
 func TestRun_operatorCommandsJSON(t *testing.T) {
 	t.Parallel()
-	getenv := env(t, freeAddr(t))
+	getenv := env(t, testenv.FreeAddr(t))
 	decode := func(args ...string) map[string]any {
 		t.Helper()
 		out, err := cli(getenv, args...)

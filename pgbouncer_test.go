@@ -24,7 +24,7 @@ import (
 // listeners, which a LISTEN through the pooler would not.
 func TestRun_throughPgBouncer(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := env(t, addr)
 	direct := base("DATABASE_URL")
 	vars := map[string]string{
@@ -121,7 +121,7 @@ func waitUntil(t *testing.T, what string, done func() (bool, error)) {
 // every time.
 func TestRun_throughPgBouncerWithoutItsSetting(t *testing.T) {
 	t.Parallel()
-	base := env(t, freeAddr(t))
+	base := env(t, testenv.FreeAddr(t))
 	direct := base("DATABASE_URL")
 	vars := map[string]string{
 		"DATABASE_URL": testenv.PgBouncer(t, direct), "DATABASE_SESSION_URL": direct, "STARTUP_TIMEOUT": "30s",

@@ -68,7 +68,7 @@ func wantProblem(t *testing.T, what string, got answer, code int) {
 
 func TestAttack_ordersOfAnotherCustomer(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	start(t, env(t, addr))
 	c := client{t, "http://" + addr}
 	c.waitHealthy()
@@ -163,7 +163,7 @@ func TestAttack_ordersOfAnotherCustomer(t *testing.T) {
 
 func TestAttack_tokens(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	start(t, env(t, addr))
 	client{t, "http://" + addr}.waitHealthy()
 	a := attacker{t, "http://" + addr}
@@ -206,7 +206,7 @@ func TestAttack_tokens(t *testing.T) {
 // the operators' routes, and its readiness names nothing internal.
 func TestAttack_operationsAreNotPublic(t *testing.T) {
 	t.Parallel()
-	addr, opsAddr := freeAddr(t), freeAddr(t)
+	addr, opsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	start(t, with(env(t, addr), map[string]string{"OPS_ADDR": opsAddr}))
 	client{t, "http://" + addr}.waitHealthy()
 	public, ops := attacker{t, "http://" + addr}, attacker{t, "http://" + opsAddr}
@@ -239,7 +239,7 @@ func TestAttack_operationsAreNotPublic(t *testing.T) {
 // are logged cut short, however many and however long.
 func TestAttack_inventedMethods(t *testing.T) {
 	t.Parallel()
-	addr, opsAddr := freeAddr(t), freeAddr(t)
+	addr, opsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	logs := start(t, with(env(t, addr), map[string]string{"OPS_ADDR": opsAddr}))
 	client{t, "http://" + addr}.waitHealthy()
 	a := attacker{t, "http://" + addr}
@@ -265,7 +265,7 @@ func TestAttack_inventedMethods(t *testing.T) {
 // stream; another client, behind the same trusted proxy, still gets one.
 func TestAttack_oneClientsStreams(t *testing.T) {
 	t.Parallel()
-	addr, opsAddr := freeAddr(t), freeAddr(t)
+	addr, opsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	start(t, with(env(t, addr), map[string]string{"OPS_ADDR": opsAddr, "TRUSTED_PROXIES": "127.0.0.1"}))
 	client{t, "http://" + addr}.waitHealthy()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -304,7 +304,7 @@ func TestAttack_oneClientsStreams(t *testing.T) {
 // together on two API processes, and guessing tokens is cut short.
 func TestAttack_rateLimitsHoldAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	addrs := []string{freeAddr(t), freeAddr(t)}
+	addrs := []string{testenv.FreeAddr(t), testenv.FreeAddr(t)}
 	base := with(env(t, addrs[0]), map[string]string{"RATE_LIMIT_PER_S": "1", "RATE_LIMIT_BURST": "3"})
 	for _, addr := range addrs {
 		start(t, with(base, map[string]string{"HTTP_ADDR": addr}), "api")
@@ -364,7 +364,7 @@ func TestAttack_rateLimitsHoldAcrossProcesses(t *testing.T) {
 // HTTP_MAX_CONNS_PER_CLIENT are closed at once.
 func TestAttack_connections(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	start(t, with(env(t, addr), map[string]string{"HTTP_MAX_CONNS_PER_CLIENT": "4"}))
 	client{t, "http://" + addr}.waitHealthy()
 	// From an address of its own: the other requests' keep-alive
@@ -393,7 +393,7 @@ func TestAttack_connections(t *testing.T) {
 // development refuses the repository's secrets and short ones.
 func TestRun_refusesDevelopmentSecrets(t *testing.T) {
 	t.Parallel()
-	base := env(t, freeAddr(t))
+	base := env(t, testenv.FreeAddr(t))
 	for name, tt := range map[string]struct {
 		vars map[string]string
 		want string // in the error

@@ -17,7 +17,7 @@ import (
 // SHUTDOWN_TIMEOUT; the stream ends, and the shutdown is clean.
 func TestServeOps_endsEventStreams(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	a := app{
 		cfg:     config{OpsAddr: addr, RequestTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second},
 		logger:  testenv.Logger(t),

@@ -168,7 +168,7 @@ func waitServer(t *testing.T, name string, ready func(context.Context) error) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	_, p, _ := net.SplitHostPort(freeAddr(t))
+	_, p, _ := net.SplitHostPort(testenv.FreeAddr(t))
 	n, _ := strconv.Atoi(p)
 	return n
 }

@@ -19,7 +19,7 @@ import (
 // DB_IDLE_IN_TRANSACTION_TIMEOUT.
 func TestRun_stalls(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := env(t, addr)
 	vars := map[string]string{
 		"WORKER_CONCURRENCY": "1", "HANDLER_TIMEOUT": "2s", "HANDLER_MAX_RETRIES": "1",

@@ -22,7 +22,7 @@ import (
 func TestRun_onRedisSentinel(t *testing.T) {
 	t.Parallel()
 	set := testenv.StartSentinelSet(t, 1, 1)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	getenv := with(env(t, addr), map[string]string{
 		"REDIS_URL":           set.URL,
 		"REDIS_WAIT_REPLICAS": "1",
@@ -81,7 +81,7 @@ func TestRun_onRedisSentinel(t *testing.T) {
 func TestRun_onRedisCluster(t *testing.T) {
 	t.Parallel()
 	cluster := testenv.StartRedisCluster(t)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	getenv := with(env(t, addr), map[string]string{
 		"REDIS_URL":     cluster.URL,
 		"STREAM_PREFIX": spreadPrefix(t, cluster.URL),

@@ -207,12 +207,7 @@ func TestHTTP_authorizationHeader(t *testing.T) {
 // answers 503 problem details naming Redis.
 func TestHTTP_redisAway(t *testing.T) {
 	t.Parallel()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := closed.Addr().String()
-	closed.Close() // nothing listens there now
+	closedAddr := testenv.FreeAddr(t) // nothing listens there
 	hangsUp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

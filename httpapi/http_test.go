@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"database/sql"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -274,12 +273,7 @@ func TestHTTP_databaseAway(t *testing.T) {
 // databaseAwayConfig is the API on a database nothing listens for.
 func databaseAwayConfig(t *testing.T) httpapi.Config {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := testenv.FreeAddr(t) // nothing listens there
 	db, err := sql.Open("postgres", "postgres://postgres@"+addr+"/x?sslmode=disable&connect_timeout=2")
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"database/sql"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -98,12 +97,7 @@ func TestHTTP_rateLimit(t *testing.T) {
 // applied: the API serves on PostgreSQL alone.
 func TestHTTP_rateLimitFailsOpen(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := testenv.FreeAddr(t) // nothing listens there
 	// One dial a call: how long failing open takes is not this test's.
 	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, DialerRetries: 1, MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })

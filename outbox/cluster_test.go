@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orderstream/orderstream/internal/testenv"
 )
 
 // cluster is a PostgreSQL cluster of a test's own, for what the shared
@@ -74,12 +75,7 @@ func startCluster(t *testing.T, epoch uint64) cluster {
 	runAs("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
 	runAs("pg_resetwal", "-e", strconv.FormatUint(epoch, 10), "-D", data)
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cluster{bin: bin, port: l.Addr().(*net.TCPAddr).Port}
-	l.Close()
+	c := cluster{bin: bin, port: testenv.FreePort(t)}
 	srv := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(c.port), "-k", sock,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
 	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}

@@ -311,6 +311,13 @@ func runServer(t testing.TB, cmd *exec.Cmd, name string, port int, cred *syscall
 	return addr
 }
 
+// FreeAddr returns a loopback address (127.0.0.1:port) no one listened on
+// a moment ago: for a server of the test's own, or one nothing listens on.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+}
+
 // FreePort returns a loopback port no one listened on a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
