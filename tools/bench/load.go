@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/orderstream/orderstream/tools/internal/credentials"
 )
 
 // stockUnits is what each SKU starts with: enough that no order of a run is
@@ -21,7 +23,7 @@ type loader struct {
 	client *http.Client
 	base   string
 	skus   int
-	creds  *credentials
+	creds  *credentials.Credentials
 	seq    atomic.Int64
 	tag    string // makes the idempotency keys of this loader its own
 }
@@ -30,7 +32,7 @@ type loader struct {
 // open to the API, so that no request waits for a connection to be made.
 // It has no proxy: requests go straight to 127.0.0.1 whatever HTTP_PROXY
 // says.
-func newLoader(base string, skus, conns int, creds *credentials) *loader {
+func newLoader(base string, skus, conns int, creds *credentials.Credentials) *loader {
 	tr := &http.Transport{
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
@@ -55,7 +57,7 @@ func (l *loader) setStock(ctx context.Context) error {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+l.creds.adminToken)
+		req.Header.Set("Authorization", "Bearer "+l.creds.AdminToken)
 		resp, err := l.client.Do(req)
 		if err != nil {
 			return fmt.Errorf("set stock: %w", err)
@@ -101,7 +103,7 @@ func (l *loader) place(ctx context.Context, customers []customer) error {
 // customers are the customers of group, with their tokens; a load whose
 // tokens cannot be made fails as a whole.
 func (l *loader) customers(group string) ([]customer, loadResult, bool) {
-	cs, err := l.creds.customers(group)
+	cs, err := customersOf(l.creds, group)
 	if err != nil {
 		var r loadResult
 		r.record(0, fmt.Errorf("tokens of %s: %w", group, err))

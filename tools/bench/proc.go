@@ -87,12 +87,11 @@ func (s *stage) childEnv(prefix string) []string {
 		}
 	}
 	conns := strconv.Itoa(max(4096, 2*s.opts.maxInFlight, 2*s.opts.clients))
+	env = append(env, s.creds.Env()...)
 	return append(env,
 		"DATABASE_URL="+s.dbURL(),
 		"REDIS_URL="+s.redisURL,
 		"STREAM_PREFIX="+prefix,
-		"AUTH_JWT_SECRET="+s.creds.secret,
-		"ADMIN_TOKEN="+s.creds.adminToken,
 		"RATE_LIMIT_PER_S=0",
 		"HTTP_MAX_CONNS="+conns,
 		"HTTP_MAX_CONNS_PER_CLIENT="+conns,

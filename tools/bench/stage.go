@@ -15,6 +15,8 @@ import (
 
 	_ "github.com/lib/pq" // the database/sql driver
 	"github.com/redis/go-redis/v9"
+
+	"github.com/orderstream/orderstream/tools/internal/credentials"
 )
 
 // benchDB is the database each measurement gets afresh.
@@ -38,7 +40,7 @@ type stage struct {
 	rdb      *redis.Client
 	redisURL string
 	prefix   string // before every stream of this run
-	creds    *credentials
+	creds    *credentials.Credentials
 	dir      string
 	keep     bool
 }
@@ -55,7 +57,7 @@ func newStage(ctx context.Context, opts options, logger *slog.Logger) (*stage, e
 	if err != nil {
 		return nil, err
 	}
-	s := &stage{opts: opts, logger: logger, server: *dbURL, redisURL: redisURL.String(), creds: newCredentials()}
+	s := &stage{opts: opts, logger: logger, server: *dbURL, redisURL: redisURL.String(), creds: credentials.New()}
 	s.prefix = streamsRoot + randomHex(4) + ":"
 
 	admin := *dbURL

@@ -24,7 +24,7 @@ type apiClient struct {
 	bases []string
 	next  atomic.Uint64
 	http  *http.Client
-	creds *credentials
+	creds *harnessCredentials
 }
 
 // base is the api instance the next request goes to.
@@ -32,7 +32,7 @@ func (c *apiClient) base() string {
 	return c.bases[(c.next.Add(1)-1)%uint64(len(c.bases))]
 }
 
-func newAPIClient(bases []string, conns int, creds *credentials) *apiClient {
+func newAPIClient(bases []string, conns int, creds *harnessCredentials) *apiClient {
 	return &apiClient{
 		bases: bases,
 		creds: creds,

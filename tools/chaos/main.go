@@ -250,10 +250,7 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 		defer nw.close()
 		route = nw.route
 	}
-	creds, err := newCredentials()
-	if err != nil {
-		return nil, err
-	}
+	creds := newCredentials()
 	// Every client of the harness connects from 127.0.0.1: the bound on
 	// one address's connections must hold all of them.
 	conns := fmt.Sprintf("HTTP_MAX_CONNS_PER_CLIENT=%d", max(64, 4*(opts.clients+4)))

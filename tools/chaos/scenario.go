@@ -60,7 +60,7 @@ func scenarios() []*scenario {
 // exercise runs the selected scenarios against a running cluster, then the
 // checks over every order. Violations go into rep; an error means the run
 // itself could not go on.
-func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluster, creds *credentials, pg *pgServer,
+func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluster, creds *harnessCredentials, pg *pgServer,
 	rd *redisServer, nw *network, f *faults, rep *report) error {
 	h := &harness{
 		opts: opts, logger: logger, cluster: cl, pg: pg, redis: rd, net: nw,
