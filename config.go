@@ -150,7 +150,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ParkSurfaceAfter:   dur("PARK_SURFACE_AFTER", 5*time.Minute),
 
 		DBIdleInTransactionTimeout: dur("DB_IDLE_IN_TRANSACTION_TIMEOUT", 15*time.Second),
-		DBLockTimeout:              dur("DB_LOCK_TIMEOUT", 2*time.Second),
+		DBLockTimeout:              dur("DB_LOCK_TIMEOUT", 100*time.Millisecond),
 		ShutdownTimeout:            dur("SHUTDOWN_TIMEOUT", 30*time.Second),
 		StartupTimeout:             dur("STARTUP_TIMEOUT", time.Minute),
 		CleanupInterval:            dur("CLEANUP_INTERVAL", time.Minute),

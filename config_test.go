@@ -16,7 +16,7 @@ func TestLoadConfig_parkingAndSessionLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.ParkBackoffInitial != time.Second || c.ParkBackoffMax != time.Minute || c.ParkSurfaceAfter != 5*time.Minute ||
-		c.DBIdleInTransactionTimeout != 15*time.Second || c.DBLockTimeout != 2*time.Second {
+		c.DBIdleInTransactionTimeout != 15*time.Second || c.DBLockTimeout != 100*time.Millisecond {
 		t.Errorf("defaults = %+v", c)
 	}
 	for _, bad := range []map[string]string{

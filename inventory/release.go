@@ -67,7 +67,7 @@ func release(ctx context.Context, tx *postgres.Tx, orderID string) ([]events.Ite
 		skus[i] = it.SKU
 	}
 	if _, err := tx.ExecContext(ctx, stockInSKUOrder("$1"), pq.Array(skus)); err != nil {
-		return nil, fmt.Errorf("lock stock: %w", err)
+		return nil, fmt.Errorf("lock stock: %w", postgres.Held(err, skus...))
 	}
 	_, err = tx.ExecContext(ctx, `
 		WITH r AS (

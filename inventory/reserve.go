@@ -89,7 +89,7 @@ func lockStockUnlessReleased(ctx context.Context, tx *postgres.Tx, orderID strin
 	err = tx.QueryRowContext(ctx, reserveLockQuery, orderID, pq.Array(skus)).
 		Scan(&released, pq.Array(&locked), pq.Array(&units))
 	if err != nil {
-		return false, nil, fmt.Errorf("lock stock: %w", err)
+		return false, nil, fmt.Errorf("lock stock: %w", postgres.Held(err, skus...))
 	}
 	if released {
 		return true, nil, nil

@@ -16,26 +16,31 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/lib/pq"
 )
 
 // Metadata a republished message carries. MetadataHandler names the one
 // handler that is to see it again: the consumer groups of the stream's other
 // handlers ack it without handling it (they handled the original). The
 // attempts and the time of the first failure carry the backoff over to the
-// next park.
+// next park. MetadataWaitsOn, a JSON array, is what a message parked for a
+// lock wait was waiting for (Park's waitsOn): its success puts back the
+// messages waiting for the same (Wake).
 const (
 	MetadataHandler  = "parked_handler"
 	MetadataAttempts = "parked_attempts"
 	MetadataSince    = "parked_since"
+	MetadataWaitsOn  = "parked_waits_on"
 )
 
 // Keys are every metadata key this package sets, for whoever wants a
 // message without them (a dead letter, say).
-var Keys = []string{MetadataHandler, MetadataAttempts, MetadataSince}
+var Keys = []string{MetadataHandler, MetadataAttempts, MetadataSince, MetadataWaitsOn}
 
 // Backoff is how long a parked message waits: Initial after its first park,
 // doubling with every park after it up to Max, each jittered by ±20%.
@@ -50,8 +55,57 @@ func (b Backoff) Delay(attempts int) time.Duration {
 	for i := 1; i < attempts && d < b.Max; i++ {
 		d *= 2
 	}
-	d = min(d, b.Max)
+	return b.jittered(min(d, b.Max))
+}
+
+// jittered is d ±20%.
+func (Backoff) jittered(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// normalized is keys sorted, each once; nil when there are none.
+func normalized(keys []string) []string {
+	if len(keys) == 0 {
+		return nil
+	}
+	out := slices.Sorted(slices.Values(keys))
+	return slices.Compact(out)
+}
+
+// Wake puts back at once the messages of handler parked waiting for keys
+// that keys holds (a subset of them): msg, which waited for keys, has just
+// succeeded, so what held them is gone. It is called with the keys of a
+// message put back after waiting (MetadataWaitsOn).
+func (s *Store) Wake(ctx context.Context, handler string, keys []string) error {
+	res, err := s.db.ExecContext(ctx, `
+		UPDATE parked_messages SET next_attempt_at = now()
+		WHERE handler = $1 AND waits_on <@ $2 AND next_attempt_at > now()`,
+		handler, pq.Array(normalized(keys)))
+	if err != nil {
+		return fmt.Errorf("wake parked messages: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		s.signal()
+	}
+	return nil
+}
+
+// WaitedOn returns the keys a message put back after waiting for them
+// carries (MetadataWaitsOn), or nil.
+func WaitedOn(msg *message.Message) []string {
+	var keys []string
+	if v := msg.Metadata.Get(MetadataWaitsOn); v != "" && json.Unmarshal([]byte(v), &keys) == nil {
+		return keys
+	}
+	return nil
+}
+
+// signal wakes the republisher, to recompute when the next message is due.
+func (s *Store) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Store parks messages in the database.
@@ -85,7 +139,18 @@ type Parked struct {
 // It returns once the row has committed: only then may the entry be acked.
 // Parking again a message already parked (a redelivery of the same entry)
 // updates its row.
-func (s *Store) Park(ctx context.Context, handler, stream string, msg *message.Message, cause error) (Parked, error) {
+//
+// waitsOn, when not empty, is what the attempt waited for in vain: the
+// keys of a lock held elsewhere (postgres.Held). Of the messages of a
+// handler waiting for the same keys, one is the probe: it is tried again
+// every Backoff.Initial, however often it was parked. A message parked
+// while another is due within twice that waits Backoff.Max instead,
+// unless the probe, or any message waiting for a superset of its keys,
+// succeeds first and wakes it (Wake); the republisher puts off the others
+// whenever it takes a probe. A held row so costs one attempt per Initial,
+// not one per message waiting for it, and once it frees its messages go
+// back at once.
+func (s *Store) Park(ctx context.Context, handler, stream string, msg *message.Message, cause error, waitsOn []string) (Parked, error) {
 	attempts := 1
 	if n, err := strconv.Atoi(msg.Metadata.Get(MetadataAttempts)); err == nil && n > 0 {
 		attempts = n + 1
@@ -94,35 +159,48 @@ func (s *Store) Park(ctx context.Context, handler, stream string, msg *message.M
 	if t, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(MetadataSince)); err == nil {
 		since = sql.NullTime{Time: t, Valid: true}
 	}
-	wait := s.backoff.Delay(attempts)
+	// A message waiting for keys waits Initial when it is their probe
+	// (the statement decides), Max otherwise.
+	wait, follow := s.backoff.Delay(attempts), time.Duration(0)
+	keys := normalized(waitsOn)
+	if keys != nil {
+		wait, follow = s.backoff.jittered(s.backoff.Initial), s.backoff.jittered(s.backoff.Max)
+	}
 	metadata, err := json.Marshal(stripped(msg.Metadata))
 	if err != nil {
 		return Parked{}, fmt.Errorf("park message: %w", err)
 	}
-	p := Parked{NextAttemptIn: wait}
-	var failing float64
+	var p Parked
+	var failing, next float64
 	err = s.db.QueryRowContext(ctx, `
+		WITH probe AS (
+			SELECT $10::text[] IS NULL OR NOT EXISTS (
+				SELECT 1 FROM parked_messages o
+				WHERE o.handler = $1 AND o.waits_on = $10 AND o.message_uuid <> $2
+				  AND o.next_attempt_at < now() + 2 * $8::bigint * interval '1 microsecond') AS is_probe)
 		INSERT INTO parked_messages AS p (handler, message_uuid, stream, payload, metadata,
-			attempts, first_failed_at, next_attempt_at, last_error)
-		VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now()), now() + $8::bigint * interval '1 microsecond', $9)
+			attempts, first_failed_at, next_attempt_at, last_error, waits_on)
+		SELECT $1, $2, $3, $4, $5, $6, COALESCE($7, now()),
+			now() + (CASE WHEN probe.is_probe THEN $8 ELSE $11 END)::bigint * interval '1 microsecond', $9, $10
+		FROM probe
 		ON CONFLICT (handler, message_uuid) DO UPDATE SET
 			stream = excluded.stream, payload = excluded.payload, metadata = excluded.metadata,
 			attempts = GREATEST(p.attempts, excluded.attempts),
 			first_failed_at = LEAST(p.first_failed_at, excluded.first_failed_at),
-			next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error
-		RETURNING attempts, EXTRACT(EPOCH FROM now() - first_failed_at)::float8`,
+			next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error,
+			waits_on = excluded.waits_on
+		RETURNING attempts, EXTRACT(EPOCH FROM now() - first_failed_at)::float8,
+			EXTRACT(EPOCH FROM next_attempt_at - now())::float8`,
 		handler, msg.UUID, stream, []byte(msg.Payload), string(metadata),
-		attempts, since, wait.Microseconds(), cause.Error(),
-	).Scan(&p.Attempts, &failing)
+		attempts, since, wait.Microseconds(), cause.Error(), pq.Array(keys), follow.Microseconds(),
+	).Scan(&p.Attempts, &failing, &next)
 	if err != nil {
 		return Parked{}, fmt.Errorf("park message: %w", err)
 	}
 	p.Failing = time.Duration(failing * float64(time.Second))
+	p.NextAttemptIn = time.Duration(next * float64(time.Second))
 	p.Overdue = p.Failing >= s.surfaceAfter
-	select { // the republisher recomputes when the next one is due
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.signal()
 	return p, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func TestStore(t *testing.T) {
 
 	t.Run("puts_a_due_message_back_with_its_uuid_marked_for_its_handler", func(t *testing.T) {
 		msg := newMessage()
-		p, err := store.Park(ctx, "inventory.reserve_stock", stream, msg, cause)
+		p, err := store.Park(ctx, "inventory.reserve_stock", stream, msg, cause, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +84,7 @@ func TestStore(t *testing.T) {
 		}
 
 		// Failing again, it carries its attempts and first failure on.
-		again, err := store.Park(ctx, "inventory.reserve_stock", stream, back, cause)
+		again, err := store.Park(ctx, "inventory.reserve_stock", stream, back, cause, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +97,7 @@ func TestStore(t *testing.T) {
 		msg := newMessage()
 		msg.Metadata.Set(MetadataAttempts, "9")
 		msg.Metadata.Set(MetadataSince, time.Now().Add(-2*time.Hour).Format(time.RFC3339Nano))
-		p, err := store.Park(ctx, "inventory.reserve_stock", stream, msg, cause)
+		p, err := store.Park(ctx, "inventory.reserve_stock", stream, msg, cause, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,5 +109,81 @@ func TestStore(t *testing.T) {
 			msg.UUID, cause.Error()).Scan(&stored); err != nil || stored != strconv.FormatBool(true) {
 			t.Errorf("stored row: %q, %v; want the error, without the parking metadata", stored, err)
 		}
+	})
+
+	t.Run("tries_one_message_per_held_keys_and_its_success_wakes_the_rest", func(t *testing.T) {
+		const handler = "inventory.probe_test"
+		held := NewStore(db, Backoff{Initial: 50 * time.Millisecond, Max: time.Hour}, time.Hour)
+		park := func(keys ...string) (*message.Message, Parked) {
+			t.Helper()
+			msg := newMessage()
+			p, err := held.Park(ctx, handler, stream, msg, cause, keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return msg, p
+		}
+		due := func(msg *message.Message) bool {
+			t.Helper()
+			var ok bool
+			if err := db.QueryRow(`SELECT next_attempt_at <= now() FROM parked_messages WHERE handler = $1 AND message_uuid = $2`,
+				handler, msg.UUID).Scan(&ok); err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		_, probe := park("SKU-B", "SKU-A", "SKU-A")
+		follower1, f1 := park("SKU-A", "SKU-B")
+		follower2, f2 := park("SKU-B", "SKU-A")
+		wider, w := park("SKU-A", "SKU-B", "SKU-C")
+		if probe.NextAttemptIn > time.Second || w.NextAttemptIn > time.Second {
+			t.Errorf("the first message waiting for its keys waits %s and %s, want Initial (50 ms)", probe.NextAttemptIn, w.NextAttemptIn)
+		}
+		if f1.NextAttemptIn < 30*time.Minute || f2.NextAttemptIn < 30*time.Minute {
+			t.Errorf("the messages behind the probe wait %s and %s, want Max (1 h)", f1.NextAttemptIn, f2.NextAttemptIn)
+		}
+
+		// Another handler's success, or one over other keys, wakes nothing.
+		if err := held.Wake(ctx, "orders.settle", []string{"SKU-A", "SKU-B"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := held.Wake(ctx, handler, []string{"SKU-A"}); err != nil {
+			t.Fatal(err)
+		}
+		if due(follower1) || due(follower2) {
+			t.Fatal("woken by another handler's keys or by a subset of theirs")
+		}
+		if err := held.Wake(ctx, handler, []string{"SKU-B", "SKU-A"}); err != nil {
+			t.Fatal(err)
+		}
+		if !due(follower1) || !due(follower2) {
+			t.Error("the messages waiting for SKU-A and SKU-B are not due once a message waiting for both succeeded")
+		}
+		time.Sleep(100 * time.Millisecond) // the wider probe's own wait
+
+		// Put back, a message says what it waited for; parked again, it
+		// keeps its place.
+		r := held.Republisher(rdb, []string{stream}, slog.New(slog.DiscardHandler))
+		if _, err := r.republishDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		entries, err := rdb.XRange(ctx, stream, "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			m, err := (redisstream.DefaultMarshallerUnmarshaller{}).Unmarshal(e.Values)
+			if err != nil || m.UUID != wider.UUID {
+				continue
+			}
+			if got := WaitedOn(m); !slices.Equal(got, []string{"SKU-A", "SKU-B", "SKU-C"}) {
+				t.Errorf("put back waiting on %q, want the sorted keys", got)
+			}
+			if p, err := held.Park(ctx, handler, stream, m, cause, []string{"SKU-C", "SKU-B", "SKU-A"}); err != nil || p.NextAttemptIn > time.Second {
+				t.Errorf("the probe parked again waits %s (%v), want Initial: it is still the first", p.NextAttemptIn, err)
+			}
+			return
+		}
+		t.Fatal("the message waiting for three SKUs is not back on its stream")
 	})
 }

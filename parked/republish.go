@@ -97,15 +97,34 @@ func (r *Republisher) republishDue(ctx context.Context) (time.Duration, error) {
 // deletes its row once Redis has accepted it. The lease is one statement
 // of its own, not a transaction held open across the publishes: an open
 // transaction would hide every later commit from the outbox forwarder.
+//
+// Of the due messages waiting for the same keys (Park's waitsOn), it
+// leases one, the probe, the one that failed first, and puts the others
+// of those keys off by Backoff.Max: two messages parked at once may both
+// have found no other waiting, and both come due together; Wake brings
+// the others back once the probe succeeds.
 func (r *Republisher) republishBatch(ctx context.Context) (int, error) {
 	rows, err := r.store.db.QueryContext(ctx, `
+		WITH due AS (
+			SELECT handler, message_uuid, waits_on, first_failed_at FROM parked_messages
+			WHERE stream = ANY($1) AND next_attempt_at <= now()
+			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+		probe AS (
+			SELECT DISTINCT ON (handler, waits_on) handler, message_uuid, waits_on FROM due
+			WHERE waits_on IS NOT NULL ORDER BY handler, waits_on, first_failed_at, message_uuid),
+		put_off AS (
+			UPDATE parked_messages o SET next_attempt_at = now() + $4::bigint * interval '1 millisecond'
+			FROM probe WHERE o.handler = probe.handler AND o.waits_on = probe.waits_on
+			  AND o.message_uuid <> probe.message_uuid
+			  AND o.next_attempt_at < now() + $4::bigint * interval '1 millisecond'),
+		taken AS (
+			SELECT handler, message_uuid FROM due WHERE waits_on IS NULL
+			UNION ALL SELECT handler, message_uuid FROM probe)
 		UPDATE parked_messages p SET next_attempt_at = now() + $2::bigint * interval '1 millisecond'
-		FROM (SELECT handler, message_uuid FROM parked_messages
-		      WHERE stream = ANY($1) AND next_attempt_at <= now()
-		      ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
-		WHERE p.handler = due.handler AND p.message_uuid = due.message_uuid
-		RETURNING p.handler, p.message_uuid, p.stream, p.payload, p.metadata, p.attempts, p.first_failed_at`,
-		pq.Array(r.streams), lease.Milliseconds(), batch)
+		FROM taken
+		WHERE p.handler = taken.handler AND p.message_uuid = taken.message_uuid
+		RETURNING p.handler, p.message_uuid, p.stream, p.payload, p.metadata, p.attempts, p.first_failed_at, p.waits_on`,
+		pq.Array(r.streams), lease.Milliseconds(), batch, r.store.backoff.Max.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("lease parked messages: %w", err)
 	}
@@ -120,7 +139,8 @@ func (r *Republisher) republishBatch(ctx context.Context) (int, error) {
 		var uuid string
 		var payload, metadata []byte
 		var since time.Time
-		if err := rows.Scan(&l.handler, &uuid, &l.stream, &payload, &metadata, &l.attempts, &since); err != nil {
+		var waitsOn []string
+		if err := rows.Scan(&l.handler, &uuid, &l.stream, &payload, &metadata, &l.attempts, &since, pq.Array(&waitsOn)); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("lease parked messages: %w", err)
 		}
@@ -132,6 +152,10 @@ func (r *Republisher) republishBatch(ctx context.Context) (int, error) {
 		l.msg.Metadata.Set(MetadataHandler, l.handler)
 		l.msg.Metadata.Set(MetadataAttempts, strconv.Itoa(l.attempts))
 		l.msg.Metadata.Set(MetadataSince, since.UTC().Format(time.RFC3339Nano))
+		if len(waitsOn) > 0 {
+			keys, _ := json.Marshal(waitsOn)
+			l.msg.Metadata.Set(MetadataWaitsOn, string(keys))
+		}
 		due = append(due, l)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {

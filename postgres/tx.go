@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/orderstream/orderstream/events"
 )
@@ -112,6 +113,12 @@ func begin(ctx context.Context, db *sql.DB) (*Tx, error) {
 	if _, err := tx.ExecContext(ctx, lockQueryOf(db)); err != nil {
 		tx.Rollback() //nolint:errcheck // the lock's error is the one to report
 		return nil, fmt.Errorf("begin transaction: take outbox writers' lock: %w", err)
+	}
+	if d, ok := ctx.Value(lockWaitKey{}).(time.Duration); ok {
+		if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true)`, millis(d)); err != nil {
+			tx.Rollback() //nolint:errcheck // the setting's error is the one to report
+			return nil, fmt.Errorf("begin transaction: set lock_timeout: %w", err)
+		}
 	}
 	return &Tx{tx: tx}, nil
 }

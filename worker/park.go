@@ -10,6 +10,7 @@ import (
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/metrics"
 	"github.com/orderstream/orderstream/parked"
+	"github.com/orderstream/orderstream/postgres"
 )
 
 // Defaults of MessagesConfig's retry and parking settings.
@@ -18,6 +19,11 @@ const (
 	defaultParkInitial  = time.Second
 	defaultParkMax      = time.Minute
 	defaultSurfaceAfter = 5 * time.Minute
+	// probeLockWait is how long the probe of a held lock, a message put
+	// back after a lock wait that ran out, waits for it: the lock is
+	// either gone or held still, and the probe's transaction holds back the
+	// forwarder while it waits.
+	probeLockWait = 10 * time.Millisecond
 )
 
 // skipParkedForOthers acks, without a database round trip, a message put
@@ -34,16 +40,35 @@ func skipParkedForOthers(next message.HandlerFunc) message.HandlerFunc {
 
 // park parks a message whose attempts all failed for a passing reason
 // (!deadLetterable), so that its entry is acked and its consumer freed; it
-// is tried again after a backoff (parked.Store). One that has failed for
-// longer than the store's bound is logged as an error and counted. When
-// parking fails too (the database away) the error goes on and the message
-// is nacked, to be delivered again in process. A message that goes to the
-// dead-letter stream leaves without the parking metadata.
+// is tried again after a backoff (parked.Store), or, when it waited for a
+// lock its handler named (postgres.Held), once the lock frees. One that has
+// failed for longer than the store's bound is logged as an error and
+// counted. When parking fails too (the database away) the error goes on
+// and the message is nacked, to be delivered again in process. A message
+// that goes to the dead-letter stream leaves without the parking metadata.
+//
+// A message put back after waiting for a lock that now succeeds wakes the
+// messages parked waiting for the same lock (parked.Store.Wake).
 func park(store *parked.Store, timeout time.Duration, logger *slog.Logger, m *metrics.Metrics) message.HandlerMiddleware {
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
+			waited := parked.WaitedOn(msg)
+			if waited != nil {
+				// The probe of a held lock: its transaction would hold
+				// back the forwarder while it waits.
+				msg.SetContext(postgres.WithLockWait(msg.Context(), probeLockWait))
+			}
 			produced, err := next(msg)
 			if err == nil {
+				if keys := waited; keys != nil {
+					ctx := msg.Context()
+					wakeCtx, cancel := context.WithTimeout(ctx, timeout)
+					defer cancel()
+					if err := store.Wake(wakeCtx, message.HandlerNameFromCtx(ctx), keys); err != nil {
+						// They are tried again after their backoff anyway.
+						logger.WarnContext(ctx, "waking the messages parked for a lock failed", "waits_on", keys, "err", err)
+					}
+				}
 				return produced, nil
 			}
 			if deadLetterable(err) {
@@ -63,7 +88,7 @@ func park(store *parked.Store, timeout time.Duration, logger *slog.Logger, m *me
 			}
 			parkCtx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			p, perr := store.Park(parkCtx, handler, message.SubscribeTopicFromCtx(ctx), msg, err)
+			p, perr := store.Park(parkCtx, handler, message.SubscribeTopicFromCtx(ctx), msg, err, postgres.HeldKeys(err))
 			if perr != nil {
 				logger.WarnContext(ctx, "parking a failing message failed; delivering it again",
 					append(attrs, "err", err, "park_err", perr)...)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
@@ -196,6 +197,87 @@ func TestMessages_passingFailure(t *testing.T) {
 		evs := testenv.OutboxEvents(t, w.db, "order_id", orderOf(t, w, stuck))
 		if len(evs) != 1 {
 			t.Errorf("the held order has %d outbox events, want one StockReserved", len(evs))
+		}
+	})
+
+	// Parked messages wait an hour here: only the wake-up can settle the
+	// orders behind the probe in time.
+	t.Run("one_message_tries_a_held_row_and_its_success_puts_back_the_rest", func(t *testing.T) {
+		t.Parallel()
+		log, withLog := newJSONLog(t)
+		db := lockTimeoutDB(t, 100*time.Millisecond)
+		w := startWorker(t, withLog, func(c *worker.MessagesConfig) {
+			c.DB, c.HandlerTimeout, c.MaxRetries = db, 2*time.Second, 3
+			c.ParkBackoff = parked.Backoff{Initial: 100 * time.Millisecond, Max: time.Hour}
+		})
+		sku := testenv.Unique("SKU")
+		if _, err := w.inventory.Set(w.ctx, sku, 10); err != nil {
+			t.Fatal(err)
+		}
+		release := holdStock(t, sku)
+		var held []string
+		for range 4 {
+			held = append(held, w.placed(sku))
+		}
+		attempts := func() map[string]int {
+			out := map[string]int{}
+			rows, err := w.db.Query(`SELECT message_uuid, attempts FROM parked_messages WHERE message_uuid = ANY($1)`, pq.Array(held))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id string
+				var n int
+				if err := rows.Scan(&id, &n); err != nil {
+					t.Fatal(err)
+				}
+				out[id] = n
+			}
+			return out
+		}
+		// Parked at the same moment, or while the probe is on its way back,
+		// two messages may both find no other waiting and both be tried,
+		// until the republisher takes one and puts the other off. Then one
+		// message alone is tried, again and again.
+		probing := func(before map[string]int) (probe string, ok bool) {
+			a := attempts()
+			if len(a) != len(held) {
+				return "", false
+			}
+			for id, n := range a {
+				if n > before[id] {
+					if probe != "" {
+						return "", false
+					}
+					probe = id
+				}
+			}
+			return probe, probe != ""
+		}
+		var settled map[string]int
+		eventually(t, func() bool {
+			before := attempts()
+			time.Sleep(500 * time.Millisecond) // some five attempts of a probe
+			if _, ok := probing(before); !ok {
+				return false
+			}
+			settled = attempts()
+			return true
+		}, "the four orders to be parked and one of them alone to be tried again and again")
+		for id, n := range settled {
+			// One failed attempt per delivery: a lock wait is not retried
+			// in process (MaxRetries is 3).
+			if lines := len(log.lines(t, "message handling failed", id)); lines < n || lines > n+1 {
+				t.Errorf("message %s failed %d times over %d deliveries, want one attempt each", id, lines, n)
+			}
+		}
+
+		release()
+		eventually(t, func() bool { return w.reserved(sku) == len(held) }, "every held order to settle once the probe succeeds")
+		eventually(t, func() bool { return len(attempts()) == 0 }, "the parked rows to go")
+		if n := w.deadLetters(); n != 0 {
+			t.Errorf("dead-letter stream holds %d entries, want none", n)
 		}
 	})
 

@@ -142,7 +142,7 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 			Multiplier:          2,
 			RandomizationFactor: 0.2,
 			ResetContextOnRetry: true,
-			ShouldRetry:         func(p middleware.RetryParams) bool { return !errors.Is(p.Err, events.ErrMalformed) },
+			ShouldRetry:         retryInProcess,
 		}.Middleware,
 	)
 	// Watermill's handler and subscriber metrics: the handler's per
@@ -192,6 +192,15 @@ func (m *Messages) Run(ctx context.Context) error {
 
 // Running is closed once every handler has subscribed.
 func (m *Messages) Running() chan struct{} { return m.router.Running() }
+
+// retryInProcess reports whether a failed attempt is worth retrying at
+// once, holding its consumer: not a malformed message (no retry helps), nor
+// a lock wait that ran out (the lock is held elsewhere, and a retry would
+// wait for the same holder): that one is parked at once, and tried again
+// when the lock frees.
+func retryInProcess(p middleware.RetryParams) bool {
+	return !errors.Is(p.Err, events.ErrMalformed) && !postgres.IsLockTimeout(p.Err)
+}
 
 // deadLetterable reports whether a handler's error is the message's own
 // doing, so that the message goes to the dead-letter stream once its

@@ -24,6 +24,7 @@ type report struct {
 	starts, selfExits            int
 	streams                      streamStats
 	settle                       settleResult // of the crash scenario, after its last fault
+	lock                         lockResult   // of the lock scenario's row lock
 	proxiesReplaced              int          // network proxies replaced because they wedged
 	settleWait, duration         time.Duration
 	exitNotes                    []string // why processes exited by themselves
@@ -55,10 +56,11 @@ func (r *report) print(w io.Writer) {
 	scen = append(scen, "checks:"+verdict(r.checks))
 	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d cancelled=%d cancels_first=%d pending=%d %s scenarios=%s "+
 		"retries=%d replays=%d process_starts=%d self_exits=%d redeliveries=%d deadletters=%d "+
-		"proxies_replaced=%d settled_after_faults=%s settle_bound=%s settle_wait=%s duration=%s seed=%d\n",
+		"proxies_replaced=%d settled_after_faults=%s settle_bound=%s lock_others_p99=%s lock_held_settled_after_release=%s "+
+		"settle_wait=%s duration=%s seed=%d\n",
 		verdict(len(r.violations)), r.orders, r.confirmed, r.rejected, r.cancelled, r.overtaken, r.pending, r.faults, strings.Join(scen, ","),
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
-		r.proxiesReplaced, settled(r.settle.took), settled(r.settle.bound),
+		r.proxiesReplaced, settled(r.settle.took), settled(r.settle.bound), r.lock.othersP99(), settled(r.lock.heldAfterRelease),
 		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.seed)
 	for _, v := range r.violations {
 		fmt.Fprintln(w, "  violation:", v)

@@ -27,6 +27,7 @@ type harness struct {
 	faults  *faults
 	found   *findings
 	settle  settleResult
+	lock    lockResult
 }
 
 // scenario is one test run against the running cluster, after the ones
@@ -132,6 +133,7 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	rep.violations = h.found.lines()
 	rep.faults = h.faults.String()
 	rep.settle = h.settle
+	rep.lock = h.lock
 	if h.net != nil {
 		rep.proxiesReplaced = h.net.replaced()
 	}
