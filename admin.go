@@ -227,9 +227,11 @@ func roundAge(d time.Duration) string {
 }
 
 // deadLetterJSON is one dead letter in `deadletters list --json`: what the
-// live page lists, with the whole message.
+// live page lists, with the whole message and how many entries of the
+// dead-letter stream hold it (the id is the newest of them).
 type deadLetterJSON struct {
 	live.DeadLetter
+	Copies   int               `json:"copies"`
 	Metadata map[string]string `json:"metadata"`
 	Payload  string            `json:"payload"` // as text; bytes that are not UTF-8 become U+FFFD
 }
@@ -250,16 +252,16 @@ func (a *app) listDeadLetters(ctx context.Context, stdout io.Writer, asJSON bool
 				md[k] = v
 			}
 			doc.DeadLetters = append(doc.DeadLetters, deadLetterJSON{
-				DeadLetter: live.DeadLetterOf(d), Metadata: md, Payload: string(d.Message.Payload),
+				DeadLetter: live.DeadLetterOf(d), Copies: d.Copies(), Metadata: md, Payload: string(d.Message.Payload),
 			})
 		}
 		return writeJSON(stdout, doc)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tAT\tSTREAM\tHANDLER\tUUID\tEVENT\tREASON")
+	fmt.Fprintln(w, "ID\tAT\tSTREAM\tHANDLER\tUUID\tEVENT\tCOPIES\tREASON")
 	for _, d := range letters {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.At.Format(time.RFC3339), d.Stream, d.Handler,
-			d.Message.UUID, d.Message.Metadata.Get(events.MetadataEventType), oneLine(d.Reason))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.At.Format(time.RFC3339), d.Stream, d.Handler,
+			d.Message.UUID, d.Message.Metadata.Get(events.MetadataEventType), d.Copies(), oneLine(d.Reason))
 	}
 	fmt.Fprintf(w, "%d dead letters\n", len(letters))
 	return w.Flush()
@@ -280,17 +282,23 @@ func (a *app) replayDeadLetters(ctx context.Context, ids []string, all bool, std
 	}
 	var errs []error
 	replayed := 0
+	// Each message once: an ID of any of its copies names it, and its
+	// replay deletes them all.
 	for _, d := range letters {
-		if !all && !slices.Contains(ids, d.ID) {
+		if !all && !slices.ContainsFunc(ids, d.Holds) {
 			continue
 		}
-		ids = slices.DeleteFunc(ids, func(id string) bool { return id == d.ID })
+		ids = slices.DeleteFunc(ids, d.Holds)
 		if err := a.streams.Replay(ctx, a.rdb, d); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		replayed++
-		fmt.Fprintf(stdout, "replayed %s to %s (uuid %s)\n", d.ID, d.Stream, d.Message.UUID)
+		fmt.Fprintf(stdout, "replayed %s to %s (uuid %s", d.ID, d.Stream, d.Message.UUID)
+		if d.Copies() > 1 {
+			fmt.Fprintf(stdout, ", %d copies deleted", d.Copies())
+		}
+		fmt.Fprintln(stdout, ")")
 	}
 	if !all {
 		for _, id := range ids {

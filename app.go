@@ -147,8 +147,53 @@ func (a *app) janitor() outbox.Janitor {
 	return outbox.Janitor{
 		DB: a.db, Redis: a.rdb, Streams: a.streams, Logger: a.logger, Interval: a.cfg.CleanupInterval,
 		OutboxRetention: a.cfg.OutboxRetention, InboxRetention: a.cfg.InboxRetention, StreamRetention: a.cfg.StreamRetention,
-		Also: []outbox.Cleanup{{What: "idempotency keys", Delete: a.orders.ForgetExpiredKeys}},
+		Also: []outbox.Cleanup{
+			{What: "idempotency keys", Delete: a.orders.ForgetExpiredKeys},
+			// A release guards against an OrderPlaced or OrderCancelled
+			// handled late; an event older than the inbox's retention may
+			// take effect again anyway.
+			{What: "stock releases", Delete: func(ctx context.Context) (int64, error) {
+				return a.inventory.ForgetReleases(ctx, a.cfg.InboxRetention)
+			}},
+		},
 	}
+}
+
+// redriver is the process manager that re-drives the orders left
+// unsettled past ORDER_SETTLE_TIMEOUT, with the outbox's events.
+func (a *app) redriver() *orders.Redriver {
+	for _, o := range orders.RedriveOutcomes {
+		a.metrics.OrdersRedriven.WithLabelValues(o)
+	}
+	return &orders.Redriver{
+		DB: a.db, After: a.cfg.OrderSettleTimeout, Logger: a.logger,
+		Resend: func(ctx context.Context, tx *postgres.Tx, ids []string) ([]orders.Redriven, error) {
+			found, err := outbox.Resend(ctx, tx, ids)
+			out := make([]orders.Redriven, len(found))
+			for i, f := range found {
+				out[i] = orders.Redriven{OrderID: f.Key, Events: f.Rows, InFlight: f.InFlight}
+			}
+			return out, err
+		},
+		Counted: func(outcome string) { a.metrics.OrdersRedriven.WithLabelValues(outcome).Inc() },
+		Behind:  a.consumersBehind,
+	}
+}
+
+// consumersBehind names a consumer group that has not been handed an
+// entry older than half of ORDER_SETTLE_TIMEOUT (its workers are down or
+// slow), or says "" when none has.
+func (a *app) consumersBehind(ctx context.Context) (string, error) {
+	for _, s := range a.subscriptions() {
+		age, err := a.streams.OldestUndelivered(ctx, a.rdb, s.Stream, s.Group)
+		if err != nil {
+			return "", err
+		}
+		if age > a.cfg.OrderSettleTimeout/2 {
+			return fmt.Sprintf("group %s has not been handed an entry of %s added %s ago", s.Group, s.Stream, age.Round(time.Millisecond)), nil
+		}
+	}
+	return "", nil
 }
 
 // forward runs the outbox forwarder until ctx is done. A notifier of the

@@ -73,6 +73,7 @@ type config struct {
 	OutboxRetention            time.Duration
 	InboxRetention             time.Duration
 	StreamRetention            time.Duration
+	OrderSettleTimeout         time.Duration
 	MetricsInterval            time.Duration
 	OTLPEndpoint               string
 	ServiceName                string
@@ -157,6 +158,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		OutboxRetention:            dur("OUTBOX_RETENTION", 24*time.Hour),
 		InboxRetention:             dur("INBOX_RETENTION", 7*24*time.Hour),
 		StreamRetention:            dur("STREAM_RETENTION", 24*time.Hour),
+		OrderSettleTimeout:         dur("ORDER_SETTLE_TIMEOUT", time.Minute),
 		MetricsInterval:            dur("METRICS_INTERVAL", 5*time.Second),
 		OTLPEndpoint:               getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
 		ServiceName:                str("OTEL_SERVICE_NAME", "orderstream"),

@@ -172,6 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd == "all" || cmd == "forwarder" {
 		g.Go(func() error { return a.forward(ctx, notifier) })
 		g.Go(func() error { a.janitor().Run(ctx); return nil })
+		g.Go(func() error { a.redriver().Run(ctx); return nil })
 	}
 	if cmd == "all" || cmd == "worker" {
 		g.Go(commits(func() error { return a.handleMessages(ctx, a.subscriptions()) }))

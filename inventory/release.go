@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/lib/pq"
 
@@ -119,3 +120,26 @@ func takeOrderLock(ctx context.Context, tx *postgres.Tx, orderID string) error {
 
 // releasedCheck is true when the order, $1, has had its stock released.
 const releasedCheck = `EXISTS (SELECT 1 FROM stock_releases WHERE order_id = $1)`
+
+// lockKeyReleases is the advisory lock of ForgetReleases: one process at a
+// time forgets releases.
+const lockKeyReleases int64 = 0x6f7374_0005
+
+// ForgetReleases deletes the records of releases made longer ago than
+// retention, in batches, and returns how many went. A release record makes
+// a second OrderCancelled of its order give nothing back, and an
+// OrderPlaced handled after it reserve nothing; each inbox already drops
+// a redelivery for INBOX_RETENTION, and an event older than that may take
+// effect again whatever is kept (backfill refuses one): INBOX_RETENTION is
+// the retention to pass.
+func (s *Service) ForgetReleases(ctx context.Context, retention time.Duration) (int64, error) {
+	n, err := postgres.DeleteInBatches(ctx, s.db, lockKeyReleases, 1000, `
+		DELETE FROM stock_releases WHERE order_id = ANY(ARRAY(
+			SELECT order_id FROM stock_releases
+			WHERE released_at < now() - $1::bigint * interval '1 millisecond'
+			LIMIT $2))`, retention.Milliseconds())
+	if err != nil {
+		return n, fmt.Errorf("forget stock releases: %w", err)
+	}
+	return n, nil
+}

@@ -325,3 +325,35 @@ func waitBlockedBehind(t *testing.T, db *sql.DB, pid int, second *running, name 
 		return err == nil && n > 0
 	})
 }
+
+func TestService_ForgetReleases(t *testing.T) {
+	t.Parallel()
+	f := ownFixture(t)
+	ctx, db, svc := f.ctx, f.db, f.s
+	old, recent := uuid.NewString(), uuid.NewString()
+	for id, ago := range map[string]string{old: "2 hours", recent: "10 minutes"} {
+		if _, err := db.Exec(`INSERT INTO stock_releases (order_id, released_at) VALUES ($1, now() - $2::interval)`, id, ago); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := svc.ForgetReleases(ctx, time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("ForgetReleases = %d, %v; want the one release older than the retention", n, err)
+	}
+	var left []string
+	rows, err := db.Query(`SELECT order_id FROM stock_releases`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, id)
+	}
+	if len(left) != 1 || left[0] != recent {
+		t.Errorf("releases left = %v, want only %s", left, recent)
+	}
+}

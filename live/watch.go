@@ -46,6 +46,7 @@ type databaseFigures struct {
 	oldestTx     time.Duration
 	oldestWriter time.Duration
 	parked       parked.Status
+	unsettled    time.Duration // the oldest unsettled order's age
 }
 
 // readDatabase reads the figures in one read-only transaction: a
@@ -68,6 +69,9 @@ func (w Watcher) readDatabase(ctx context.Context) (databaseFigures, error) {
 		return f, err
 	}
 	if f.parked, err = parked.ReadStatus(ctx, tx); err != nil {
+		return f, err
+	}
+	if f.unsettled, err = orders.OldestUnsettled(ctx, tx); err != nil {
 		return f, err
 	}
 	return f, tx.Commit()
@@ -107,6 +111,7 @@ func (w Watcher) collect(ctx context.Context) error {
 	m.OldestOutboxWriterAge.Set(db.oldestWriter.Seconds())
 	m.ParkedMessages.Set(float64(db.parked.Messages))
 	m.ParkedOldest.Set(db.parked.OldestFailing.Seconds())
+	m.OldestUnsettledOrder.Set(db.unsettled.Seconds())
 
 	if snap.Streams, err = w.Streams.Status(ctx, w.Redis); err != nil {
 		return err

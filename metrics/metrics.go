@@ -34,6 +34,9 @@ type Metrics struct {
 	// than the bound (see parked.Store).
 	MessagesParked        *prometheus.CounterVec // handler
 	MessagesParkedOverdue *prometheus.CounterVec // handler
+	// Orders re-driven after staying unsettled past ORDER_SETTLE_TIMEOUT
+	// (orders.Redriver), by outcome.
+	OrdersRedriven *prometheus.CounterVec // outcome
 
 	// Read from the database and Redis on a timer, and registered only by
 	// the process that reads them (see RegisterBacklog).
@@ -52,6 +55,9 @@ type Metrics struct {
 	// may write the outbox: until it ends, the forwarder cannot see any
 	// commit after it.
 	OldestOutboxWriterAge prometheus.Gauge
+	// OldestUnsettledOrder is the age of the oldest order still pending or
+	// cancelling.
+	OldestUnsettledOrder prometheus.Gauge
 }
 
 // Namespace prefixes every metric of orderstream's.
@@ -103,6 +109,8 @@ func New() *Metrics {
 			"Messages parked to be tried again later after failing for a passing reason (a lock, a timeout, the database away), by handler.", "handler"),
 		MessagesParkedOverdue: counterVec("messages_parked_overdue_total",
 			"Messages parked again after failing for a passing reason for longer than PARK_SURFACE_AFTER, by handler.", "handler"),
+		OrdersRedriven: counterVec("orders_redriven_total",
+			"Orders unsettled for longer than ORDER_SETTLE_TIMEOUT whose events were sent again, by outcome: resent, in_flight (still in the outbox), no_event (none left to resend).", "outcome"),
 		OutboxPending: gauge("outbox_pending_messages",
 			"Outbox rows the forwarder has not moved to Redis yet."),
 		OutboxOldestAge: gauge("outbox_oldest_pending_age_seconds",
@@ -121,6 +129,8 @@ func New() *Metrics {
 			"Age of the oldest transaction in the PostgreSQL cluster that holds a transaction id (any database, any client): VACUUM keeps every row version it might see until it ends; 0 when none."),
 		OldestOutboxWriterAge: gauge("outbox_oldest_writer_age_seconds",
 			"Age of the oldest open transaction of orderstream's that may write the outbox and holds a transaction id: commits after it stay hidden from the outbox forwarder until it ends; 0 when none."),
+		OldestUnsettledOrder: gauge("orders_oldest_unsettled_age_seconds",
+			"Age of the oldest order still pending or cancelling, since it was placed; 0 when none."),
 	}
 	build := buildinfo.Read()
 	m.BuildInfo.WithLabelValues(build.Version, orUnknown(build.Revision), orUnknown(build.GoVersion)).Set(1)
@@ -129,7 +139,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.OrdersPlaced, m.OrdersCancelled, m.OrderSettle, m.InboxDuplicates,
-		m.MessagesParked, m.MessagesParkedOverdue,
+		m.MessagesParked, m.MessagesParkedOverdue, m.OrdersRedriven,
 	)
 	return m
 }
@@ -150,5 +160,5 @@ func (m *Metrics) Handler() http.Handler {
 // in the one process that reads them.
 func (m *Metrics) RegisterBacklog() {
 	m.Registry.MustRegister(m.OutboxPending, m.OutboxOldestAge, m.StreamLag, m.StreamPending, m.DeadLetters,
-		m.ParkedMessages, m.ParkedOldest, m.OldestTransactionAge, m.OldestOutboxWriterAge)
+		m.ParkedMessages, m.ParkedOldest, m.OldestTransactionAge, m.OldestOutboxWriterAge, m.OldestUnsettledOrder)
 }

@@ -70,14 +70,31 @@ func WithOutboxShards(ctx context.Context, n int) context.Context {
 	return context.WithValue(ctx, shardsKey{}, min(max(n, 1), MaxOutboxShards))
 }
 
-// outboxShard is the shard e goes to, as ctx spreads the events.
-func outboxShard(ctx context.Context, e events.Event, msg *message.Message) int {
-	n, _ := ctx.Value(shardsKey{}).(int)
-	key := msg.UUID
+// outboxKey is what places e in the outbox: its key (the order id), or
+// its UUID when it has none.
+func outboxKey(e events.Event, msg *message.Message) string {
 	if k, ok := e.(events.Keyed); ok {
-		key = k.Key()
+		return k.Key()
 	}
-	return ShardOf(key, n)
+	return msg.UUID
+}
+
+// OutboxKeyMetadata is the metadata of an outbox row (not of its event)
+// that holds the event's key, so that the events of one order can be
+// found again (outbox.Resend).
+const OutboxKeyMetadata = "key"
+
+// keyed writes the outbox rows it publishes with their event's key.
+type keyed struct {
+	message.Publisher
+	key string
+}
+
+func (p keyed) Publish(topic string, msgs ...*message.Message) error {
+	for _, m := range msgs {
+		m.Metadata.Set(OutboxKeyMetadata, p.key)
+	}
+	return p.Publisher.Publish(topic, msgs...)
 }
 
 // Publish writes e to the outbox inside tx. The event becomes visible to
@@ -114,8 +131,10 @@ func (tx *Tx) Publish(ctx context.Context, e events.Event) (err error) {
 	if err != nil {
 		return fmt.Errorf("create outbox publisher: %w", err)
 	}
-	shard := outboxShard(ctx, e, msg)
-	out := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic(shard)})
+	n, _ := ctx.Value(shardsKey{}).(int)
+	key := outboxKey(e, msg)
+	shard := ShardOf(key, n)
+	out := forwarder.NewPublisher(keyed{pub, key}, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic(shard)})
 	if err := out.Publish(e.Stream(), msg); err != nil {
 		return fmt.Errorf("write %s to outbox: %w", e.EventType(), err)
 	}
@@ -124,4 +143,13 @@ func (tx *Tx) Publish(ctx context.Context, e events.Event) (err error) {
 		tx.AfterCommit(func() { fn(shard) })
 	}
 	return nil
+}
+
+// Rewrote arranges, as Publish does, for ctx's commit hook (OnCommit) to
+// run with shard once tx commits: for outbox rows written other than by
+// Publish (outbox.Resend writes retained rows again).
+func (tx *Tx) Rewrote(ctx context.Context, shard int) {
+	if fn, ok := ctx.Value(commitHookKey{}).(func(int)); ok {
+		tx.AfterCommit(func() { fn(shard) })
+	}
 }

@@ -23,14 +23,18 @@ import (
 )
 
 // DeadLetter is a message that could not be handled, as the dead-letter
-// stream keeps it.
+// stream keeps it: once, however many entries hold it (Earlier).
 type DeadLetter struct {
-	ID      string // the dead-letter stream's entry ID
+	ID      string // the dead-letter stream's entry ID: the newest entry of the message
 	At      time.Time
 	Stream  string // where it came from, without the prefix
 	Handler string
 	Reason  string
 	Message *message.Message
+	// Earlier are the entry IDs of the message's older copies, oldest
+	// first: entries of the same UUID from the same stream, written when
+	// the message was dead-lettered again (deadletters_copies.go).
+	Earlier []string
 }
 
 // poisonKeys are the metadata the dead-letter middleware adds.
@@ -39,22 +43,50 @@ var poisonKeys = []string{
 	middleware.PoisonedHandlerKey, middleware.PoisonedSubscriberKey,
 }
 
-// DeadLetters returns the dead letters, oldest first.
+// DeadLetters returns the dead letters, each message once with all its
+// copies, oldest first (by the entry that speaks for each, its newest).
 func (s Config) DeadLetters(ctx context.Context, rdb redis.UniversalClient) ([]DeadLetter, error) {
 	entries, err := rdb.XRange(ctx, s.Name(events.StreamDeadLetter), "-", "+").Result()
 	if err != nil {
 		return nil, fmt.Errorf("read dead letters: %w", redisError(err))
 	}
-	return s.toDeadLetters(entries), nil
+	var l letterSet
+	for _, d := range s.toDeadLetters(entries) {
+		l.add(d, false)
+	}
+	slices.SortFunc(l.letters, func(a, b DeadLetter) int { return compareIDs(a.ID, b.ID) })
+	return l.letters, nil
 }
 
-// LatestDeadLetters returns the n newest dead letters, newest first.
+// latestPage is how many entries LatestDeadLetters reads at a time, at
+// least.
+const latestPage = 100
+
+// LatestDeadLetters returns the n newest dead letters, each message once,
+// newest first. It reads back only until it has n messages, so their
+// Earlier holds only the copies it met on the way (DeadLetters and
+// ReplayID find them all).
 func (s Config) LatestDeadLetters(ctx context.Context, rdb redis.UniversalClient, n int64) ([]DeadLetter, error) {
-	entries, err := rdb.XRevRangeN(ctx, s.Name(events.StreamDeadLetter), "+", "-", n).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read dead letters: %w", redisError(err))
+	var l letterSet
+	page := max(n, latestPage)
+	for end := "+"; n > 0; {
+		entries, err := rdb.XRevRangeN(ctx, s.Name(events.StreamDeadLetter), end, "-", page).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read dead letters: %w", redisError(err))
+		}
+		for _, d := range s.toDeadLetters(entries) {
+			l.add(d, int64(len(l.letters)) == n)
+		}
+		next, more := "", int64(len(entries)) == page
+		if more {
+			next, more = before(entries[len(entries)-1].ID)
+		}
+		if int64(len(l.letters)) == n || !more {
+			break
+		}
+		end = next
 	}
-	return s.toDeadLetters(entries), nil
+	return l.letters, nil
 }
 
 func (s Config) toDeadLetters(entries []redis.XMessage) []DeadLetter {
@@ -79,7 +111,8 @@ func (s Config) toDeadLetters(entries []redis.XMessage) []DeadLetter {
 // ErrNoDeadLetter means no dead letter has the ID asked for.
 var ErrNoDeadLetter = errors.New("no such dead letter")
 
-// ReplayID replays the dead letter with stream entry ID id (see Replay).
+// ReplayID replays the message of the dead letter with stream entry ID id,
+// with every copy of it, whichever copy id names (see Replay).
 // An id that is not a stream entry ID, "ms-seq", is ErrNoDeadLetter: XRANGE
 // would refuse it, or read a range ("-", "+", a bare millisecond) instead
 // of one entry.
@@ -89,24 +122,29 @@ func (s Config) ReplayID(ctx context.Context, rdb redis.UniversalClient, id stri
 		return fmt.Errorf("%w: %q is not a stream entry id (ms-seq)", ErrNoDeadLetter, id)
 	}
 	id = entry.String()
-	entries, err := rdb.XRangeN(ctx, s.Name(events.StreamDeadLetter), id, id, 1).Result()
+	// The whole stream, not the one entry: the copies of its message
+	// may be anywhere in it.
+	letters, err := s.DeadLetters(ctx, rdb)
 	if err != nil {
-		return fmt.Errorf("read dead letter %s: %w", id, redisError(err))
+		return fmt.Errorf("replay %s: %w", id, err)
 	}
-	if len(entries) == 0 {
-		return fmt.Errorf("%w: %s", ErrNoDeadLetter, id)
+	for _, d := range letters {
+		if d.Holds(id) {
+			return s.Replay(ctx, rdb, d)
+		}
 	}
-	return s.Replay(ctx, rdb, s.toDeadLetters(entries)[0])
+	return fmt.Errorf("%w: %s", ErrNoDeadLetter, id)
 }
 
 // ErrNotReplayable means a dead letter cannot go back to a stream: it
 // never was an event, or could not be read.
 var ErrNotReplayable = errors.New("dead letter cannot be replayed")
 
-// Replay publishes the dead letter d to the stream it came from, with its
-// original UUID and metadata, then deletes it from the dead-letter stream.
-// A crash between the two leaves it to be replayed again, which the inbox
-// makes harmless: the UUID is the deduplication key.
+// Replay publishes the dead letter d to the stream it came from, once, with
+// its original UUID and metadata, then deletes it from the dead-letter
+// stream: its entry and its earlier copies, in one XDEL. A crash between
+// the two leaves it to be replayed again, which the inbox makes harmless:
+// the UUID is the deduplication key.
 func (s Config) Replay(ctx context.Context, rdb redis.UniversalClient, d DeadLetter) error {
 	if d.Message.Metadata.Get(events.MetadataUndecodable) != "" || !slices.Contains(s.Consumed, d.Stream) {
 		return fmt.Errorf("%w: %s (from %q): %s", ErrNotReplayable, d.ID, d.Stream, d.Reason)
@@ -122,7 +160,7 @@ func (s Config) Replay(ctx context.Context, rdb redis.UniversalClient, d DeadLet
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.Name(d.Stream), Values: values}).Err(); err != nil {
 		return fmt.Errorf("replay %s: %w", d.ID, redisError(err))
 	}
-	if err := rdb.XDel(ctx, s.Name(events.StreamDeadLetter), d.ID).Err(); err != nil {
+	if err := rdb.XDel(ctx, s.Name(events.StreamDeadLetter), d.IDs()...).Err(); err != nil {
 		return fmt.Errorf("replay %s: delete dead letter: %w", d.ID, redisError(err))
 	}
 	return nil

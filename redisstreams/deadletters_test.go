@@ -73,3 +73,24 @@ func TestTolerantUnmarshaller_uuid(t *testing.T) {
 		t.Errorf("two entries with distinct bytes share UUID %s", a.UUID)
 	}
 }
+
+// TestCompareIDs: entry IDs order by time, then sequence, as numbers;
+// before is the ID just below one, across a millisecond's boundary.
+func TestCompareIDs(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{{"9-0", "10-0", -1}, {"10-2", "10-10", -1}, {"10-10", "10-2", 1}, {"7-1", "7-1", 0}} {
+		if got := compareIDs(c.a, c.b); got != c.want {
+			t.Errorf("compareIDs(%s, %s) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+	for id, want := range map[string]string{"10-3": "10-2", "10-0": "9-18446744073709551615", "0-1": "0-0"} {
+		if got, ok := before(id); !ok || got != want {
+			t.Errorf("before(%s) = %s, %v; want %s", id, got, ok, want)
+		}
+	}
+	if got, ok := before("0-0"); ok {
+		t.Errorf("before(0-0) = %s, want none", got)
+	}
+}
