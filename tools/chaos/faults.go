@@ -17,6 +17,7 @@ const (
 	faultRowLock  = "row_lock"      // a session holds one SKU's stock row FOR UPDATE
 	faultIdleTx   = "idle_tx"       // a session sits idle in a transaction that holds an xid
 	faultSIGTERM  = "sigterm"       // an application process stopped with SIGTERM, then started again
+	faultRewind   = "redis_rewind"  // redis-server killed with SIGKILL, then started on an older copy of its data
 
 	// The network faults (toxiproxy.go), each on one process's link to one
 	// server, in place for a while and then taken away.
@@ -30,7 +31,7 @@ const (
 var netFaultKinds = []string{faultLatency, faultReset, faultBlackhole, faultBandwidth}
 
 // faultKinds is the order of the counts in the summary.
-var faultKinds = append([]string{faultSIGKILL, faultRedis, faultPostgres}, append(netFaultKinds, faultRowLock, faultIdleTx, faultSIGTERM)...)
+var faultKinds = append([]string{faultSIGKILL, faultRedis, faultPostgres}, append(netFaultKinds, faultRowLock, faultIdleTx, faultSIGTERM, faultRewind)...)
 
 // faults counts the faults done, by kind. It is safe for concurrent use.
 type faults struct {

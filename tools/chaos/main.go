@@ -18,7 +18,11 @@
 //     stream must not wait for the lock (but for the locked SKU's), the
 //     ones placed meanwhile only until it ends;
 //   - graceful: processes are stopped with SIGTERM and started again; a
-//     graceful stop must leave nothing pending and redeliver nothing.
+//     graceful stop must leave nothing pending and redeliver nothing;
+//   - lost: with the workers paused, Redis is SIGKILLed and started on a
+//     copy of its data taken before orders whose OrderPlaced it had
+//     acknowledged; those orders must still settle, re-driven once pending
+//     for ORDER_SETTLE_TIMEOUT (1 min unless the environment sets it).
 //
 // Then it checks, through the database and the API, that every order
 // settled exactly once, that stock adds up, and that an order is shown to
@@ -30,9 +34,9 @@
 //
 // make chaos builds it into bin/chaos and runs it from the repository root:
 //
-//	bin/chaos -bin bin/orderstream [-scenarios crash,lock,graceful] [-orders 5000] [-clients 16] [-rate 60]
+//	bin/chaos -bin bin/orderstream [-scenarios crash,lock,graceful,lost] [-orders 5000] [-clients 16] [-rate 60]
 //	    [-kill-every 3s] [-pg-crashes 3] [-redis-crashes 3] [-net-every 4s] [-lock-hold 1m] [-idle-hold 20s]
-//	    [-graceful-orders 1500] [-term-every 4s] [-keep] [-seed N]
+//	    [-graceful-orders 1500] [-term-every 4s] [-lost-orders 100] [-keep] [-seed N]
 package main
 
 import (
@@ -80,6 +84,7 @@ type options struct {
 	idleHold       time.Duration
 	gracefulOrders int
 	termEvery      time.Duration
+	lostOrders     int
 	keep           bool
 	seed           uint64
 	orderTimeout   time.Duration
@@ -121,6 +126,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.gracefulOrders, "graceful-orders", 1500, "orders the graceful scenario places")
 	fs.DurationVar(&o.termEvery, "term-every", 4*time.Second,
 		"mean time between SIGTERMs of the graceful scenario (each gap is drawn from ±1/3 of it); 0 stops nothing")
+	fs.IntVar(&o.lostOrders, "lost-orders", 100, "orders whose OrderPlaced the lost scenario has Redis lose")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data) even when the run passes")
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed for orders, stock and chaos (0: from the clock)")
 	fs.DurationVar(&o.orderTimeout, "order-timeout", 2*time.Minute, "the most one order may take to be accepted, retries included")
@@ -151,8 +157,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	case len(o.scenarios) == 0:
 		return o, errors.New("-scenarios names none")
-	case o.orders < 1 || o.clients < 1 || o.gracefulOrders < 1:
-		return o, errors.New("-orders, -graceful-orders and -clients must be at least 1")
+	case o.orders < 1 || o.clients < 1 || o.gracefulOrders < 1 || o.lostOrders < 1:
+		return o, errors.New("-orders, -graceful-orders, -lost-orders and -clients must be at least 1")
 	case o.killEvery < 0 || o.termEvery < 0 || o.netEvery < 0 || o.rate < 0 || o.pgCrashes < 0 || o.redisCrashes < 0:
 		return o, errors.New("-kill-every, -term-every, -net-every, -rate, -pg-crashes and -redis-crashes must not be negative")
 	case o.lockHold <= 0 || o.idleHold <= 0:

@@ -145,9 +145,10 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 // through, to try other settings: among them STREAM_CLAIM_IDLE,
 // HANDLER_TIMEOUT, HANDLER_MAX_RETRIES, WORKER_CONCURRENCY, SHUTDOWN_TIMEOUT,
 // PARK_BACKOFF_INITIAL, PARK_BACKOFF_MAX, PARK_SURFACE_AFTER,
-// DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT. The harness reads
-// those its own bounds depend on from its environment too (knobs), with
-// config.go's defaults, so that both see the same values.
+// DB_LOCK_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT and ORDER_SETTLE_TIMEOUT
+// (harnessOrderSettleTimeout, 15 s, when the environment sets none). The
+// harness reads those its own bounds depend on from its environment too
+// (knobs), with config.go's defaults, so that both see the same values.
 func inheritedEnv() []string {
 	owned := []string{"DATABASE_URL", "REDIS_URL", "HTTP_ADDR", "ADMIN_TOKEN", "LOG_FORMAT", "LOG_LEVEL",
 		"OUTBOX_POLL_INTERVAL", "STREAM_PREFIX", "METRICS_ADDR", "OPS_ADDR",

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -82,16 +85,125 @@ func (s *redisServer) client() *redis.Client {
 // what it acknowledged must come back from the append-only file.
 func (s *redisServer) crash(ctx context.Context) (time.Duration, error) {
 	began := time.Now()
-	s.child.signal(syscall.SIGKILL)
-	select {
-	case <-s.child.exited:
-	case <-time.After(30 * time.Second):
-		return 0, fmt.Errorf("redis-server pid %d still runs 30s after SIGKILL", s.child.pid())
+	if err := s.kill(); err != nil {
+		return 0, err
 	}
 	if err := s.start(ctx); err != nil {
 		return 0, err
 	}
 	return time.Since(began), nil
+}
+
+// kill SIGKILLs redis-server and waits until it is gone.
+func (s *redisServer) kill() error {
+	s.child.signal(syscall.SIGKILL)
+	select {
+	case <-s.child.exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("redis-server pid %d still runs 30s after SIGKILL", s.child.pid())
+	}
+}
+
+// snapshotDir is where snapshot keeps its copy of the data directory.
+func (s *redisServer) snapshotDir() string {
+	return filepath.Join(filepath.Dir(s.dataDir), "redis-snapshot")
+}
+
+// snapshot copies the data directory (the append-only files: nothing else
+// is written there) as it is now, for rewind. Writes are paused meanwhile
+// (CLIENT PAUSE WRITE), so that the copy is of one moment: every write
+// acknowledged before it is in the copy (appendfsync always), none after.
+func (s *redisServer) snapshot(ctx context.Context) error {
+	rdb := s.client()
+	defer rdb.Close()
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 30000, "WRITE").Err(); err != nil {
+		return fmt.Errorf("pause writes: %w", err)
+	}
+	defer rdb.Do(context.WithoutCancel(ctx), "CLIENT", "UNPAUSE")
+	// A rewrite of the append-only file under way changes the files
+	// being copied; paused, nothing starts another.
+	for {
+		info, err := rdb.Info(ctx, "persistence").Result()
+		if err != nil {
+			return fmt.Errorf("read persistence info: %w", err)
+		}
+		if strings.Contains(info, "aof_rewrite_in_progress:0") && strings.Contains(info, "aof_rewrite_scheduled:0") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := os.RemoveAll(s.snapshotDir()); err != nil {
+		return err
+	}
+	return copyDir(s.dataDir, s.snapshotDir())
+}
+
+// rewind kills redis-server with SIGKILL and starts it again on the copy
+// snapshot took: whatever it acknowledged since is gone, as when a disk
+// is restored from a backup or a replica that had not received the last
+// writes is promoted.
+func (s *redisServer) rewind(ctx context.Context) (time.Duration, error) {
+	began := time.Now()
+	if _, err := os.Stat(s.snapshotDir()); err != nil {
+		return 0, fmt.Errorf("no snapshot to rewind to: %w", err)
+	}
+	if err := s.kill(); err != nil {
+		return 0, err
+	}
+	if err := os.RemoveAll(s.dataDir); err != nil {
+		return 0, err
+	}
+	if err := copyDir(s.snapshotDir(), s.dataDir); err != nil {
+		return 0, fmt.Errorf("restore the snapshot: %w", err)
+	}
+	if err := s.start(ctx); err != nil {
+		return 0, err
+	}
+	return time.Since(began), nil
+}
+
+// copyDir copies the directory src, its files and subdirectories, to dst,
+// which must not exist.
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.Mkdir(to, info.Mode().Perm())
+		case !info.Mode().IsRegular():
+			return fmt.Errorf("copy %s: not a regular file", path)
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return fmt.Errorf("copy %s: %w", path, err)
+		}
+		return out.Close()
+	})
 }
 
 func (s *redisServer) stop(logger *slog.Logger) {

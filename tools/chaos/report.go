@@ -25,6 +25,7 @@ type report struct {
 	streams                      streamStats
 	settle                       settleResult // of the crash scenario, after its last fault
 	lock                         lockResult   // of the lock scenario's row lock
+	lost                         lostResult   // of the lost scenario
 	proxiesReplaced              int          // network proxies replaced because they wedged
 	settleWait, duration         time.Duration
 	exitNotes                    []string // why processes exited by themselves
@@ -57,10 +58,11 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d cancelled=%d cancels_first=%d pending=%d %s scenarios=%s "+
 		"retries=%d replays=%d process_starts=%d self_exits=%d redeliveries=%d deadletters=%d "+
 		"proxies_replaced=%d settled_after_faults=%s settle_bound=%s lock_others_p99=%s lock_held_settled_after_release=%s "+
-		"settle_wait=%s duration=%s seed=%d\n",
+		"lost_settled_after=%s settle_wait=%s duration=%s seed=%d\n",
 		verdict(len(r.violations)), r.orders, r.confirmed, r.rejected, r.cancelled, r.overtaken, r.pending, r.faults, strings.Join(scen, ","),
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
 		r.proxiesReplaced, settled(r.settle.took), settled(r.settle.bound), r.lock.othersP99(), settled(r.lock.heldAfterRelease),
+		settled(r.lost.settledAfter),
 		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.seed)
 	for _, v := range r.violations {
 		fmt.Fprintln(w, "  violation:", v)
@@ -77,7 +79,7 @@ func (r *report) print(w io.Writer) {
 }
 
 // settled formats how long the orders took to settle, or the bound: "-"
-// when they did not, or the crash scenario did not run.
+// when they did not, or the scenario did not run.
 func settled(d time.Duration) string {
 	if d <= 0 {
 		return "-"

@@ -28,6 +28,7 @@ type harness struct {
 	found   *findings
 	settle  settleResult
 	lock    lockResult
+	lost    lostResult
 }
 
 // scenario is one test run against the running cluster, after the ones
@@ -45,7 +46,7 @@ type scenario struct {
 // scenarios run in this order; -scenarios selects among them. A new
 // scenario is a function of its own and an entry here.
 func scenarios() []*scenario {
-	lock, graceful := &lockScenario{}, &gracefulScenario{}
+	lock, graceful, lost := &lockScenario{}, &gracefulScenario{}, &lostScenario{}
 	var crash indices
 	return []*scenario{
 		{"crash", "SIGKILLed processes, Redis SIGKILLed and PostgreSQL stopped immediately, under load",
@@ -55,6 +56,8 @@ func scenarios() []*scenario {
 			lock.prepare, lock.run},
 		{"graceful", "processes stopped with SIGTERM under load and started again",
 			graceful.prepare, graceful.run},
+		{"lost", "Redis started on an older copy of its data, losing OrderPlaced entries it acknowledged",
+			lost.prepare, lost.run},
 	}
 }
 
@@ -134,6 +137,7 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	rep.faults = h.faults.String()
 	rep.settle = h.settle
 	rep.lock = h.lock
+	rep.lost = h.lost
 	if h.net != nil {
 		rep.proxiesReplaced = h.net.replaced()
 	}

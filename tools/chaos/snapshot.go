@@ -27,7 +27,7 @@ type snapshot struct {
 	stock        map[string]dbStock  // by SKU
 	reservations map[string][]item   // by order id
 	inbox        map[string]int      // rows per handler
-	outbox       map[string]int      // events per event type
+	outbox       map[string]int      // events (distinct UUIDs) per event type
 }
 
 func readSnapshot(ctx context.Context, db *sql.DB) (*snapshot, error) {
@@ -101,8 +101,12 @@ func readSnapshot(ctx context.Context, db *sql.DB) (*snapshot, error) {
 			s.inbox[h] = n
 			return err
 		}},
-		// The forwarder's envelope holds each event's own metadata.
-		{"outbox", `SELECT coalesce(payload::jsonb->'metadata'->>'event_type', ''), count(*) FROM ` + outboxRows + ` AS o GROUP BY 1`,
+		// The forwarder's envelope holds each event's own UUID and
+		// metadata. An event is counted once however many rows hold it: a
+		// re-drive writes an unsettled order's events again, each with its
+		// UUID.
+		{"outbox", `SELECT coalesce(payload::jsonb->'metadata'->>'event_type', ''), count(DISTINCT payload::jsonb->>'uuid') FROM ` +
+			outboxRows + ` AS o GROUP BY 1`,
 			func(scan func(...any) error) error {
 				var typ string
 				var n int

@@ -22,6 +22,9 @@ const (
 // entry is a stream entry as the checks need it.
 type entry struct {
 	id, uuid, orderID string
+	// putBack is set on a message that a worker parked after a passing
+	// failure and put back on its stream (metadata parked_handler).
+	putBack bool
 }
 
 // lastID is the id of the newest entry of stream, or "0" when there is none.
@@ -66,6 +69,7 @@ func describeEntry(e redis.XMessage) entry {
 		return d
 	}
 	d.uuid = msg.UUID
+	d.putBack = msg.Metadata.Get("parked_handler") != ""
 	var p struct {
 		OrderID string `json:"order_id"`
 	}
