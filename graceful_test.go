@@ -62,6 +62,10 @@ func TestRun_gracefulStop(t *testing.T) {
 		"STREAM_CLAIM_IDLE":   "21s",
 		"WORKER_CONCURRENCY":  "4",
 		"SHUTDOWN_TIMEOUT":    "30s",
+		// Shorter than the Redis pauses below: a forwarder's poll sits
+		// idle in its transaction while its batch waits for Redis, and
+		// must outlive them (its own limit is the stop's time).
+		"DB_IDLE_IN_TRANSACTION_TIMEOUT": "1500ms",
 	}
 	names := make([]string, 0, len(vars))
 	for k := range vars {
