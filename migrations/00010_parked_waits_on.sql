@@ -9,5 +9,11 @@
 -- message, and its messages go back the moment it frees (package parked).
 ALTER TABLE parked_messages ADD COLUMN waits_on text[];
 
+-- Until when a message taken to be put back on its stream is out of the
+-- other republishers' reach (and of a wake-up's): set by the lease,
+-- cleared when the message is parked again.
+ALTER TABLE parked_messages ADD COLUMN leased_until timestamptz;
+
 -- +goose Down
+ALTER TABLE parked_messages DROP COLUMN leased_until;
 ALTER TABLE parked_messages DROP COLUMN waits_on;

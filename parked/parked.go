@@ -75,11 +75,13 @@ func normalized(keys []string) []string {
 // Wake puts back at once the messages of handler parked waiting for keys
 // that keys holds (a subset of them): msg, which waited for keys, has just
 // succeeded, so what held them is gone. It is called with the keys of a
-// message put back after waiting (MetadataWaitsOn).
+// message put back after waiting (MetadataWaitsOn). A message on its way
+// back already (leased) is left alone: waking it would put it back twice.
 func (s *Store) Wake(ctx context.Context, handler string, keys []string) error {
 	res, err := s.db.ExecContext(ctx, `
 		UPDATE parked_messages SET next_attempt_at = now()
-		WHERE handler = $1 AND waits_on <@ $2 AND next_attempt_at > now()`,
+		WHERE handler = $1 AND waits_on <@ $2 AND next_attempt_at > now()
+		  AND (leased_until IS NULL OR leased_until <= now())`,
 		handler, pq.Array(normalized(keys)))
 	if err != nil {
 		return fmt.Errorf("wake parked messages: %w", err)
@@ -188,7 +190,7 @@ func (s *Store) Park(ctx context.Context, handler, stream string, msg *message.M
 			attempts = GREATEST(p.attempts, excluded.attempts),
 			first_failed_at = LEAST(p.first_failed_at, excluded.first_failed_at),
 			next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error,
-			waits_on = excluded.waits_on
+			waits_on = excluded.waits_on, leased_until = NULL
 		RETURNING attempts, EXTRACT(EPOCH FROM now() - first_failed_at)::float8,
 			EXTRACT(EPOCH FROM next_attempt_at - now())::float8`,
 		handler, msg.UUID, stream, []byte(msg.Payload), string(metadata),

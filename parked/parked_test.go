@@ -153,11 +153,20 @@ func TestStore(t *testing.T) {
 		if due(follower1) || due(follower2) {
 			t.Fatal("woken by another handler's keys or by a subset of theirs")
 		}
+		// One of them on its way back (leased, as the republisher leaves
+		// it until Redis took it) is not woken: it would go back twice.
+		if _, err := db.Exec(`UPDATE parked_messages SET leased_until = now() + interval '10 seconds',
+			next_attempt_at = now() + interval '10 seconds' WHERE handler = $1 AND message_uuid = $2`, handler, follower2.UUID); err != nil {
+			t.Fatal(err)
+		}
 		if err := held.Wake(ctx, handler, []string{"SKU-B", "SKU-A"}); err != nil {
 			t.Fatal(err)
 		}
-		if !due(follower1) || !due(follower2) {
-			t.Error("the messages waiting for SKU-A and SKU-B are not due once a message waiting for both succeeded")
+		if !due(follower1) {
+			t.Error("the message waiting for SKU-A and SKU-B is not due once a message waiting for both succeeded")
+		}
+		if due(follower2) {
+			t.Error("a message on its way back was woken: it would be put back twice")
 		}
 		time.Sleep(100 * time.Millisecond) // the wider probe's own wait
 

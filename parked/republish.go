@@ -116,11 +116,13 @@ func (r *Republisher) republishBatch(ctx context.Context) (int, error) {
 			UPDATE parked_messages o SET next_attempt_at = now() + $4::bigint * interval '1 millisecond'
 			FROM probe WHERE o.handler = probe.handler AND o.waits_on = probe.waits_on
 			  AND o.message_uuid <> probe.message_uuid
-			  AND o.next_attempt_at < now() + $4::bigint * interval '1 millisecond'),
+			  AND o.next_attempt_at < now() + $4::bigint * interval '1 millisecond'
+			  AND (o.leased_until IS NULL OR o.leased_until <= now())),
 		taken AS (
 			SELECT handler, message_uuid FROM due WHERE waits_on IS NULL
 			UNION ALL SELECT handler, message_uuid FROM probe)
-		UPDATE parked_messages p SET next_attempt_at = now() + $2::bigint * interval '1 millisecond'
+		UPDATE parked_messages p SET next_attempt_at = now() + $2::bigint * interval '1 millisecond',
+			leased_until = now() + $2::bigint * interval '1 millisecond'
 		FROM taken
 		WHERE p.handler = taken.handler AND p.message_uuid = taken.message_uuid
 		RETURNING p.handler, p.message_uuid, p.stream, p.payload, p.metadata, p.attempts, p.first_failed_at, p.waits_on`,

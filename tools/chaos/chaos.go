@@ -79,7 +79,9 @@ type serverCrash struct {
 // evenly over the load, each started again at once on its data. It returns
 // when all are done or ctx is done; the load reaches 1 by itself, so every
 // crash happens in a complete run, and the waits between them mean a crash
-// is over before the next begins.
+// is over before the next begins. With -pgbouncer, PgBouncer stays up
+// through each PostgreSQL crash and reconnects once it is back
+// (pgbouncer.go).
 func (h *harness) crashServers(ctx context.Context, progress func() float64) {
 	var plan []serverCrash
 	for i := range max(h.opts.pgCrashes, h.opts.redisCrashes) {

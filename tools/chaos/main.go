@@ -28,6 +28,12 @@
 // settled exactly once, that stock adds up, and that an order is shown to
 // its customer and to no other.
 //
+// With -pgbouncer the processes reach PostgreSQL through a PgBouncer of the
+// harness's own in transaction pooling mode (DATABASE_URL, with
+// DATABASE_POOLER=pgbouncer) and PostgreSQL itself for what needs a session
+// of its own (DATABASE_SESSION_URL), under the same scenarios and faults;
+// the checks read PostgreSQL directly.
+//
 // It prints one summary line, PASS or FAIL with the count of each fault and
 // the verdict of each scenario, followed by each violation, and exits
 // non-zero on any violation.
@@ -36,7 +42,7 @@
 //
 //	bin/chaos -bin bin/orderstream [-scenarios crash,lock,graceful,lost] [-orders 5000] [-clients 16] [-rate 60]
 //	    [-kill-every 3s] [-pg-crashes 3] [-redis-crashes 3] [-net-every 4s] [-lock-hold 1m] [-idle-hold 20s]
-//	    [-graceful-orders 1500] [-term-every 4s] [-lost-orders 100] [-keep] [-seed N]
+//	    [-graceful-orders 1500] [-term-every 4s] [-lost-orders 100] [-pgbouncer] [-keep] [-seed N]
 package main
 
 import (
@@ -85,6 +91,7 @@ type options struct {
 	gracefulOrders int
 	termEvery      time.Duration
 	lostOrders     int
+	pgbouncer      bool
 	keep           bool
 	seed           uint64
 	orderTimeout   time.Duration
@@ -120,13 +127,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.pgCrashes, "pg-crashes", 3, "times the crash scenario stops PostgreSQL with pg_ctl stop -m immediate")
 	fs.IntVar(&o.redisCrashes, "redis-crashes", 3, "times the crash scenario kills Redis with SIGKILL")
 	fs.DurationVar(&o.netEvery, "net-every", 4*time.Second,
-		"mean time between the crash scenario's network faults (latency, reset, blackhole, bandwidth) on a random process's link to PostgreSQL or Redis; 0: none")
+		"mean time between the crash scenario's network faults (latency, reset, blackhole, bandwidth) on a random process's link to PostgreSQL, Redis or, with -pgbouncer, PgBouncer; 0: none")
 	fs.DurationVar(&o.lockHold, "lock-hold", time.Minute, "how long the lock scenario holds a stock row FOR UPDATE")
 	fs.DurationVar(&o.idleHold, "idle-hold", 20*time.Second, "how long the lock scenario's session sits idle in a transaction")
 	fs.IntVar(&o.gracefulOrders, "graceful-orders", 1500, "orders the graceful scenario places")
 	fs.DurationVar(&o.termEvery, "term-every", 4*time.Second,
 		"mean time between SIGTERMs of the graceful scenario (each gap is drawn from ±1/3 of it); 0 stops nothing")
 	fs.IntVar(&o.lostOrders, "lost-orders", 100, "orders whose OrderPlaced the lost scenario has Redis lose")
+	fs.BoolVar(&o.pgbouncer, "pgbouncer", false,
+		"run the processes through a PgBouncer in transaction pooling mode in front of PostgreSQL (DATABASE_URL, DATABASE_POOLER=pgbouncer), "+
+			"PostgreSQL itself on DATABASE_SESSION_URL; it stays up across PostgreSQL's crashes")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data) even when the run passes")
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed for orders, stock and chaos (0: from the clock)")
 	fs.DurationVar(&o.orderTimeout, "order-timeout", 2*time.Minute, "the most one order may take to be accepted, retries included")
@@ -243,12 +253,20 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 		return nil, err
 	}
 	defer rd.stop(logger)
+	at := servers{databaseURL: pg.url(dbName), redisURL: rd.url()}
+	var pooler *pgBouncer
+	if opts.pgbouncer {
+		if pooler, err = startPgBouncer(ctx, logger, dir, pg); err != nil {
+			return nil, err
+		}
+		defer pooler.stop(logger)
+		at.databaseURL, at.sessionURL = pooler.url(dbName), pg.url(dbName)
+	}
 
 	// Every process reaches each server through a proxy of its own, for
 	// the network faults (with -net-every 0 they reach the servers
 	// directly).
 	f := newFaults(faultKinds...)
-	at := servers{databaseURL: pg.url(dbName), redisURL: rd.url()}
 	var nw *network
 	route := func(string) (servers, error) { return at, nil }
 	if opts.netEvery > 0 {
@@ -267,7 +285,10 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 	defer cluster.stop()
 
 	rep := &report{seed: opts.seed}
-	if err := exercise(ctx, logger, opts, cluster, creds, pg, rd, nw, f, rep); err != nil {
+	if pooler != nil {
+		rep.pooler = "pgbouncer"
+	}
+	if err := exercise(ctx, logger, opts, cluster, creds, pg, pooler, rd, nw, f, rep); err != nil {
 		return nil, err
 	}
 	rep.duration = time.Since(start)

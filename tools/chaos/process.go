@@ -50,8 +50,10 @@ type cluster struct {
 
 // servers are the URLs the application processes reach PostgreSQL and Redis
 // at: the servers' own, or something in between (a proxy that injects
-// network faults) when it is started first.
-type servers struct{ databaseURL, redisURL string }
+// network faults) when it is started first. With -pgbouncer, databaseURL
+// reaches PostgreSQL through PgBouncer and sessionURL reaches PostgreSQL
+// itself (DATABASE_SESSION_URL); without, sessionURL is empty.
+type servers struct{ databaseURL, sessionURL, redisURL string }
 
 // startCluster starts the processes, each reaching the servers at the URLs
 // route gives for its name (a proxy of its own, for the network faults),
@@ -100,6 +102,9 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 		}
 		ops := fmt.Sprintf("127.0.0.1:%d", port)
 		env := append(append([]string(nil), base...), "DATABASE_URL="+at.databaseURL, "REDIS_URL="+at.redisURL, "OPS_ADDR="+ops)
+		if at.sessionURL != "" {
+			env = append(env, "DATABASE_POOLER=pgbouncer", "DATABASE_SESSION_URL="+at.sessionURL)
+		}
 		c.procs = append(c.procs, &proc{
 			name:    name,
 			path:    bin,
@@ -137,10 +142,12 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 }
 
 // inheritedEnv is the harness's environment without the variables that
-// would point the processes at other servers, make them collide with each
-// other (OPS_ADDR, and METRICS_ADDR, its old name), hide their streams from
-// the checks, refuse the harness's tokens (another key, issuer or
-// audience), throttle the load, or accept development secrets
+// would point the processes at other servers (DATABASE_SESSION_URL and
+// DATABASE_POOLER among them: the harness sets both with -pgbouncer,
+// neither without), make them collide with each other (OPS_ADDR, and
+// METRICS_ADDR, its old name), hide their streams from the checks, refuse
+// the harness's tokens (another key, issuer or audience), throttle the
+// load, or accept development secrets
 // (ORDERSTREAM_DEV: the harness runs as deployed). The remaining knobs pass
 // through, to try other settings: among them STREAM_CLAIM_IDLE,
 // HANDLER_TIMEOUT, HANDLER_MAX_RETRIES, WORKER_CONCURRENCY, SHUTDOWN_TIMEOUT,
@@ -150,7 +157,8 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 // harness reads those its own bounds depend on from its environment too
 // (knobs), with config.go's defaults, so that both see the same values.
 func inheritedEnv() []string {
-	owned := []string{"DATABASE_URL", "REDIS_URL", "HTTP_ADDR", "ADMIN_TOKEN", "LOG_FORMAT", "LOG_LEVEL",
+	owned := []string{"DATABASE_URL", "DATABASE_SESSION_URL", "DATABASE_POOLER", "REDIS_URL",
+		"HTTP_ADDR", "ADMIN_TOKEN", "LOG_FORMAT", "LOG_LEVEL",
 		"OUTBOX_POLL_INTERVAL", "STREAM_PREFIX", "METRICS_ADDR", "OPS_ADDR",
 		"AUTH_JWT_SECRET", "AUTH_JWKS_URL", "AUTH_JWT_ISSUER", "AUTH_JWT_AUDIENCE", "ORDERSTREAM_DEV",
 		"RATE_LIMIT_PER_S", "HTTP_MAX_CONNS_PER_CLIENT"}

@@ -28,6 +28,7 @@ type report struct {
 	lost                         lostResult   // of the lost scenario
 	proxiesReplaced              int          // network proxies replaced because they wedged
 	settleWait, duration         time.Duration
+	pooler                       string   // what the processes reach PostgreSQL through: "pgbouncer", or "" for nothing
 	exitNotes                    []string // why processes exited by themselves
 	violations                   []string
 }
@@ -58,12 +59,12 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d cancelled=%d cancels_first=%d pending=%d %s scenarios=%s "+
 		"retries=%d replays=%d process_starts=%d self_exits=%d redeliveries=%d deadletters=%d "+
 		"proxies_replaced=%d settled_after_faults=%s settle_bound=%s lock_others_p99=%s lock_held_settled_after_release=%s "+
-		"lost_settled_after=%s settle_wait=%s duration=%s seed=%d\n",
+		"lost_settled_after=%s settle_wait=%s duration=%s %sseed=%d\n",
 		verdict(len(r.violations)), r.orders, r.confirmed, r.rejected, r.cancelled, r.overtaken, r.pending, r.faults, strings.Join(scen, ","),
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
 		r.proxiesReplaced, settled(r.settle.took), settled(r.settle.bound), r.lock.othersP99(), settled(r.lock.heldAfterRelease),
 		settled(r.lost.settledAfter),
-		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.seed)
+		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.poolerField(), r.seed)
 	for _, v := range r.violations {
 		fmt.Fprintln(w, "  violation:", v)
 	}
@@ -76,6 +77,15 @@ func (r *report) print(w io.Writer) {
 	for _, d := range r.streams.deadLetterReasons {
 		fmt.Fprintln(w, "  dead letter:", d)
 	}
+}
+
+// poolerField is "pooler=pgbouncer " when the processes went through
+// PgBouncer, and nothing when they reached PostgreSQL directly.
+func (r *report) poolerField() string {
+	if r.pooler == "" {
+		return ""
+	}
+	return "pooler=" + r.pooler + " "
 }
 
 // settled formats how long the orders took to settle, or the bound: "-"

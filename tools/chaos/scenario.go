@@ -62,10 +62,10 @@ func scenarios() []*scenario {
 }
 
 // exercise runs the selected scenarios against a running cluster, then the
-// checks over every order. Violations go into rep; an error means the run
+// checks over every order (pooler is nil without -pgbouncer). Violations go into rep; an error means the run
 // itself could not go on.
 func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluster, creds *harnessCredentials, pg *pgServer,
-	rd *redisServer, nw *network, f *faults, rep *report) error {
+	pooler *pgBouncer, rd *redisServer, nw *network, f *faults, rep *report) error {
 	h := &harness{
 		opts: opts, logger: logger, cluster: cl, pg: pg, redis: rd, net: nw,
 		client: newAPIClient(cl.apiURLs, opts.clients+4, creds),
@@ -130,6 +130,9 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	}
 	if !rd.child.running() {
 		h.found.add("servers", "redis-server exited during the run without the harness asking; see %s", rd.logPath)
+	}
+	if pooler != nil && !pooler.child.running() {
+		h.found.add("servers", "pgbouncer exited during the run without the harness asking; see %s", pooler.logPath)
 	}
 	rep.orders = len(h.plan.orders)
 	rep.checks = h.found.total() - before

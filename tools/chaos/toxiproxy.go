@@ -17,12 +17,18 @@ import (
 
 // network puts a Toxiproxy proxy between each application process and each
 // server, run in the harness's own process, so that a fault hits one
-// process's link to PostgreSQL or Redis and nothing else. The proxies stay
-// for the whole run; faults are put on them only while the crash
-// scenario's load runs (faultUntil is one of its disrupters).
+// process's link to PostgreSQL or Redis and nothing else. With -pgbouncer
+// the proxies sit between each process and PgBouncer (DATABASE_URL; link
+// "pgbouncer") and between each process and PostgreSQL itself
+// (DATABASE_SESSION_URL; link "postgres"), not between PgBouncer and
+// PostgreSQL: a fault still hits one process, and PgBouncer sees that
+// client stall, crawl or vanish in the middle of a transaction whose
+// server session it holds. The proxies stay for the whole run; faults are
+// put on them only while the crash scenario's load runs (faultUntil is one
+// of its disrupters).
 type network struct {
 	tp     *netfault.Server
-	at     servers // the servers' own URLs
+	at     servers // the servers' own URLs (PgBouncer's on databaseURL with -pgbouncer)
 	every  time.Duration
 	faults *faults
 	logger *slog.Logger
@@ -52,19 +58,27 @@ func (n *network) close() {
 	}
 }
 
-// route gives process proxies of its own to PostgreSQL and Redis, and
-// returns the URLs that reach the servers through them (startCluster's
-// route).
+// route gives process proxies of its own to PostgreSQL (and PgBouncer,
+// with -pgbouncer) and Redis, and returns the URLs that reach the servers
+// through them (startCluster's route).
 func (n *network) route(process string) (servers, error) {
-	dbURL, err := n.proxy(process, "postgres", n.at.databaseURL)
+	var at servers
+	var err error
+	if n.at.sessionURL == "" {
+		at.databaseURL, err = n.proxy(process, "postgres", n.at.databaseURL)
+	} else {
+		at.databaseURL, err = n.proxy(process, "pgbouncer", n.at.databaseURL)
+		if err == nil {
+			at.sessionURL, err = n.proxy(process, "postgres", n.at.sessionURL)
+		}
+	}
 	if err != nil {
 		return servers{}, err
 	}
-	redisURL, err := n.proxy(process, "redis", n.at.redisURL)
-	if err != nil {
+	if at.redisURL, err = n.proxy(process, "redis", n.at.redisURL); err != nil {
 		return servers{}, err
 	}
-	return servers{databaseURL: dbURL, redisURL: redisURL}, nil
+	return at, nil
 }
 
 // proxy starts a proxy to the server of rawURL and returns rawURL through it.
