@@ -73,7 +73,7 @@ mutate: services
 	done; \
 	test ! -s $(MUTATE_OUT)/failed || { echo "mutate: gremlins failed on: $$(cat $(MUTATE_OUT)/failed)"; exit 1; }
 
-## chaos: crash processes, Redis and PostgreSQL, hold locks, stop processes gracefully and make Redis forget what it acknowledged, under load, then check every guarantee; CHAOS_FLAGS=-pgbouncer runs it all through a PgBouncer in transaction pooling mode
+## chaos: crash processes, Redis and PostgreSQL, hold locks, stop processes gracefully, make Redis forget what it acknowledged and fail a Redis master over to its replica through Sentinels, under load, then check every guarantee; CHAOS_FLAGS=-pgbouncer runs it all through a PgBouncer in transaction pooling mode
 chaos: build
 	cd tools && $(GO) build -o ../bin/chaos ./chaos
 	bin/chaos -bin bin/orderstream $(CHAOS_FLAGS)

@@ -11,13 +11,14 @@ import (
 // of fault adds its name to faultKinds and counts each
 // time it strikes with faults.add; the summary then prints it, 0 included.
 const (
-	faultSIGKILL  = "sigkill"       // an application process killed with SIGKILL
-	faultRedis    = "redis_sigkill" // redis-server killed with SIGKILL, then started on its data
-	faultPostgres = "pg_immediate"  // pg_ctl stop -m immediate, then crash recovery at start
-	faultRowLock  = "row_lock"      // a session holds one SKU's stock row FOR UPDATE
-	faultIdleTx   = "idle_tx"       // a session sits idle in a transaction that holds an xid
-	faultSIGTERM  = "sigterm"       // an application process stopped with SIGTERM, then started again
-	faultRewind   = "redis_rewind"  // redis-server killed with SIGKILL, then started on an older copy of its data
+	faultSIGKILL  = "sigkill"        // an application process killed with SIGKILL
+	faultRedis    = "redis_sigkill"  // redis-server killed with SIGKILL, then started on its data
+	faultPostgres = "pg_immediate"   // pg_ctl stop -m immediate, then crash recovery at start
+	faultRowLock  = "row_lock"       // a session holds one SKU's stock row FOR UPDATE
+	faultIdleTx   = "idle_tx"        // a session sits idle in a transaction that holds an xid
+	faultSIGTERM  = "sigterm"        // an application process stopped with SIGTERM, then started again
+	faultRewind   = "redis_rewind"   // redis-server killed with SIGKILL, then started on an older copy of its data
+	faultFailover = "redis_failover" // a Redis master SIGKILLed and its replica promoted by the Sentinels
 
 	// The network faults (toxiproxy.go), each on one process's link to one
 	// server, in place for a while and then taken away.
@@ -31,7 +32,7 @@ const (
 var netFaultKinds = []string{faultLatency, faultReset, faultBlackhole, faultBandwidth}
 
 // faultKinds is the order of the counts in the summary.
-var faultKinds = append([]string{faultSIGKILL, faultRedis, faultPostgres}, append(netFaultKinds, faultRowLock, faultIdleTx, faultSIGTERM, faultRewind)...)
+var faultKinds = append([]string{faultSIGKILL, faultRedis, faultPostgres}, append(netFaultKinds, faultRowLock, faultIdleTx, faultSIGTERM, faultRewind, faultFailover)...)
 
 // faults counts the faults done, by kind. It is safe for concurrent use.
 type faults struct {

@@ -22,7 +22,11 @@
 //   - lost: with the workers paused, Redis is SIGKILLed and started on a
 //     copy of its data taken before orders whose OrderPlaced it had
 //     acknowledged; those orders must still settle, re-driven once pending
-//     for ORDER_SETTLE_TIMEOUT (1 min unless the environment sets it).
+//     for ORDER_SETTLE_TIMEOUT (1 min unless the environment sets it);
+//   - failover: processes of the scenario's own run against a Redis master,
+//     its replica and three Sentinels (REDIS_URL redis-sentinel://…,
+//     REDIS_WAIT_REPLICAS=1); under load the master is SIGKILLed and the
+//     Sentinels promote the replica; every order must settle through it.
 //
 // Then it checks, through the database and the API, that every order
 // settled exactly once, that stock adds up, and that an order is shown to
@@ -40,9 +44,9 @@
 //
 // make chaos builds it into bin/chaos and runs it from the repository root:
 //
-//	bin/chaos -bin bin/orderstream [-scenarios crash,lock,graceful,lost] [-orders 5000] [-clients 16] [-rate 60]
+//	bin/chaos -bin bin/orderstream [-scenarios crash,lock,graceful,lost,failover] [-orders 5000] [-clients 16] [-rate 60]
 //	    [-kill-every 3s] [-pg-crashes 3] [-redis-crashes 3] [-net-every 4s] [-lock-hold 1m] [-idle-hold 20s]
-//	    [-graceful-orders 1500] [-term-every 4s] [-lost-orders 100] [-pgbouncer] [-keep] [-seed N]
+//	    [-graceful-orders 1500] [-term-every 4s] [-lost-orders 100] [-failover-orders 500] [-pgbouncer] [-keep] [-seed N]
 package main
 
 import (
@@ -91,6 +95,7 @@ type options struct {
 	gracefulOrders int
 	termEvery      time.Duration
 	lostOrders     int
+	failoverOrders int
 	pgbouncer      bool
 	keep           bool
 	seed           uint64
@@ -134,6 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.termEvery, "term-every", 4*time.Second,
 		"mean time between SIGTERMs of the graceful scenario (each gap is drawn from ±1/3 of it); 0 stops nothing")
 	fs.IntVar(&o.lostOrders, "lost-orders", 100, "orders whose OrderPlaced the lost scenario has Redis lose")
+	fs.IntVar(&o.failoverOrders, "failover-orders", 500, "orders the failover scenario places, the Redis master killed when 30% of them are done")
 	fs.BoolVar(&o.pgbouncer, "pgbouncer", false,
 		"run the processes through a PgBouncer in transaction pooling mode in front of PostgreSQL (DATABASE_URL, DATABASE_POOLER=pgbouncer), "+
 			"PostgreSQL itself on DATABASE_SESSION_URL; it stays up across PostgreSQL's crashes")
@@ -167,8 +173,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	case len(o.scenarios) == 0:
 		return o, errors.New("-scenarios names none")
-	case o.orders < 1 || o.clients < 1 || o.gracefulOrders < 1 || o.lostOrders < 1:
-		return o, errors.New("-orders, -graceful-orders, -lost-orders and -clients must be at least 1")
+	case o.orders < 1 || o.clients < 1 || o.gracefulOrders < 1 || o.lostOrders < 1 || o.failoverOrders < 1:
+		return o, errors.New("-orders, -graceful-orders, -lost-orders, -failover-orders and -clients must be at least 1")
 	case o.killEvery < 0 || o.termEvery < 0 || o.netEvery < 0 || o.rate < 0 || o.pgCrashes < 0 || o.redisCrashes < 0:
 		return o, errors.New("-kill-every, -term-every, -net-every, -rate, -pg-crashes and -redis-crashes must not be negative")
 	case o.lockHold <= 0 || o.idleHold <= 0:
@@ -278,6 +284,14 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 	// Every client of the harness connects from 127.0.0.1: the bound on
 	// one address's connections must hold all of them.
 	conns := fmt.Sprintf("HTTP_MAX_CONNS_PER_CLIENT=%d", max(64, 4*(opts.clients+4)))
+	// The failover scenario's processes reach a Redis of its own, and
+	// PostgreSQL without the proxies.
+	spawn := func(dir, redisURL string, env ...string) (*cluster, error) {
+		own := at
+		own.redisURL = redisURL
+		return startCluster(logger, bin, dir, func(string) (servers, error) { return own, nil },
+			append(append(creds.env(), conns), env...)...)
+	}
 	cluster, err := startCluster(logger, bin, dir, route, append(creds.env(), conns)...)
 	if err != nil {
 		return nil, err
@@ -288,7 +302,7 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 	if pooler != nil {
 		rep.pooler = "pgbouncer"
 	}
-	if err := exercise(ctx, logger, opts, cluster, creds, pg, pooler, rd, nw, f, rep); err != nil {
+	if err := exercise(ctx, logger, opts, cluster, creds, pg, pooler, rd, nw, f, rep, dir, spawn); err != nil {
 		return nil, err
 	}
 	rep.duration = time.Since(start)

@@ -33,6 +33,7 @@ type proc struct {
 	cur      *child
 	since    time.Time // when cur started
 	killed   bool      // cur was killed or stopped by the chaos
+	held     bool      // stopped on purpose: not started again until released
 	starts   int
 	unforced int      // exits the harness did not cause
 	notes    []string // why, for the first few of them
@@ -210,6 +211,14 @@ func (c *cluster) counts() (starts, unforced int, notes []string) {
 
 func (p *proc) supervise(ctx context.Context) {
 	for ctx.Err() == nil {
+		if p.isHeld() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
 		c, err := p.start()
 		if err != nil {
 			p.logger.Error("chaos: start process", "process", p.name, "err", err)
@@ -263,6 +272,45 @@ func (p *proc) exited(c *child) {
 		if len(p.notes) < maxExamples {
 			p.notes = append(p.notes, fmt.Sprintf("%s pid %d exited by itself (%s): %s", p.name, c.pid(), status, last))
 		}
+	}
+}
+
+func (p *proc) isHeld() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
+}
+
+// hold stops every process with SIGTERM (SIGKILL after limit) and keeps
+// them stopped until release: for a while the cluster takes no part in
+// the run.
+func (c *cluster) hold(limit time.Duration) {
+	var wg sync.WaitGroup
+	for _, p := range c.procs {
+		p.mu.Lock()
+		p.held = true
+		p.mu.Unlock()
+		wg.Go(func() {
+			// One started just before the hold was set is stopped too.
+			for range 3 {
+				if _, ok := p.terminate(limit); !ok {
+					time.Sleep(2 * restartDelay)
+					if _, ok := p.terminate(limit); !ok {
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// release lets the supervisor start the held processes again.
+func (c *cluster) release() {
+	for _, p := range c.procs {
+		p.mu.Lock()
+		p.held = false
+		p.mu.Unlock()
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/redis/go-redis/v9"
 )
 
 // report is what a run saw, printed as the verdict.
@@ -23,10 +24,11 @@ type report struct {
 	retries, replays             int64
 	starts, selfExits            int
 	streams                      streamStats
-	settle                       settleResult // of the crash scenario, after its last fault
-	lock                         lockResult   // of the lock scenario's row lock
-	lost                         lostResult   // of the lost scenario
-	proxiesReplaced              int          // network proxies replaced because they wedged
+	settle                       settleResult  // of the crash scenario, after its last fault
+	lock                         lockResult    // of the lock scenario's row lock
+	lost                         lostResult    // of the lost scenario
+	failover                     time.Duration // of the failover scenario: from the kill until its orders settled
+	proxiesReplaced              int           // network proxies replaced because they wedged
 	settleWait, duration         time.Duration
 	pooler                       string   // what the processes reach PostgreSQL through: "pgbouncer", or "" for nothing
 	exitNotes                    []string // why processes exited by themselves
@@ -59,11 +61,11 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "chaos: %s orders=%d confirmed=%d rejected=%d cancelled=%d cancels_first=%d pending=%d %s scenarios=%s "+
 		"retries=%d replays=%d process_starts=%d self_exits=%d redeliveries=%d deadletters=%d "+
 		"proxies_replaced=%d settled_after_faults=%s settle_bound=%s lock_others_p99=%s lock_held_settled_after_release=%s "+
-		"lost_settled_after=%s settle_wait=%s duration=%s %sseed=%d\n",
+		"lost_settled_after=%s failover_settled_after=%s settle_wait=%s duration=%s %sseed=%d\n",
 		verdict(len(r.violations)), r.orders, r.confirmed, r.rejected, r.cancelled, r.overtaken, r.pending, r.faults, strings.Join(scen, ","),
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
 		r.proxiesReplaced, settled(r.settle.took), settled(r.settle.bound), r.lock.othersP99(), settled(r.lock.heldAfterRelease),
-		settled(r.lost.settledAfter),
+		settled(r.lost.settledAfter), settled(r.failover),
 		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.poolerField(), r.seed)
 	for _, v := range r.violations {
 		fmt.Fprintln(w, "  violation:", v)
@@ -116,11 +118,27 @@ func (s streamStats) redeliveries(orders int) int64 {
 	return s.placed + s.reservations - 2*int64(orders)
 }
 
+// add adds what the streams of another Redis hold.
+func (s *streamStats) add(o streamStats) {
+	s.placed += o.placed
+	s.reservations += o.reservations
+	s.deadLetters += o.deadLetters
+	s.deadLetterReasons = append(s.deadLetterReasons, o.deadLetterReasons...)
+	if s.err == nil {
+		s.err = o.err
+	}
+}
+
 func readStreams(ctx context.Context, rd *redisServer) streamStats {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	rdb := rd.client()
 	defer rdb.Close()
+	return readStreamsFrom(ctx, rdb)
+}
+
+// readStreamsFrom is what the streams of the Redis of rdb hold.
+func readStreamsFrom(ctx context.Context, rdb *redis.Client) streamStats {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	var s streamStats
 	for name, n := range map[string]*int64{"orders.placed": &s.placed, "inventory.reservations": &s.reservations, "deadletter": &s.deadLetters} {
 		v, err := rdb.XLen(ctx, name).Result()

@@ -29,7 +29,17 @@ type harness struct {
 	settle  settleResult
 	lock    lockResult
 	lost    lostResult
+
+	dir      string // the run's temp dir
+	creds    *harnessCredentials
+	spawn    spawnFunc
+	failover failoverResult
 }
+
+// spawnFunc starts a cluster of processes of its own, logging in dir and
+// reaching the harness's PostgreSQL (directly, without network faults) and
+// the Redis of redisURL, with env added to each one's environment.
+type spawnFunc func(dir, redisURL string, env ...string) (*cluster, error)
 
 // scenario is one test run against the running cluster, after the ones
 // before it: prepare adds its orders to the plan before any stock is set,
@@ -46,7 +56,7 @@ type scenario struct {
 // scenarios run in this order; -scenarios selects among them. A new
 // scenario is a function of its own and an entry here.
 func scenarios() []*scenario {
-	lock, graceful, lost := &lockScenario{}, &gracefulScenario{}, &lostScenario{}
+	lock, graceful, lost, failover := &lockScenario{}, &gracefulScenario{}, &lostScenario{}, &failoverScenario{}
 	var crash indices
 	return []*scenario{
 		{"crash", "SIGKILLed processes, Redis SIGKILLed and PostgreSQL stopped immediately, under load",
@@ -58,6 +68,8 @@ func scenarios() []*scenario {
 			graceful.prepare, graceful.run},
 		{"lost", "Redis started on an older copy of its data, losing OrderPlaced entries it acknowledged",
 			lost.prepare, lost.run},
+		{"failover", "the Redis master SIGKILLed under load and its replica promoted by the Sentinels",
+			failover.prepare, failover.run},
 	}
 }
 
@@ -65,9 +77,10 @@ func scenarios() []*scenario {
 // checks over every order (pooler is nil without -pgbouncer). Violations go into rep; an error means the run
 // itself could not go on.
 func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluster, creds *harnessCredentials, pg *pgServer,
-	pooler *pgBouncer, rd *redisServer, nw *network, f *faults, rep *report) error {
+	pooler *pgBouncer, rd *redisServer, nw *network, f *faults, rep *report, dir string, spawn spawnFunc) error {
 	h := &harness{
 		opts: opts, logger: logger, cluster: cl, pg: pg, redis: rd, net: nw,
+		dir: dir, creds: creds, spawn: spawn,
 		client: newAPIClient(cl.apiURLs, opts.clients+4, creds),
 		plan:   newPlan(),
 		faults: f,
@@ -141,12 +154,20 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	rep.settle = h.settle
 	rep.lock = h.lock
 	rep.lost = h.lost
+	rep.failover = h.failover.settledAfter
 	if h.net != nil {
 		rep.proxiesReplaced = h.net.replaced()
 	}
 	rep.retries, rep.replays, rep.accepted = h.load.retries.Load(), h.load.replays.Load(), h.load.accepted()
 	rep.starts, rep.selfExits, rep.exitNotes = cl.counts()
 	rep.streams = readStreams(ctx, rd)
+	if h.failover.ran {
+		// The failover scenario's processes and streams were its own.
+		rep.starts += h.failover.starts
+		rep.selfExits += h.failover.selfExits
+		rep.exitNotes = append(rep.exitNotes, h.failover.exitNotes...)
+		rep.streams.add(h.failover.streams)
+	}
 	return nil
 }
 
