@@ -28,6 +28,9 @@ const (
 	// the inbox absorbs).
 	lease = 10 * time.Second
 	batch = 100
+	// putBackTimeout bounds the publish and the delete of one message,
+	// which a stop lets finish.
+	putBackTimeout = 5 * time.Second
 )
 
 // Republisher puts the parked messages of some streams back on them once
@@ -165,22 +168,40 @@ func (r *Republisher) republishBatch(ctx context.Context) (int, error) {
 	}
 
 	for _, l := range due {
-		values, err := redisstream.DefaultMarshallerUnmarshaller{}.Marshal(l.stream, l.msg)
-		if err != nil {
-			return 0, fmt.Errorf("put back parked message %s: %w", l.msg.UUID, err)
+		// A stop comes between two messages, never between the publish
+		// and the delete of one, which would leave the row to be put back
+		// again after its lease: the rest stay leased, for another
+		// republisher once their lease is over.
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
 		}
-		if err := r.rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.stream, Values: values}).Err(); err != nil {
-			return 0, fmt.Errorf("put back parked message %s: %w", l.msg.UUID, err)
+		if err := r.putBack(context.WithoutCancel(ctx), l.handler, l.stream, l.attempts, l.msg); err != nil {
+			return 0, err
 		}
-		// Only the row as leased: a message put back, failed again and
-		// parked again meanwhile has more attempts, and stays.
-		if _, err := r.store.db.ExecContext(ctx,
-			`DELETE FROM parked_messages WHERE handler = $1 AND message_uuid = $2 AND attempts = $3`,
-			l.handler, l.msg.UUID, l.attempts); err != nil {
-			return 0, fmt.Errorf("delete parked message %s: %w", l.msg.UUID, err)
-		}
-		r.logger.DebugContext(ctx, "parked message put back",
-			"handler", l.handler, "message_uuid", l.msg.UUID, "stream", l.stream, "attempts", l.attempts)
 	}
 	return len(due), nil
+}
+
+// putBack publishes msg to stream and deletes its row once Redis has
+// accepted it, within putBackTimeout.
+func (r *Republisher) putBack(ctx context.Context, handler, stream string, attempts int, msg *message.Message) error {
+	ctx, cancel := context.WithTimeout(ctx, putBackTimeout)
+	defer cancel()
+	values, err := redisstream.DefaultMarshallerUnmarshaller{}.Marshal(stream, msg)
+	if err != nil {
+		return fmt.Errorf("put back parked message %s: %w", msg.UUID, err)
+	}
+	if err := r.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: values}).Err(); err != nil {
+		return fmt.Errorf("put back parked message %s: %w", msg.UUID, err)
+	}
+	// Only the row as leased: a message put back, failed again and
+	// parked again meanwhile has more attempts, and stays.
+	if _, err := r.store.db.ExecContext(ctx,
+		`DELETE FROM parked_messages WHERE handler = $1 AND message_uuid = $2 AND attempts = $3`,
+		handler, msg.UUID, attempts); err != nil {
+		return fmt.Errorf("delete parked message %s: %w", msg.UUID, err)
+	}
+	r.logger.DebugContext(ctx, "parked message put back",
+		"handler", handler, "message_uuid", msg.UUID, "stream", stream, "attempts", attempts)
+	return nil
 }
