@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -54,9 +53,10 @@ type finishingOutbox struct {
 // between polls, and a stop within cfg.StopTimeout (which must be set).
 func newFinishingOutbox(db *sql.DB, cfg ForwarderConfig, backoff wsql.BackoffManager, logger watermill.LoggerAdapter) (*finishingOutbox, error) {
 	gate := newBatchGate(backoff)
-	outbox, err := wsql.NewSubscriber(limitedDB{db, cfg.StopTimeout + pollIdleMargin}, wsql.SubscriberConfig{
-		ConsumerGroup:  forwarderGroup,
-		SchemaAdapter:  outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: cfg.BatchSize}},
+	outbox, err := wsql.NewSubscriber(limitedDB{db}, wsql.SubscriberConfig{
+		ConsumerGroup: forwarderGroup,
+		SchemaAdapter: outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: cfg.BatchSize},
+			cfg.StopTimeout + pollIdleMargin},
 		OffsetsAdapter: skipLockedOffsets{},
 		BackoffManager: gate,
 	}, logger)
@@ -68,35 +68,18 @@ func newFinishingOutbox(db *sql.DB, cfg ForwarderConfig, backoff wsql.BackoffMan
 }
 
 // pollIdleMargin is how much longer than a stop may take a poll's
-// transaction may sit idle before the server ends it.
+// transaction may sit idle before the server ends it (outboxSchema).
 const pollIdleMargin = 5 * time.Second
 
 // limitedDB begins the subscriber's transactions with the pool's limits
 // (postgres.BeginTx): through a transaction pooler, the server ends a poll
 // left idle in its transaction, which holds its shard's offsets row, as
-// it ends one of a session of its own. Only later: idle is the poll's
-// idle_in_transaction_session_timeout, longer than a stop takes. A poll
-// is idle in its transaction, to the server, for as long as its batch
-// takes to publish (watermill-sql sends nothing between the select and
-// the ack), and a batch the server ended is rolled back whole and
-// forwarded again; with the pool's 15 s, a Redis slowed down for that long
-// would do it, and a stop's drain could not end the batch at its row.
-type limitedDB struct {
-	*sql.DB
-	idle time.Duration
-}
+// it ends one of a session of its own (only later than the pool says:
+// outboxSchema sets the poll's own limit).
+type limitedDB struct{ *sql.DB }
 
 func (d limitedDB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
-	tx, err := postgres.BeginTx(ctx, d.DB, opts)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $1, true)`,
-		strconv.FormatInt(d.idle.Milliseconds(), 10)); err != nil {
-		tx.Rollback() //nolint:errcheck // the setting's error is the one to report
-		return nil, fmt.Errorf("set the poll's idle limit: %w", err)
-	}
-	return tx, nil
+	return postgres.BeginTx(ctx, d.DB, opts)
 }
 
 func (f *finishingOutbox) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"fmt"
+	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 
@@ -14,8 +15,17 @@ import (
 // into one index range: with a million pending rows each poll filters most
 // of them. A row comparison on the primary key is that range, so a poll
 // reads only the rows it returns.
+//
+// It also sets the poll's idle_in_transaction_session_timeout to pollIdle
+// (when not zero), in the same statement: watermill-sql sends nothing
+// between its select and the ack of a batch, so to the server a poll sits
+// idle in its transaction for as long as the batch takes to publish, and
+// the pool's limit (DB_IDLE_IN_TRANSACTION_TIMEOUT, 15 s) would end a
+// batch slowed by Redis, to be rolled back whole and forwarded again. A
+// poll whose select returns no row publishes nothing and ends at once.
 type outboxSchema struct {
 	wsql.DefaultPostgreSQLSchema
+	pollIdle time.Duration
 }
 
 func (s outboxSchema) SelectQuery(topic, consumerGroup string, offsets wsql.OffsetsAdapter) wsql.Query {
@@ -32,10 +42,20 @@ func (s outboxSchema) SelectQuery(topic, consumerGroup string, offsets wsql.Offs
 		SELECT "offset", transaction_id, uuid, payload, metadata FROM ` + s.MessagesTable(topic) + `
 		WHERE (transaction_id, "offset") >
 		      ((SELECT last_processed_transaction_id FROM last_processed), (SELECT offset_acked FROM last_processed))
-		  AND transaction_id < (` + writersHorizon + `)
+		  AND transaction_id < (` + writersHorizon + `)` + s.idleLimit() + `
 		ORDER BY transaction_id, "offset"
 		LIMIT ` + fmt.Sprint(batch)
 	return wsql.Query{Query: query, Args: next.Args}
+}
+
+// idleLimit is the select's condition that sets pollIdle, evaluated once
+// (an uncorrelated scalar subquery) before the first row is returned.
+func (s outboxSchema) idleLimit() string {
+	if s.pollIdle <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(`
+		  AND (SELECT set_config('idle_in_transaction_session_timeout', '%d', true)) IS NOT NULL`, s.pollIdle.Milliseconds())
 }
 
 // writersHorizon is the transaction id below which every transaction that
