@@ -41,6 +41,27 @@ func TestStore(t *testing.T) {
 	store := NewStore(db, Backoff{Initial: time.Millisecond, Max: time.Millisecond}, time.Hour)
 	cause := errors.New("pq: canceling statement due to lock timeout (55P03)")
 
+	// putBack puts store's due messages back on stream and returns the one
+	// with uuid as it came back, or nil.
+	putBack := func(store *Store, uuid string) *message.Message {
+		t.Helper()
+		r := store.Republisher(rdb, []string{stream}, slog.New(slog.DiscardHandler))
+		if _, err := r.republishDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		entries, err := rdb.XRange(ctx, stream, "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back *message.Message
+		for _, e := range entries {
+			if m, err := (redisstream.DefaultMarshallerUnmarshaller{}).Unmarshal(e.Values); err == nil && m.UUID == uuid {
+				back = m
+			}
+		}
+		return back
+	}
+
 	newMessage := func() *message.Message {
 		msg := message.NewMessage(uuid.NewString(), []byte(`{"order_id":"o-1"}`))
 		msg.Metadata.Set("event_type", "OrderPlaced")
@@ -57,20 +78,7 @@ func TestStore(t *testing.T) {
 			t.Fatalf("first park = %+v, want attempt 1, not overdue", p)
 		}
 		time.Sleep(5 * time.Millisecond) // its 1 ms backoff
-		r := store.Republisher(rdb, []string{stream}, slog.New(slog.DiscardHandler))
-		if _, err := r.republishDue(ctx); err != nil {
-			t.Fatal(err)
-		}
-		entries, err := rdb.XRange(ctx, stream, "-", "+").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var back *message.Message
-		for _, e := range entries {
-			if m, err := (redisstream.DefaultMarshallerUnmarshaller{}).Unmarshal(e.Values); err == nil && m.UUID == msg.UUID {
-				back = m
-			}
-		}
+		back := putBack(store, msg.UUID)
 		if back == nil {
 			t.Fatal("the parked message is not back on its stream")
 		}
@@ -172,27 +180,15 @@ func TestStore(t *testing.T) {
 
 		// Put back, a message says what it waited for; parked again, it
 		// keeps its place.
-		r := held.Republisher(rdb, []string{stream}, slog.New(slog.DiscardHandler))
-		if _, err := r.republishDue(ctx); err != nil {
-			t.Fatal(err)
+		m := putBack(held, wider.UUID)
+		if m == nil {
+			t.Fatal("the message waiting for three SKUs is not back on its stream")
 		}
-		entries, err := rdb.XRange(ctx, stream, "-", "+").Result()
-		if err != nil {
-			t.Fatal(err)
+		if got := WaitedOn(m); !slices.Equal(got, []string{"SKU-A", "SKU-B", "SKU-C"}) {
+			t.Errorf("put back waiting on %q, want the sorted keys", got)
 		}
-		for _, e := range entries {
-			m, err := (redisstream.DefaultMarshallerUnmarshaller{}).Unmarshal(e.Values)
-			if err != nil || m.UUID != wider.UUID {
-				continue
-			}
-			if got := WaitedOn(m); !slices.Equal(got, []string{"SKU-A", "SKU-B", "SKU-C"}) {
-				t.Errorf("put back waiting on %q, want the sorted keys", got)
-			}
-			if p, err := held.Park(ctx, handler, stream, m, cause, []string{"SKU-C", "SKU-B", "SKU-A"}); err != nil || p.NextAttemptIn > time.Second {
-				t.Errorf("the probe parked again waits %s (%v), want Initial: it is still the first", p.NextAttemptIn, err)
-			}
-			return
+		if p, err := held.Park(ctx, handler, stream, m, cause, []string{"SKU-C", "SKU-B", "SKU-A"}); err != nil || p.NextAttemptIn > time.Second {
+			t.Errorf("the probe parked again waits %s (%v), want Initial: it is still the first", p.NextAttemptIn, err)
 		}
-		t.Fatal("the message waiting for three SKUs is not back on its stream")
 	})
 }

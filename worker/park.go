@@ -60,13 +60,13 @@ func park(store *parked.Store, timeout time.Duration, logger *slog.Logger, m *me
 			}
 			produced, err := next(msg)
 			if err == nil {
-				if keys := waited; keys != nil {
+				if waited != nil {
 					ctx := msg.Context()
 					wakeCtx, cancel := context.WithTimeout(ctx, timeout)
 					defer cancel()
-					if err := store.Wake(wakeCtx, message.HandlerNameFromCtx(ctx), keys); err != nil {
+					if err := store.Wake(wakeCtx, message.HandlerNameFromCtx(ctx), waited); err != nil {
 						// They are tried again after their backoff anyway.
-						logger.WarnContext(ctx, "waking the messages parked for a lock failed", "waits_on", keys, "err", err)
+						logger.WarnContext(ctx, "waking the messages parked for a lock failed", "waits_on", waited, "err", err)
 					}
 				}
 				return produced, nil

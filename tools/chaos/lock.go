@@ -139,18 +139,7 @@ func (s *lockScenario) rowLock(ctx context.Context, h *harness, rdb *redis.Clien
 	// or they would wait in the outbox behind the locking transaction and
 	// never meet the lock in a handler. So the workers are paused while
 	// they are placed and forwarded, and resumed once the lock is held.
-	workers := h.cluster.named("worker")
-	var resumeOnce sync.Once
-	resume := func() {
-		resumeOnce.Do(func() {
-			for _, w := range workers {
-				w.pause(false)
-			}
-		})
-	}
-	for _, w := range workers {
-		w.pause(true)
-	}
+	resume := h.cluster.pauseWorkers()
 	defer resume()
 	from, err := lastID(ctx, rdb, streamPlaced)
 	if err != nil {
@@ -175,7 +164,7 @@ func (s *lockScenario) rowLock(ctx context.Context, h *harness, rdb *redis.Clien
 	until := lockedAt.Add(h.opts.lockHold)
 	h.faults.add(faultRowLock)
 	h.logger.Info("chaos: stock row locked", "sku", lockedSKU, "for", h.opts.lockHold,
-		"waiting_orders", len(held), "other_orders", len(other), "consumers", len(workers)*h.opts.workerConcurrency)
+		"waiting_orders", len(held), "other_orders", len(other), "consumers", len(h.cluster.named("worker"))*h.opts.workerConcurrency)
 	resume()
 
 	// The orders placed before the lock, the held SKU's among them, were

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -59,18 +58,7 @@ func (s *lostScenario) prepare(h *harness) {
 
 func (s *lostScenario) run(ctx context.Context, h *harness) error {
 	h.quiet(ctx, "lost")
-	workers := h.cluster.named("worker")
-	var resumeOnce sync.Once
-	resume := func() {
-		resumeOnce.Do(func() {
-			for _, w := range workers {
-				w.pause(false)
-			}
-		})
-	}
-	for _, w := range workers {
-		w.pause(true)
-	}
+	resume := h.cluster.pauseWorkers()
 	defer resume()
 
 	// Paused, the workers publish nothing more; once the outbox is empty,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -67,6 +68,23 @@ func (c *cluster) named(prefix string) []*proc {
 		}
 	}
 	return out
+}
+
+// pauseWorkers stops the workers (SIGSTOP) and returns what resumes them,
+// once however often it is called.
+func (c *cluster) pauseWorkers() (resume func()) {
+	workers := c.named("worker")
+	for _, w := range workers {
+		w.pause(true)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for _, w := range workers {
+				w.pause(false)
+			}
+		})
+	}
 }
 
 // exitStatus is how an exited child ended, as "exit status 0" or
