@@ -26,7 +26,13 @@
 //   - failover: processes of the scenario's own run against a Redis master,
 //     its replica and three Sentinels (REDIS_URL redis-sentinel://…,
 //     REDIS_WAIT_REPLICAS=1); under load the master is SIGKILLed and the
-//     Sentinels promote the replica; every order must settle through it.
+//     Sentinels promote the replica; every order must settle through it;
+//   - soak (only when named, and alone: make soak): one api, one forwarder
+//     and one worker take -soak-rate orders a second for -soak-for with no
+//     fault, PostgreSQL syncing its commits; every -soak-every each
+//     process's memory and goroutines, the sizes of the tables and streams
+//     that grow, and the settle p50/p99 are sampled, and the tables written
+//     into -soak-out.
 //
 // Then it checks, through the database and the API, that every order
 // settled exactly once, that stock adds up, and that an order is shown to
@@ -47,6 +53,7 @@
 //	bin/chaos -bin bin/orderstream [-scenarios crash,lock,graceful,lost,failover] [-orders 5000] [-clients 16] [-rate 60]
 //	    [-kill-every 3s] [-pg-crashes 3] [-redis-crashes 3] [-net-every 4s] [-lock-hold 1m] [-idle-hold 20s]
 //	    [-graceful-orders 1500] [-term-every 4s] [-lost-orders 100] [-failover-orders 500] [-pgbouncer] [-keep] [-seed N]
+//	bin/chaos -bin bin/orderstream -scenarios soak [-soak-for 1h] [-soak-rate 120] [-soak-every 1m] [-soak-out BENCHMARKS.md]
 package main
 
 import (
@@ -96,6 +103,10 @@ type options struct {
 	termEvery      time.Duration
 	lostOrders     int
 	failoverOrders int
+	soakFor        time.Duration
+	soakRate       float64
+	soakEvery      time.Duration
+	soakOut        string
 	pgbouncer      bool
 	keep           bool
 	seed           uint64
@@ -116,13 +127,30 @@ func scenarioNames() []string {
 	return names
 }
 
+// defaultScenarios are those run unless -scenarios says otherwise: all but
+// those that run alone.
+func defaultScenarios() []string {
+	var names []string
+	for _, s := range scenarios() {
+		if !s.alone {
+			names = append(names, s.name)
+		}
+	}
+	return names
+}
+
+// soaking says whether the run is the soak, which runs alone: a
+// PostgreSQL that syncs its commits, and no network proxies.
+func (o options) soaking() bool { return slices.Contains(o.scenarios, "soak") }
+
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	var only string
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.bin, "bin", "bin/orderstream", "the orderstream binary to run")
-	fs.StringVar(&only, "scenarios", strings.Join(scenarioNames(), ","), "scenarios to run, comma-separated, in their fixed order")
+	fs.StringVar(&only, "scenarios", strings.Join(defaultScenarios(), ","),
+		"scenarios to run, comma-separated, in their fixed order; soak runs alone, and only when named")
 	fs.IntVar(&o.orders, "orders", 5000, "orders the crash scenario places")
 	fs.IntVar(&o.clients, "clients", 16, "concurrent HTTP clients")
 	fs.Float64Var(&o.rate, "rate", 60,
@@ -140,6 +168,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"mean time between SIGTERMs of the graceful scenario (each gap is drawn from ±1/3 of it); 0 stops nothing")
 	fs.IntVar(&o.lostOrders, "lost-orders", 100, "orders whose OrderPlaced the lost scenario has Redis lose")
 	fs.IntVar(&o.failoverOrders, "failover-orders", 500, "orders the failover scenario places, the Redis master killed when 30% of them are done")
+	fs.DurationVar(&o.soakFor, "soak-for", time.Hour, "how long the soak places orders")
+	fs.Float64Var(&o.soakRate, "soak-rate", 120,
+		"orders a second the soak places: 25% of the raw pipeline that make bench measures (487 orders/s on a 2-core machine)")
+	fs.DurationVar(&o.soakEvery, "soak-every", time.Minute, "how often the soak takes a sample")
+	fs.StringVar(&o.soakOut, "soak-out", "", "a file to write the soak's tables into (between its markers, or at its end); \"\": none")
 	fs.BoolVar(&o.pgbouncer, "pgbouncer", false,
 		"run the processes through a PgBouncer in transaction pooling mode in front of PostgreSQL (DATABASE_URL, DATABASE_POOLER=pgbouncer), "+
 			"PostgreSQL itself on DATABASE_SESSION_URL; it stays up across PostgreSQL's crashes")
@@ -179,6 +212,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-kill-every, -term-every, -net-every, -rate, -pg-crashes and -redis-crashes must not be negative")
 	case o.lockHold <= 0 || o.idleHold <= 0:
 		return o, errors.New("-lock-hold and -idle-hold must be positive")
+	case o.soaking() && len(o.scenarios) > 1:
+		return o, errors.New("-scenarios: soak runs alone")
+	case o.soaking() && (o.soakFor <= 0 || o.soakRate <= 0 || o.soakEvery <= 0):
+		return o, errors.New("-soak-for, -soak-rate and -soak-every must be positive")
 	}
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
@@ -249,7 +286,7 @@ func checkBinary(path string) (string, error) {
 // returns what it saw.
 func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, dir string) (*report, error) {
 	start := time.Now()
-	pg, err := startPostgres(ctx, logger, dir)
+	pg, err := startPostgres(ctx, logger, dir, opts.soaking())
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +312,7 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 	f := newFaults(faultKinds...)
 	var nw *network
 	route := func(string) (servers, error) { return at, nil }
-	if opts.netEvery > 0 {
+	if opts.netEvery > 0 && !opts.soaking() {
 		nw = newNetwork(logger, at, opts.netEvery, f)
 		defer nw.close()
 		route = nw.route
@@ -289,10 +326,14 @@ func runScenario(ctx context.Context, logger *slog.Logger, opts options, bin, di
 	spawn := func(dir, redisURL string, env ...string) (*cluster, error) {
 		own := at
 		own.redisURL = redisURL
-		return startCluster(logger, bin, dir, func(string) (servers, error) { return own, nil },
+		return startCluster(logger, bin, dir, chaosShape, func(string) (servers, error) { return own, nil },
 			append(append(creds.env(), conns), env...)...)
 	}
-	cluster, err := startCluster(logger, bin, dir, route, append(creds.env(), conns)...)
+	sh := chaosShape
+	if opts.soaking() {
+		sh = soakShape
+	}
+	cluster, err := startCluster(logger, bin, dir, sh, route, append(creds.env(), conns)...)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 )
 
 const (
+	// The crash scenario's orders draw from skuCount SKUs: few, so that
+	// orders contend for the same stock rows.
 	skuCount = 20
 	// Every unknownEvery-th order names a SKU without stock, which must be
 	// rejected with unknown_sku.
@@ -79,12 +81,12 @@ func skuNames(prefix string, n int) []string {
 
 func newPlan() plan { return plan{stock: map[string]int{}} }
 
-// addRandomOrders draws the crash scenario's n orders of 1 to 3 distinct
+// addRandomOrders draws scenario's n orders of 1 to 3 distinct
 // SKUs, 1 to 5 units each, then sets each SKU's stock to a share (30% to
 // 120%) of what the orders ask of it, so that some SKUs run out and a good
 // part of the orders is rejected for insufficient_stock while others never
 // run short.
-func (p *plan) addRandomOrders(rng *rand.Rand, n int) indices {
+func (p *plan) addRandomOrders(rng *rand.Rand, scenario string, n, skuCount int) indices {
 	skus := skuNames("CHAOS-SKU", skuCount)
 	p.skus = append(p.skus, skus...)
 	slices.Sort(p.skus)
@@ -92,9 +94,9 @@ func (p *plan) addRandomOrders(rng *rand.Rand, n int) indices {
 	var idx indices
 	for i := range n {
 		o := orderSpec{
-			Key:        fmt.Sprintf("chaos-order-%06d", i),
+			Key:        fmt.Sprintf("chaos-%s-order-%07d", scenario, i),
 			CustomerID: fmt.Sprintf("chaos-customer-%03d", rng.IntN(500)),
-			scenario:   "crash",
+			scenario:   scenario,
 		}
 		for _, k := range rng.Perm(skuCount)[:1+rng.IntN(3)] {
 			o.Items = append(o.Items, item{SKU: skus[k], Quantity: 1 + rng.IntN(5)})

@@ -33,6 +33,7 @@ type pgServer struct {
 	port    int
 	cred    *syscall.Credential
 	child   *child
+	durable bool // fsync on, as deployed; else off (see start)
 }
 
 // url is the DATABASE_URL of database name.
@@ -40,7 +41,9 @@ func (s *pgServer) url(name string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable&connect_timeout=5", s.port, name)
 }
 
-func startPostgres(ctx context.Context, logger *slog.Logger, dir string) (*pgServer, error) {
+// startPostgres initialises and starts a cluster in dir; durable keeps
+// fsync on, as deployed, for a run that measures rather than crashes.
+func startPostgres(ctx context.Context, logger *slog.Logger, dir string, durable bool) (*pgServer, error) {
 	binDir, err := postgresBinDir()
 	if err != nil {
 		return nil, err
@@ -55,6 +58,7 @@ func startPostgres(ctx context.Context, logger *slog.Logger, dir string) (*pgSer
 		sockDir: filepath.Join(dir, "pgsock"),
 		logPath: filepath.Join(dir, "postgres.log"),
 		cred:    cred,
+		durable: durable,
 	}
 	for _, d := range []string{s.dataDir, s.sockDir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -86,13 +90,18 @@ func startPostgres(ctx context.Context, logger *slog.Logger, dir string) (*pgSer
 
 // start runs postgres and waits until it accepts connections.
 func (s *pgServer) start(ctx context.Context) error {
-	// fsync is off: the harness crashes the server (an immediate stop, so
-	// the next start recovers from the WAL), never the machine, and what
-	// the server wrote before it died is in the kernel's page cache, which
-	// outlives the process. Two cores are better spent on the application.
+	// fsync is off unless durable: the harness crashes the server (an
+	// immediate stop, so the next start recovers from the WAL), never the
+	// machine, and what the server wrote before it died is in the kernel's
+	// page cache, which outlives the process. Two cores are better spent
+	// on the application. Autovacuum is on, as initdb leaves it.
+	fsync := "off"
+	if s.durable {
+		fsync = "on"
+	}
 	c, err := startChild(s.logPath, s.cred, filepath.Join(s.binDir, "postgres"),
 		"-D", s.dataDir, "-p", strconv.Itoa(s.port), "-k", s.sockDir,
-		"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-c", "fsync=off")
+		"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-c", "fsync="+fsync)
 	if err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}

@@ -39,9 +39,19 @@ type proc struct {
 	notes    []string // why, for the first few of them
 }
 
-// cluster is the application: two apis, two forwarders, three workers,
-// the events spread over four outbox shards (unless OUTBOX_SHARDS says
-// otherwise).
+// shape is how many processes of each command a cluster runs.
+type shape struct{ apis, forwarders, workers int }
+
+// chaosShape is the faults' cluster: two apis, two forwarders sharing four
+// outbox shards (unless OUTBOX_SHARDS says otherwise), three workers.
+// soakShape is the split deployment of docs/scaling.md at its smallest:
+// one of each, on the application's defaults.
+var (
+	chaosShape = shape{apis: 2, forwarders: 2, workers: 3}
+	soakShape  = shape{apis: 1, forwarders: 1, workers: 1}
+)
+
+// cluster is the application: the processes of a shape.
 type cluster struct {
 	procs   []*proc
 	apiURLs []string
@@ -65,8 +75,8 @@ type servers struct{ databaseURL, sessionURL, redisURL string }
 // first would fail to start. The harness reads nothing there (the public
 // /readyz says whether an api is ready); the addresses are logged, for a
 // look at the live page or the metrics while a run goes on.
-func startCluster(logger *slog.Logger, bin, dir string, route func(process string) (servers, error), env ...string) (*cluster, error) {
-	var ports [2]int
+func startCluster(logger *slog.Logger, bin, dir string, sh shape, route func(process string) (servers, error), env ...string) (*cluster, error) {
+	ports := make([]int, sh.apis)
 	for i := range ports {
 		port, err := freePort()
 		if err != nil {
@@ -81,7 +91,7 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 		// and the checks count on each order being accepted.
 		"RATE_LIMIT_PER_S=0",
 	)
-	if os.Getenv("OUTBOX_SHARDS") == "" {
+	if sh.forwarders > 1 && os.Getenv("OUTBOX_SHARDS") == "" {
 		base = append(base, "OUTBOX_SHARDS=4")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -116,13 +126,15 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 			ops:     ops,
 		})
 	}
-	add("api-1", "api", fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", ports[0]))
-	add("api-2", "api", fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", ports[1]))
-	add("forwarder-1", "forwarder")
-	add("forwarder-2", "forwarder")
-	add("worker-1", "worker")
-	add("worker-2", "worker")
-	add("worker-3", "worker")
+	for i, port := range ports {
+		add(fmt.Sprintf("api-%d", i+1), "api", fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", port))
+	}
+	for i := range sh.forwarders {
+		add(fmt.Sprintf("forwarder-%d", i+1), "forwarder")
+	}
+	for i := range sh.workers {
+		add(fmt.Sprintf("worker-%d", i+1), "worker")
+	}
 	if routeErr != nil {
 		cancel()
 		return nil, routeErr
@@ -154,7 +166,7 @@ func startCluster(logger *slog.Logger, bin, dir string, route func(process strin
 // HANDLER_TIMEOUT, HANDLER_MAX_RETRIES, WORKER_CONCURRENCY, SHUTDOWN_TIMEOUT,
 // PARK_BACKOFF_INITIAL, PARK_BACKOFF_MAX, PARK_SURFACE_AFTER,
 // DB_LOCK_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT and ORDER_SETTLE_TIMEOUT
-// (harnessOrderSettleTimeout, 15 s, when the environment sets none). The
+// (1 min, as deployed, when the environment sets none). The
 // harness reads those its own bounds depend on from its environment too
 // (knobs), with config.go's defaults, so that both see the same values.
 func inheritedEnv() []string {

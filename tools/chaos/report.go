@@ -28,7 +28,8 @@ type report struct {
 	lock                         lockResult    // of the lock scenario's row lock
 	lost                         lostResult    // of the lost scenario
 	failover                     time.Duration // of the failover scenario: from the kill until its orders settled
-	proxiesReplaced              int           // network proxies replaced because they wedged
+	soak                         soakResult
+	proxiesReplaced              int // network proxies replaced because they wedged
 	settleWait, duration         time.Duration
 	pooler                       string   // what the processes reach PostgreSQL through: "pgbouncer", or "" for nothing
 	exitNotes                    []string // why processes exited by themselves
@@ -66,7 +67,7 @@ func (r *report) print(w io.Writer) {
 		r.retries, r.replays, r.starts, r.selfExits, r.streams.redeliveries(r.accepted), r.streams.deadLetters,
 		r.proxiesReplaced, settled(r.settle.took), settled(r.settle.bound), r.lock.othersP99(), settled(r.lock.heldAfterRelease),
 		settled(r.lost.settledAfter), settled(r.failover),
-		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.poolerField(), r.seed)
+		r.settleWait.Round(100*time.Millisecond), r.duration.Round(time.Second), r.poolerField()+r.soak.fields(), r.seed)
 	for _, v := range r.violations {
 		fmt.Fprintln(w, "  violation:", v)
 	}

@@ -34,6 +34,7 @@ type harness struct {
 	creds    *harnessCredentials
 	spawn    spawnFunc
 	failover failoverResult
+	soak     soakResult
 }
 
 // spawnFunc starts a cluster of processes of its own, logging in dir and
@@ -51,25 +52,31 @@ type scenario struct {
 	what    string
 	prepare func(h *harness)
 	run     func(ctx context.Context, h *harness) error
+	// alone: run only when named in -scenarios, and with no other.
+	alone bool
 }
 
 // scenarios run in this order; -scenarios selects among them. A new
 // scenario is a function of its own and an entry here.
 func scenarios() []*scenario {
-	lock, graceful, lost, failover := &lockScenario{}, &gracefulScenario{}, &lostScenario{}, &failoverScenario{}
+	lock, graceful, lost, failover, soak := &lockScenario{}, &gracefulScenario{}, &lostScenario{}, &failoverScenario{}, &soakScenario{}
 	var crash indices
 	return []*scenario{
 		{"crash", "SIGKILLed processes, Redis SIGKILLed and PostgreSQL stopped immediately, under load",
-			func(h *harness) { crash = h.plan.addRandomOrders(rand.New(rand.NewPCG(h.opts.seed, 1)), h.opts.orders) },
-			func(ctx context.Context, h *harness) error { return runCrash(ctx, h, crash) }},
+			func(h *harness) {
+				crash = h.plan.addRandomOrders(rand.New(rand.NewPCG(h.opts.seed, 1)), "crash", h.opts.orders, skuCount)
+			},
+			func(ctx context.Context, h *harness) error { return runCrash(ctx, h, crash) }, false},
 		{"lock", "a stock row locked for a while, then a session idle in a transaction",
-			lock.prepare, lock.run},
+			lock.prepare, lock.run, false},
 		{"graceful", "processes stopped with SIGTERM under load and started again",
-			graceful.prepare, graceful.run},
+			graceful.prepare, graceful.run, false},
 		{"lost", "Redis started on an older copy of its data, losing OrderPlaced entries it acknowledged",
-			lost.prepare, lost.run},
+			lost.prepare, lost.run, false},
 		{"failover", "the Redis master SIGKILLed under load and its replica promoted by the Sentinels",
-			failover.prepare, failover.run},
+			failover.prepare, failover.run, false},
+		{"soak", "a steady load for a long time, without faults, sampling memory, goroutines, table and stream sizes and latency",
+			soak.prepare, soak.run, true},
 	}
 }
 
@@ -155,6 +162,7 @@ func exercise(ctx context.Context, logger *slog.Logger, opts options, cl *cluste
 	rep.lock = h.lock
 	rep.lost = h.lost
 	rep.failover = h.failover.settledAfter
+	rep.soak = h.soak
 	if h.net != nil {
 		rep.proxiesReplaced = h.net.replaced()
 	}
