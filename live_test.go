@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,11 +102,70 @@ func TestLivePage(t *testing.T) {
 		message, _ := chromedp.Run(ctx, chromedp.Text(css(`#message`)))
 		t.Fatalf("cancelling order %s from the page: %v (the page says %q)", id, err, message)
 	}
-	screenshot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	// Another order, left confirmed (a cancelled one counts as placed, not
+	// settled); the charts draw both (their window ends two seconds
+	// behind the database clock).
+	err = chromedp.Do(ctx,
+		chromedp.SetValue(css(`#order-quantity`), "1"),
+		chromedp.Click(css(`#order-form button`)),
+		chromedp.WaitVisible(`//p[@id="message" and contains(., "placed")]`),
+	)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("placing a second order: %v", err)
 	}
-	saveArtifact(t, "live-page.png", screenshot)
+	for _, chart := range []string{"chart-orders", "chart-latency"} {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`(() => {
+			const el = document.getElementById("`+chart+`");
+			return el.querySelector("canvas") !== null && Number(el.dataset.nonzero) > 0;
+		})()`))
+		if err != nil {
+			t.Fatalf("chart %s has no data after an order settled: %v", chart, err)
+		}
+	}
+	for _, width := range []int64{1280, 390} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, 900)); err != nil {
+			t.Fatal(err)
+		}
+		assertNoOverflow(ctx, t, width)
+		screenshot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		saveArtifact(t, fmt.Sprintf("live-page-%d.png", width), screenshot)
+	}
+}
+
+// assertNoOverflow fails t when the page, or any card of it, is wider
+// than the window: nothing may scroll sideways. The charts follow their
+// card's width a frame after it changes, so it asks until all fit or the
+// context ends.
+func assertNoOverflow(ctx context.Context, t *testing.T, width int64) {
+	t.Helper()
+	const overflowing = `(() => {
+		const page = document.documentElement;
+		const wide = [];
+		if (page.scrollWidth > page.clientWidth) wide.push("the page: " + page.scrollWidth + " > " + page.clientWidth);
+		for (const el of document.querySelectorAll("section, dialog[open], figure")) {
+			if (el.scrollWidth > el.clientWidth + 1) {
+				wide.push((el.id || el.getAttribute("aria-labelledby") || el.tagName) + ": " + el.scrollWidth + " > " + el.clientWidth);
+			}
+		}
+		return wide;
+	})()`
+	for {
+		wide, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](overflowing))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(wide) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("at %d px these are wider than their box: %v", width, wide)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // saveArtifact keeps a file a person may want to look at after the tests,

@@ -1,7 +1,9 @@
 // Package live is the live page: the page itself (plain HTML, CSS and
-// JavaScript, embedded), its event stream (Server-Sent Events, one
-// Snapshot a second to every open page), and the backlog watcher (Watcher)
-// that reads the figures for the page and the metrics. The HTTP API
+// JavaScript, embedded, with uPlot for its charts), its event stream
+// (Server-Sent Events, one Snapshot a second to every open page), the
+// charts' last 15 minutes (GET /history), and the backlog watcher
+// (Watcher) that reads the figures for the page, its charts and the
+// metrics. The HTTP API
 // (package httpapi) serves its routes; it owns its own JSON shapes, so that
 // what the page reads changes only here.
 package live
@@ -30,6 +32,9 @@ type Snapshot struct {
 	Outbox      OutboxFigures               `json:"outbox"`
 	Streams     []redisstreams.StreamStatus `json:"streams"`
 	DeadLetters []DeadLetter                `json:"dead_letters"`
+	// Point is the newest reading of the charts, which a page adds to the
+	// history it read at GET /history.
+	Point Point `json:"point"`
 }
 
 // Order is an order as the live page lists it.
@@ -114,6 +119,7 @@ const (
 // and serves the page.
 type Live struct {
 	page     page
+	history  history
 	mu       sync.Mutex
 	last     []byte
 	watchers map[chan []byte]string // the client of each stream

@@ -47,12 +47,13 @@ type databaseFigures struct {
 	oldestWriter time.Duration
 	parked       parked.Status
 	unsettled    time.Duration // the oldest unsettled order's age
+	flow         orders.Flow   // placed and settled since the reading before
 }
 
 // readDatabase reads the figures in one read-only transaction: a
 // statement of its own each would be a transaction each, and these reads
 // are most of what an idle process costs the database.
-func (w Watcher) readDatabase(ctx context.Context) (databaseFigures, error) {
+func (w Watcher) readDatabase(ctx context.Context, since time.Time) (databaseFigures, error) {
 	var f databaseFigures
 	tx, err := postgres.BeginTx(ctx, w.DB, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -74,15 +75,23 @@ func (w Watcher) readDatabase(ctx context.Context) (databaseFigures, error) {
 	if f.unsettled, err = orders.OldestUnsettled(ctx, tx); err != nil {
 		return f, err
 	}
+	if f.flow, err = orders.ReadFlow(ctx, tx, since); err != nil {
+		return f, err
+	}
 	return f, tx.Commit()
 }
 
 // Run reads until ctx is done.
 func (w Watcher) Run(ctx context.Context) {
 	w.Metrics.RegisterBacklog()
+	var since time.Time // where the flow's window starts: where the one before ended
 	for {
-		if err := w.collect(ctx); err != nil && ctx.Err() == nil {
+		until, err := w.collect(ctx, since)
+		if err != nil && ctx.Err() == nil {
 			w.Logger.WarnContext(ctx, "reading the backlog failed", "err", err)
+		}
+		if err == nil {
+			since = until
 		}
 		interval := w.Interval
 		if w.Live.Watching() {
@@ -97,12 +106,15 @@ func (w Watcher) Run(ctx context.Context) {
 	}
 }
 
-func (w Watcher) collect(ctx context.Context) error {
+// collect reads every figure once, sets the metrics, adds a Point to the
+// charts' history, and with a page open, publishes a Snapshot. It returns
+// where the flow's window ended, for the next one to start there.
+func (w Watcher) collect(ctx context.Context, since time.Time) (time.Time, error) {
 	m := w.Metrics
 	snap := Snapshot{At: time.Now().UTC()}
-	db, err := w.readDatabase(ctx)
+	db, err := w.readDatabase(ctx, since)
 	if err != nil {
-		return err
+		return since, err
 	}
 	m.OutboxPending.Set(float64(db.outbox.Pending))
 	m.OutboxOldestAge.Set(db.outbox.OldestAge.Seconds())
@@ -114,10 +126,12 @@ func (w Watcher) collect(ctx context.Context) error {
 	m.OldestUnsettledOrder.Set(db.unsettled.Seconds())
 
 	if snap.Streams, err = w.Streams.Status(ctx, w.Redis); err != nil {
-		return err
+		return since, err
 	}
+	var deadLetters int64
 	for _, st := range snap.Streams {
 		if st.Stream == events.StreamDeadLetter {
+			deadLetters = st.Length
 			m.DeadLetters.Set(float64(st.Length))
 		}
 		for _, g := range st.Groups {
@@ -126,26 +140,29 @@ func (w Watcher) collect(ctx context.Context) error {
 		}
 	}
 
+	snap.Point = pointOf(snap.At, db.flow, db.outbox.Pending, snap.Streams, deadLetters, db.parked)
+	w.Live.history.add(snap.Point)
+
 	if !w.Live.Watching() {
-		return nil
+		return db.flow.Until, nil
 	}
 	recent, err := w.Orders.List(ctx, orders.ListRequest{Limit: 20})
 	if err != nil {
-		return err
+		return db.flow.Until, err
 	}
 	snap.Orders = ordersOf(recent.Orders)
 	stock, err := w.Inventory.List(ctx, 50)
 	if err != nil {
-		return err
+		return db.flow.Until, err
 	}
 	snap.Stock = stockOf(stock)
 	letters, err := w.Streams.LatestDeadLetters(ctx, w.Redis, 20)
 	if err != nil {
-		return err
+		return db.flow.Until, err
 	}
 	for _, d := range letters {
 		snap.DeadLetters = append(snap.DeadLetters, DeadLetterOf(d))
 	}
 	w.Live.Publish(snap)
-	return nil
+	return db.flow.Until, nil
 }

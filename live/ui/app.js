@@ -43,9 +43,103 @@ function age(seconds) {
 const cancellable = new Set(["pending", "confirmed"]);
 const cancelledStatuses = new Set(["cancelling", "cancelled"]);
 
+// The charts: the last 15 minutes, read from GET /history when the page
+// opens, then the newest point of each snapshot.
+const historySpan = 15 * 60 * 1000;
+const palette = ["#1f6feb", "#1a7f37", "#b42318", "#9a6700", "#8250df", "#0a7ea4", "#bf3989", "#57606a"];
+let points = [];
+let historyRead = false;
+
+const groupKey = (g) => `${g.stream}/${g.group}`;
+function groupKeys() {
+  const keys = new Set();
+  for (const p of points) for (const g of p.groups || []) keys.add(groupKey(g));
+  return [...keys].sort();
+}
+// A group is named by itself, or with its stream when another stream has
+// a group of that name.
+function groupLabel(key) {
+  const name = key.slice(key.indexOf("/") + 1);
+  return groupKeys().filter((k) => k.endsWith(`/${name}`)).length > 1 ? key : name;
+}
+function groupValue(p, key, field) {
+  const g = (p.groups || []).find((g) => groupKey(g) === key);
+  return g ? g[field] : null;
+}
+
+// Each chart's series: a label and how to read it from a point.
+const charts = [
+  { id: "chart-orders", series: () => [
+    ["placed", (p) => p.placed_per_s], ["settled", (p) => p.settled_per_s]] },
+  { id: "chart-latency", series: () => [
+    ["p50", (p) => p.settle_p50_ms ?? null], ["p99", (p) => p.settle_p99_ms ?? null]] },
+  { id: "chart-backlog", series: () => [["outbox", (p) => p.outbox_pending],
+    ...groupKeys().flatMap((k) => [[`${groupLabel(k)} lag`, (p) => groupValue(p, k, "lag")],
+      [`${groupLabel(k)} pending`, (p) => groupValue(p, k, "pending")]])] },
+  { id: "chart-trouble", series: () => [["dead letters", (p) => p.dead_letters], ["parked", (p) => p.parked]] },
+];
+const plots = new Map(); // chart id -> { plot, labels }
+const chartHeight = 160;
+
+function drawCharts() {
+  const xs = points.map((p) => Date.parse(p.at) / 1000);
+  for (const chart of charts) {
+    const el = $(chart.id);
+    const series = chart.series();
+    const data = [xs, ...series.map(([, value]) => points.map(value))];
+    el.dataset.points = points.length;
+    el.dataset.nonzero = data.slice(1).flat().filter((v) => v > 0).length;
+    const labels = series.map(([label]) => label).join("\n");
+    const shown = plots.get(chart.id);
+    if (shown && shown.labels === labels) {
+      shown.plot.setData(data);
+      continue;
+    }
+    // A new consumer group is a new series: the chart is made again.
+    if (shown) shown.plot.destroy();
+    const opts = {
+      width: Math.max(200, el.clientWidth), height: chartHeight,
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      series: [{}, ...series.map(([label], i) => ({ label, stroke: palette[i % palette.length], width: 1.5 }))],
+      axes: [{}, { size: 48 }],
+      legend: { live: false },
+    };
+    plots.set(chart.id, { plot: new uPlot(opts, data, el), labels });
+  }
+}
+
+function addPoint(p) {
+  if (!p || !p.at) return;
+  points.push(p);
+  const cut = Date.parse(p.at) - historySpan;
+  while (points.length && Date.parse(points[0].at) < cut) points.shift();
+  if (historyRead) drawCharts();
+}
+
+async function readHistory() {
+  try {
+    const resp = await fetch("/history");
+    const past = resp.ok ? await resp.json() : [];
+    // Points that came by the event stream meanwhile are newer.
+    const last = past.length ? Date.parse(past[past.length - 1].at) : 0;
+    points = [...past, ...points.filter((p) => Date.parse(p.at) > last)];
+  } finally {
+    historyRead = true;
+    drawCharts();
+  }
+}
+
+new ResizeObserver(() => {
+  for (const chart of charts) {
+    const shown = plots.get(chart.id);
+    if (shown) shown.plot.setSize({ width: Math.max(200, $(chart.id).clientWidth), height: chartHeight });
+  }
+}).observe($("chart-orders").parentElement);
+
 function render(s) {
+  addPoint(s.point);
   rows($("orders"), s.orders || [], (o) => {
-    const tr = [cell(o.id.slice(0, 8) + "…", "id"), cell(o.customer_id)];
+    const tr = [cell(o.id.slice(0, 8) + "…", "id"), cell(o.customer_id, "narrow-hide")];
     const status = cell(o.reason ? `${o.status} (${o.reason})` : o.status, `status ${o.status}`);
     status.dataset.orderId = o.id;
     // A cancelled order's time is to its cancellation, not its settlement.
@@ -60,7 +154,7 @@ function render(s) {
       button.addEventListener("click", () => cancelOrder(o.id, button));
       action.append(button);
     }
-    tr.push(status, cell(took), action);
+    tr.push(status, cell(took, "nowrap"), action);
     tr[0].title = o.id;
     return tr;
   });
@@ -69,7 +163,7 @@ function render(s) {
   $("outbox-oldest").textContent = age(s.outbox.oldest_seconds);
   const groups = (s.streams || []).flatMap((st) =>
     (st.groups || []).map((g) => ({ stream: st.stream, ...g })));
-  rows($("streams"), groups, (g) => [cell(g.stream), cell(g.name), cell(g.lag), cell(g.pending)]);
+  rows($("streams"), groups, (g) => [cell(g.stream, "name"), cell(g.name, "name"), cell(g.lag), cell(g.pending)]);
   rows($("dead-letters"), s.dead_letters || [], (d) => {
     const button = document.createElement("button");
     button.type = "button";
@@ -78,7 +172,7 @@ function render(s) {
     button.addEventListener("click", () => replay(d.id));
     const action = document.createElement("td");
     action.append(button);
-    return [cell(new Date(d.at).toLocaleTimeString()), cell(d.stream), cell(d.reason), action];
+    return [cell(new Date(d.at).toLocaleTimeString(), "nowrap"), cell(d.stream, "name"), cell(d.reason), action];
   });
 }
 
@@ -149,3 +243,4 @@ const source = new EventSource("/events");
 source.onopen = () => { $("connection").textContent = "live"; $("connection").className = "live"; };
 source.onerror = () => { $("connection").textContent = "reconnecting…"; $("connection").className = "down"; };
 source.onmessage = (ev) => render(JSON.parse(ev.data));
+readHistory();
