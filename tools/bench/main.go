@@ -19,7 +19,7 @@
 // make bench builds it into bin/bench and runs it from the repository root:
 //
 //	bin/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-before BENCHMARKS.md]
-//	    [-only raw,pipeline,placement,auth,e2e,capacity,worker,idle,drain,scale]
+//	    [-only raw,pipeline,placement,auth,e2e,capacity,worker,idle,pages,drain,scale]
 package main
 
 import (
@@ -60,6 +60,7 @@ var phases = []phase{
 	{"capacity", "the highest open-loop rate that settles in time", measureCapacity},
 	{"worker", "inventory handler throughput", measureWorker},
 	{"idle", "database transactions of an idle process", measureIdle},
+	{"pages", "database transactions of an idle process with 0, 1 and 10 live pages open", measurePages},
 	{"drain", "forwarder drain of a small and a large outbox backlog", measureDrain},
 	{"scale", "the worker's load by 1, 2 and 3 worker processes", measureScale},
 }

@@ -26,6 +26,7 @@ type report struct {
 	scale     []*workerResult // 1, 2, 3 worker processes
 	worker    *workerResult
 	idle      *idleResult
+	pages     *pagesResult
 	failures  []string
 }
 
@@ -180,6 +181,9 @@ func (r *report) rawRows() [][]string {
 			fmt.Sprintf("%s transactions, %.2f/s; the process used %.1f%% of a core; RSS %s",
 				thousands(x.transactions), x.perSecond, 100*x.appCPU, megabytes(x.rss)))
 	}
+	if x := r.pages; x != nil {
+		add(fmt.Sprintf("live pages on an idle `orderstream all`, %s each", x.window.Round(time.Second)), x.row())
+	}
 	return rows
 }
 
@@ -305,6 +309,10 @@ unmeasured warm-up (so is pgbench).
 - **idle**: xact_commit + xact_rollback of the bench database in
   pg_stat_database, after the process has run for 12 s (so that the
   statistics of its start-up are in before the window opens).
+- **pages**: the same count on an idle ` + "`orderstream all`" + ` with 0,
+  then 1, then 10 live pages open (event streams on GET /events, each from
+  a loopback address of its own), 12 s after each change; the target is
+  what 10 pages add over none, divided by what one adds.
 - **authentication and rate limiting**: the placement load, each order
   with the JWT of its customer (one of 1,000, minted before the load), twice
   against a fresh ` + "`orderstream all`" + `: the rate limiter off

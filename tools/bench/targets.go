@@ -75,6 +75,14 @@ func (r *report) targets() []row {
 		return fmt.Sprintf("%.2f", r.idle.perSecond), r.idle.perSecond <= 2
 	}, r.idle != nil)
 
+	add("database cost of 10 live pages ÷ 1 page", "<= 1.1", func() (string, bool) {
+		ratio, ok := r.pages.tenOverOne()
+		if !ok {
+			return "one page added nothing to compare with", false
+		}
+		return fmt.Sprintf("%.2f (%s)", ratio, r.pages.row()), ratio <= 1.1
+	}, r.pages != nil)
+
 	// At the most shards measured, by one process.
 	shards := slices.Max(r.opts.drainShards)
 	small, large := r.drain(r.opts.backlogSmall, shards, 1), r.drain(r.opts.backlogLarge, shards, 1)
