@@ -37,6 +37,9 @@ type Metrics struct {
 	// Orders re-driven after staying unsettled past ORDER_SETTLE_TIMEOUT
 	// (orders.Redriver), by outcome.
 	OrdersRedriven *prometheus.CounterVec // outcome
+	// Entries of the consumers' activity feed (package activity) that a
+	// worker left out: over its rate, its buffer full, or Redis away.
+	ActivityDropped *prometheus.CounterVec // reason
 
 	// Read from the database and Redis on a timer, and registered only by
 	// the process that reads them (see RegisterBacklog).
@@ -111,6 +114,8 @@ func New() *Metrics {
 			"Messages parked again after failing for a passing reason for longer than PARK_SURFACE_AFTER, by handler.", "handler"),
 		OrdersRedriven: counterVec("orders_redriven_total",
 			"Orders unsettled for longer than ORDER_SETTLE_TIMEOUT whose events were sent again, by outcome: resent, in_flight (still in the outbox), no_event (none left to resend).", "outcome"),
+		ActivityDropped: counterVec("activity_dropped_total",
+			"Entries of the consumers' activity feed left out, by reason: rate_limited (over the rate of ordinary entries), buffer_full, write_failed (Redis away).", "reason"),
 		OutboxPending: gauge("outbox_pending_messages",
 			"Outbox rows the forwarder has not moved to Redis yet."),
 		OutboxOldestAge: gauge("outbox_oldest_pending_age_seconds",
@@ -139,7 +144,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.OrdersPlaced, m.OrdersCancelled, m.OrderSettle, m.InboxDuplicates,
-		m.MessagesParked, m.MessagesParkedOverdue, m.OrdersRedriven,
+		m.MessagesParked, m.MessagesParkedOverdue, m.OrdersRedriven, m.ActivityDropped,
 	)
 	return m
 }

@@ -29,7 +29,7 @@ func keepContext(next message.HandlerFunc) message.HandlerFunc {
 // that forwarded the message) with the message's correlation id and log
 // attributes in its context, and writes one line for it: handler, message
 // UUID, correlation id, what the handler noted (order_id, outcome) and the
-// duration.
+// duration; the same facts go to the consumers' activity (track).
 func observe(logger *slog.Logger, tp trace.TracerProvider) message.HandlerMiddleware {
 	tracer := tp.Tracer("github.com/orderstream/orderstream/worker")
 	return func(next message.HandlerFunc) message.HandlerFunc {
@@ -51,7 +51,9 @@ func observe(logger *slog.Logger, tp trace.TracerProvider) message.HandlerMiddle
 			produced, err := next(msg)
 			msg.SetContext(outer)
 
-			args := append(notes(), "duration", time.Since(start))
+			noted, took := notes(), time.Since(start)
+			attempted(outer, msg, handler, noted, took, err)
+			args := append(noted, "duration", took)
 			if err != nil {
 				span.SetStatus(codes.Error, err.Error())
 				logger.WarnContext(ctx, "message handling failed", append(args, "err", err)...)

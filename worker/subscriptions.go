@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/orderstream/orderstream/events"
+	"github.com/orderstream/orderstream/logging"
 )
 
 // Subscription is one group of Watermill cqrs event handlers that read one
@@ -130,7 +131,8 @@ func Check(subs []Subscription) error {
 //     on this stream: ErrMalformed, dead-lettered at once;
 //   - an event of the contract on this stream that this group does not
 //     handle (it travels there for another group): acked untouched, without
-//     an inbox transaction;
+//     an inbox transaction, its outcome noted as not_handled (and left
+//     out of the consumers' activity);
 //   - one the group handles: passed on, to the inbox and cqrs.
 func contractOnly(subs []Subscription) message.HandlerMiddleware {
 	handles := map[string][]string{}
@@ -150,6 +152,7 @@ func contractOnly(subs []Subscription) message.HandlerMiddleware {
 				return nil, fmt.Errorf("%w: unknown event_type %q", events.ErrMalformed, eventType)
 			}
 			if !slices.Contains(handles[name], eventType) {
+				logging.Note(msg.Context(), "outcome", outcomeNotHandled)
 				return nil, nil // another group's business
 			}
 			return next(msg)

@@ -2,7 +2,8 @@
 // which every handler group of the list (Subscription) is a Watermill cqrs
 // EventGroupProcessor group reading its stream as its consumer group, and
 // the middleware around them: the inbox transaction, retries, parking,
-// dead letters, the timeout, tracing and the log line of each attempt. The
+// dead letters, the timeout, tracing, the log line of each attempt and its
+// entry in the consumers' activity feed (package activity). The
 // Runner delivers the messages handed to it through the same cqrs groups
 // and attempt middleware (not the retries, parking or dead letters), each
 // as it comes, for the handler test kit (worker/handlertest) and backfill.
@@ -23,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/orderstream/orderstream/activity"
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/logging"
 	"github.com/orderstream/orderstream/metrics"
@@ -58,6 +60,10 @@ type MessagesConfig struct {
 	// CloseTimeout is how long a graceful stop may take (SHUTDOWN_TIMEOUT;
 	// 30 s when zero): the handlers in flight finish within it.
 	CloseTimeout time.Duration
+	// Activity, when not nil, records each attempt at a message to the
+	// consumers' activity feed; Run runs it, and stops it after the
+	// handlers.
+	Activity *activity.Recorder
 }
 
 // withDefaults fills in what cfg leaves zero (or, for the park backoff's
@@ -89,6 +95,7 @@ type Messages struct {
 	parked      *parked.Store
 	parkedRedis redis.UniversalClient
 	streams     []string // the Redis keys of the streams handled
+	activity    *activity.Recorder
 	logger      *slog.Logger
 }
 
@@ -128,10 +135,12 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 	// stream and is acked, so it never blocks its stream; one that failed
 	// for a passing reason is parked and acked, to be put back on its
 	// stream after a growing backoff, so it holds no consumer meanwhile
-	// (nacked and delivered again only when it cannot be parked).
+	// (nacked and delivered again only when it cannot be parked). Each
+	// attempt goes to the activity feed once what came of it is known.
 	r.AddMiddleware(
 		skipParkedForOthers,
 		poison,
+		track(cfg.Activity),
 		park(store, cfg.HandlerTimeout, cfg.Logger, cfg.Metrics),
 		logDeadLetter(cfg.Logger),
 		keepContext,
@@ -155,7 +164,8 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 		Measure:     measure.NewRouterMiddleware().Middleware,
 	})...)
 
-	m := &Messages{router: r, deadLetter: deadLetter, parked: store, parkedRedis: cfg.Streams.NewClient(), logger: cfg.Logger}
+	m := &Messages{router: r, deadLetter: deadLetter, parked: store, parkedRedis: cfg.Streams.NewClient(),
+		activity: cfg.Activity, logger: cfg.Logger}
 	err = register(r, wlog, cfg.Subscriptions,
 		func(s Subscription) string { return cfg.Streams.Name(s.Stream) },
 		func(s Subscription) (message.Subscriber, error) { return cfg.Streams.Subscriber(s.Group) })
@@ -175,7 +185,8 @@ func NewMessages(cfg MessagesConfig) (*Messages, error) {
 }
 
 // Run handles messages, and puts parked messages of its streams back once
-// due, until ctx is done, then lets the handlers in flight finish.
+// due, until ctx is done, then lets the handlers in flight finish, and
+// writes their last activity.
 func (m *Messages) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -184,9 +195,17 @@ func (m *Messages) Run(ctx context.Context) error {
 		defer close(republished)
 		m.parked.Republisher(m.parkedRedis, m.streams, m.logger).Run(ctx)
 	}()
+	recordCtx, stopRecording := context.WithCancel(context.WithoutCancel(ctx))
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		m.activity.Run(recordCtx)
+	}()
 	err := m.router.Run(ctx)
 	cancel()
+	stopRecording()
 	<-republished
+	<-recorded
 	return errors.Join(err, m.deadLetter.Close(), m.parkedRedis.Close())
 }
 
