@@ -34,7 +34,7 @@ func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logge
 	a.streams = newStreams(cfg, redisOpts, logger, worker.ConsumedStreams(a.subscriptions()))
 	cmd := inv.cmd.name
 	switch cmd {
-	case "outbox status", "migrate status", "outbox realign", "handlers backfill":
+	case "outbox status", "migrate status", "outbox realign", "handlers backfill", "orders trace":
 		opts := []postgres.Option{
 			postgres.IdleInTransactionTimeout(cfg.DBIdleInTransactionTimeout), postgres.ApplicationName("orderstream " + cmd),
 		}
@@ -93,6 +93,8 @@ func operate(ctx context.Context, inv invocation, cfg config, logger *slog.Logge
 		return a.replayDeadLetters(ctx, inv.args, inv.all, stdout)
 	case "handlers backfill":
 		return a.backfill(ctx, inv.args[0], inv.since, stdout, stderr)
+	case "orders trace":
+		return a.traceOrder(ctx, inv.args[0], stdout, inv.json)
 	}
 	return fmt.Errorf("run %s: not an operator command", cmd)
 }

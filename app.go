@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/orderstream/orderstream/activity"
 	"github.com/orderstream/orderstream/auth"
 	"github.com/orderstream/orderstream/httpapi"
 	"github.com/orderstream/orderstream/inventory"
@@ -58,6 +59,7 @@ func (a *app) serveOps(ctx context.Context, withAPI bool) error {
 		ops = httpapi.Ops{
 			Live:             a.live,
 			ReplayDeadLetter: func(ctx context.Context, id string) error { return a.streams.ReplayID(ctx, a.rdb, id) },
+			Story:            a.readStory,
 		}
 	}
 	return a.serve(ctx, a.cfg.OpsAddr, httpapi.NewOps(a.httpConfig(), ops), nil)
@@ -250,6 +252,7 @@ func (a *app) handleMessages(ctx context.Context, subs []worker.Subscription) er
 		ParkBackoff:    parked.Backoff{Initial: a.cfg.ParkBackoffInitial, Max: a.cfg.ParkBackoffMax},
 		SurfaceAfter:   a.cfg.ParkSurfaceAfter,
 		CloseTimeout:   a.cfg.ShutdownTimeout,
+		Activity:       activity.NewRecorder(a.streams, activity.RecorderConfig{Logger: a.logger, Dropped: a.metrics.ActivityDropped}),
 	})
 	if err != nil {
 		return err

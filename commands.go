@@ -40,6 +40,13 @@ func commands() []command {
 			"another cluster: makes the copied outbox\nreadable by the forwarder again",
 			detail: "Changes the outbox of an existing database whose schema is up to date; it\n" +
 				"creates no database and applies no migration (run `orderstream migrate` first)."},
+		{name: "orders trace", args: "ID", json: true, summary: "one order's story: its steps in time order, from\n" +
+			"its placement through the outbox, its streams and\nits handlers, and what is missing when unsettled",
+			detail: "Reads only: the database (the order, its outbox rows, the inbox, parked\n" +
+				"messages, re-drives, its reservation and release) and Redis (its events'\n" +
+				"stream entries, the dead letters, the consumer groups). It creates no\n" +
+				"database and applies no migration, and fails when the database does not\n" +
+				"exist or its schema is missing or behind."},
 		{name: "deadletters list", json: true, summary: "the messages that could not be handled",
 			detail: "Reads only the dead-letter stream in Redis; it opens no database."},
 		{name: "deadletters replay", args: "ID... | --all", summary: "puts dead letters back on their stream (same\n" +
@@ -125,7 +132,7 @@ func (c command) usage() string {
 // invocation is a parsed command line.
 type invocation struct {
 	cmd  command
-	args []string // the positional arguments: the IDs of deadletters replay
+	args []string // the positional arguments: the IDs of deadletters replay, the order of orders trace
 	json bool
 	all  bool // deadletters replay --all
 	// since is handlers backfill's --since: the events written at or
@@ -218,11 +225,13 @@ func parseArgs(args []string) (invocation, error) {
 		return invocation{}, &usageError{"deadletters replay takes IDs or --all, not both", cmd.usage()}
 	case cmd.name == "handlers backfill" && len(inv.args) != 1:
 		return invocation{}, &usageError{"handlers backfill needs the name of one handler group (orderstream handlers list)", cmd.usage()}
+	case cmd.name == "orders trace" && len(inv.args) != 1:
+		return invocation{}, &usageError{"orders trace needs the id of one order", cmd.usage()}
 	case cmd.name == "token" && len(inv.args) != 1:
 		return invocation{}, &usageError{"token needs the customer id to sign for, once", cmd.usage()}
 	case cmd.name == "token" && inv.ttl <= 0:
 		return invocation{}, &usageError{fmt.Sprintf("--ttl %s: give a positive duration", inv.ttl), cmd.usage()}
-	case !slices.Contains([]string{"deadletters replay", "handlers backfill", "token"}, cmd.name) && len(inv.args) > 0:
+	case !slices.Contains([]string{"deadletters replay", "handlers backfill", "orders trace", "token"}, cmd.name) && len(inv.args) > 0:
 		return invocation{}, &usageError{fmt.Sprintf("orderstream %s takes no arguments, got %q", cmd.name, strings.Join(inv.args, " ")), cmd.usage()}
 	}
 	if since != "" {

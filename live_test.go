@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,6 +114,53 @@ func TestLivePage(t *testing.T) {
 	)
 	if err != nil {
 		t.Fatalf("placing a second order: %v", err)
+	}
+	message, err = chromedp.Run(ctx, chromedp.Text(css(`#message`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := regexp.MustCompile(`[0-9a-f-]{36}`).FindString(message)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(css(`td.status.confirmed[data-order-id="`+second+`"]`))); err != nil {
+		t.Fatalf("order %s did not show as confirmed: %v", second, err)
+	}
+
+	// Its story, from a click on its id: every step of a settled order.
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`button[aria-label="The story of order `+second+`"]`)),
+		chromedp.WaitVisible(css(`#story-steps li[data-kind="settled"]`)),
+	)
+	if err != nil {
+		t.Fatalf("the story of order %s did not open: %v", second, err)
+	}
+	kinds, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("#story-steps li")].map((li) => li.dataset.kind + ": " + li.querySelector(".step").textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"placed: placed", "written: in the outbox: OrderPlaced", "on_stream: on its stream: OrderPlaced",
+		"handled: handled: inventory", "written: in the outbox: StockReserved", "handled: handled: orders", "settled: settled: confirmed"} {
+		if !slices.ContainsFunc(kinds, func(k string) bool { return strings.HasPrefix(k, want) }) {
+			t.Errorf("the story has no step %q; it has %q", want, kinds)
+		}
+	}
+	summary, err := chromedp.Run(ctx, chromedp.Text(css(`#story-summary`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(summary, "correlation id") || strings.Contains(summary, "correlation id –") {
+		t.Errorf("the story's summary %q names no correlation id", summary)
+	}
+	storyShot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveArtifact(t, "live-page-story.png", storyShot)
+	if err := chromedp.Do(ctx, chromedp.Click(css(`#story-close`)), chromedp.WaitNotVisible(css(`#story`))); err != nil {
+		t.Fatal(err)
+	}
+	// The consumers' feed shows what the handlers did with it.
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`//tbody[@id="activity"]/tr[td[4]="`+second[:8]+`…"]`)); err != nil {
+		t.Fatalf("the consumers' activity does not show order %s: %v", second, err)
 	}
 	for _, chart := range []string{"chart-orders", "chart-latency"} {
 		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`(() => {

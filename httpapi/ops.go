@@ -2,12 +2,14 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/pprof"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/orderstream/orderstream/live"
+	"github.com/orderstream/orderstream/story"
 )
 
 // Ops is what the operations listener serves beside Config's.
@@ -17,15 +19,19 @@ type Ops struct {
 	// ReplayDeadLetter puts a dead letter back on its stream; nil: the
 	// route answers 404.
 	ReplayDeadLetter func(ctx context.Context, id string) error
+	// Story reads an order's story (story.Read) for the live page; nil:
+	// the route answers 404.
+	Story func(ctx context.Context, id string) (story.Story, error)
 }
 
 // NewOps returns the operations listener's handler (OPS_ADDR, loopback by
 // default): /metrics, /healthz, a /readyz that names what is failing, Go's
 // profiles under /debug/pprof/, and with the API, the live page, its event
 // stream, dead-letter replay and the customer routes the page's buttons
-// call (with the same tokens as on the public listener). Nothing here is
-// for the public: it shows customers' orders, the stock, the streams and
-// the process's internals.
+// call (with the same tokens as on the public listener), and an order's
+// story for administrators (as the replay). Nothing here is for the
+// public: it shows customers' orders, the stock, the streams and the
+// process's internals.
 func NewOps(cfg Config, ops Ops) http.Handler {
 	a, e := newEcho(cfg)
 	e.Use(a.timeout)
@@ -48,6 +54,7 @@ func NewOps(cfg Config, ops Ops) http.Handler {
 	e.GET("/", ops.Live.ServePage)
 	e.GET("/ui/*", ops.Live.ServeAsset)
 	e.GET("/events", ops.Live.ServeEvents)
+	e.GET("/history", ops.Live.ServeHistory)
 	e.POST("/deadletters/:id/replay", func(c echo.Context) error {
 		if ops.ReplayDeadLetter == nil {
 			return newProblem(http.StatusNotFound, "dead letters cannot be replayed from this process")
@@ -56,6 +63,22 @@ func NewOps(cfg Config, ops Ops) http.Handler {
 			return err
 		}
 		return c.JSON(http.StatusOK, map[string]string{"replayed": c.Param("id")})
+	}, a.admin)
+	// Every order's, so an administrator's: a customer's JWT is 403.
+	e.GET("/orders/:id/story", func(c echo.Context) error {
+		if ops.Story == nil {
+			return newProblem(http.StatusNotFound, "order stories cannot be read from this process")
+		}
+		st, err := ops.Story(c.Request().Context(), c.Param("id"))
+		switch {
+		case errors.Is(err, story.ErrBadID):
+			return newProblem(http.StatusBadRequest, "the order id is not a UUID")
+		case errors.Is(err, story.ErrNotFound):
+			return newProblem(http.StatusNotFound, "no order has this id")
+		case err != nil:
+			return err
+		}
+		return c.JSON(http.StatusOK, st)
 	}, a.admin)
 	a.customerRoutes(e)
 	return e

@@ -17,6 +17,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/orderstream/orderstream/activity"
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/orders"
@@ -32,6 +33,9 @@ type Snapshot struct {
 	Outbox      OutboxFigures               `json:"outbox"`
 	Streams     []redisstreams.StreamStatus `json:"streams"`
 	DeadLetters []DeadLetter                `json:"dead_letters"`
+	// Activity is the latest messages the handlers handled, newest first
+	// (package activity): at most activityShown a reading.
+	Activity []activity.Entry `json:"activity"`
 	// Point is the newest reading of the charts, which a page adds to the
 	// history it read at GET /history.
 	Point Point `json:"point"`

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderstream/orderstream/activity"
 	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/inventory"
 	"github.com/orderstream/orderstream/metrics"
@@ -21,6 +22,11 @@ import (
 
 // liveInterval is how often the figures are read while a live page is open.
 const liveInterval = time.Second
+
+// activityShown is how many of the handlers' latest messages a snapshot
+// carries: read once a reading, so a busy system sends a page at most this
+// many a second.
+const activityShown = 20
 
 // Watcher reads the outbox and stream backlog on a timer, for the metrics
 // and, while a live page is open, with the page's other figures for the
@@ -162,6 +168,9 @@ func (w Watcher) collect(ctx context.Context, since time.Time) (time.Time, error
 	}
 	for _, d := range letters {
 		snap.DeadLetters = append(snap.DeadLetters, DeadLetterOf(d))
+	}
+	if snap.Activity, err = activity.Latest(ctx, w.Redis, w.Streams, activityShown); err != nil {
+		return db.flow.Until, err
 	}
 	w.Live.Publish(snap)
 	return db.flow.Until, nil

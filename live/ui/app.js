@@ -139,7 +139,15 @@ new ResizeObserver(() => {
 function render(s) {
   addPoint(s.point);
   rows($("orders"), s.orders || [], (o) => {
-    const tr = [cell(o.id.slice(0, 8) + "…", "id"), cell(o.customer_id, "narrow-hide")];
+    const id = cell("", "id");
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "link";
+    open.textContent = o.id.slice(0, 8) + "…";
+    open.setAttribute("aria-label", `The story of order ${o.id}`);
+    open.addEventListener("click", () => showStory(o.id));
+    id.append(open);
+    const tr = [id, cell(o.customer_id, "narrow-hide")];
     const status = cell(o.reason ? `${o.status} (${o.reason})` : o.status, `status ${o.status}`);
     status.dataset.orderId = o.id;
     // A cancelled order's time is to its cancellation, not its settlement.
@@ -158,6 +166,20 @@ function render(s) {
     tr[0].title = o.id;
     return tr;
   });
+  rows($("activity"), s.activity || [], (a) => {
+    const outcome = cell(a.outcome || (a.error ? "failed" : "–"), "name");
+    for (const [on, name, text] of [[a.retried || a.attempt > 1, "retried", `try ${a.attempt}`],
+      [a.parked, "parked", "parked"], [a.dead_lettered, "dead", "dead letter"]]) {
+      if (!on) continue;
+      const mark = document.createElement("span");
+      mark.className = `mark ${name}`;
+      mark.textContent = text;
+      outcome.append(mark);
+    }
+    if (a.error) outcome.title = a.error;
+    return [cell(clock(a.at), "nowrap"), cell(a.handler, "name"), cell(a.event_type, "name narrow-hide"),
+      cell(a.order_id ? a.order_id.slice(0, 8) + "…" : "–", "id narrow-hide"), outcome, cell(`${a.duration_ms.toFixed(1)} ms`, "nowrap")];
+  });
   rows($("stock"), s.stock || [], (st) => [cell(st.sku), cell(st.available), cell(st.reserved)]);
   $("outbox-pending").textContent = s.outbox.pending;
   $("outbox-oldest").textContent = age(s.outbox.oldest_seconds);
@@ -175,6 +197,61 @@ function render(s) {
     return [cell(new Date(d.at).toLocaleTimeString(), "nowrap"), cell(d.stream, "name"), cell(d.reason), action];
   });
 }
+
+// clock is a time of day to the millisecond, in the browser's zone.
+function clock(at) {
+  const d = new Date(at);
+  return `${d.toLocaleTimeString([], { hour12: false })}.${String(d.getMilliseconds()).padStart(3, "0")}`;
+}
+
+// An order's story: what the database and Redis hold of it, step by step
+// (GET /orders/{id}/story, with the token: every order's, so an
+// administrator's).
+const stepNames = {
+  placed: "placed", written: "in the outbox", on_stream: "on its stream", handled: "handled",
+  parked: "parked", dead_lettered: "dead-lettered", redriven: "re-driven", reserved: "stock reserved",
+  released: "stock released", settled: "settled", cancelling: "cancelling", cancelled: "cancelled",
+};
+
+async function showStory(id) {
+  const dialog = $("story");
+  $("story-heading").textContent = `Order ${id}`;
+  $("story-summary").textContent = "reading…";
+  $("story-steps").replaceChildren();
+  $("story-missing-box").hidden = true;
+  if (!dialog.open) dialog.showModal();
+  try {
+    const st = await call("GET", `/orders/${encodeURIComponent(id)}/story`);
+    const o = st.order;
+    $("story-summary").textContent = `${o.status}${o.reason ? ` (${o.reason})` : ""}, customer ${o.customer_id}; ` +
+      `correlation id ${st.correlation_id || "–"}`;
+    $("story-steps").replaceChildren(...st.steps.map((step, i) => {
+      const li = document.createElement("li");
+      li.dataset.kind = step.kind;
+      const name = document.createElement("span");
+      name.className = "step";
+      name.textContent = `${stepNames[step.kind] || step.kind}${step.name && step.name !== step.kind ? `: ${step.name}` : ""}`;
+      const when = document.createElement("span");
+      when.className = "delay";
+      when.textContent = ` ${clock(step.at)}${i > 0 ? `, +${step.delay_ms.toFixed(1)} ms` : ""}`;
+      const detail = document.createElement("div");
+      detail.className = "detail";
+      detail.textContent = step.detail;
+      li.append(name, when, detail);
+      return li;
+    }));
+    const missing = st.missing || [];
+    $("story-missing").replaceChildren(...missing.map((m) => {
+      const li = document.createElement("li");
+      li.textContent = m;
+      return li;
+    }));
+    $("story-missing-box").hidden = missing.length === 0;
+  } catch (err) {
+    $("story-summary").textContent = `The story could not be read: ${err.message}`;
+  }
+}
+$("story-close").addEventListener("click", () => $("story").close());
 
 function say(text, isError) {
   $("message").textContent = text;
