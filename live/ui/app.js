@@ -177,7 +177,7 @@ function render(s) {
       outcome.append(mark);
     }
     if (a.error) outcome.title = a.error;
-    return [cell(clock(a.at), "nowrap"), cell(a.handler, "name"), cell(a.event_type, "name narrow-hide"),
+    return [cell(clock(a.at), "nowrap narrow-hide"), cell(a.handler, "name"), cell(a.event_type, "name narrow-hide"),
       cell(a.order_id ? a.order_id.slice(0, 8) + "…" : "–", "id narrow-hide"), outcome, cell(`${a.duration_ms.toFixed(1)} ms`, "nowrap")];
   });
   rows($("stock"), s.stock || [], (st) => [cell(st.sku), cell(st.available), cell(st.reserved)]);
