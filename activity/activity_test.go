@@ -3,7 +3,6 @@ package activity_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -225,12 +224,7 @@ func TestRecorder(t *testing.T) {
 
 	t.Run("never_waits_for_a_redis_away_and_stops_in_time", func(t *testing.T) {
 		t.Parallel()
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		away := l.Addr().String()
-		l.Close() // nothing listens there now
+		away := testenv.FreeAddr(t) // nothing listens there
 		streams := testenv.StreamsOn(t, &redis.UniversalOptions{Addrs: []string{away}}, "test:away:")
 		log := &testenv.Buffer{}
 		logger, err := logging.New(log, "text", "info")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -127,12 +126,7 @@ func TestMessages_activity(t *testing.T) {
 
 	t.Run("handles_messages_while_the_feed_cannot_be_written", func(t *testing.T) {
 		t.Parallel()
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		away := l.Addr().String()
-		l.Close() // nothing listens there now
+		away := testenv.FreeAddr(t) // nothing listens there
 		var rec *activity.Recorder
 		w := startWorker(t, func(c *worker.MessagesConfig) {
 			rec = activity.NewRecorder(testenv.StreamsOn(t, &redis.UniversalOptions{Addrs: []string{away}}, c.Streams.Prefix),
