@@ -62,10 +62,8 @@ type soakSample struct {
 	streamEntries   int64
 	redisBytes      int64
 	procs           []procSample // in the cluster's order
-	dbErr, procErr  error
-	redisErr        error
-	clock           time.Time // the database's at the sample; zero when unread
-	final           bool      // taken after the load, once every order settled
+	clock           time.Time    // the database's at the sample; zero when unread
+	final           bool         // taken after the load, once every order settled
 }
 
 // procSample is one process's resident memory and goroutines.
@@ -73,7 +71,6 @@ type procSample struct {
 	name       string
 	rss        int64
 	goroutines int64
-	err        error
 }
 
 func (s *soakScenario) prepare(h *harness) {
@@ -124,13 +121,6 @@ sampling:
 	}
 	last.final = true
 	res.samples = append(res.samples, last)
-	for _, smp := range res.samples {
-		for _, e := range []error{smp.dbErr, smp.redisErr, smp.procErr} {
-			if e != nil {
-				h.found.add("soak", "sample at %s: %v", smp.at.Round(time.Second), e)
-			}
-		}
-	}
 	h.soak = res
 	if h.opts.soakOut != "" {
 		if err := writeSoak(h.opts.soakOut, res.markdown(h.opts)); err != nil {
@@ -141,19 +131,23 @@ sampling:
 	return nil
 }
 
-// soakSample takes one sample; errors reading one source are kept in the
-// sample (and become findings), while a dead database is the run's end.
+// soakSample takes one sample; a source that cannot be read is a finding
+// and leaves its figures zero, while a done ctx is the run's end.
 func (h *harness) soakSample(ctx context.Context, began time.Time, prev soakSample) (soakSample, error) {
 	s := soakSample{at: time.Since(began)}
-	s.dbErr = h.soakDatabase(ctx, &s, prev)
-	s.redisErr = h.soakRedis(ctx, &s)
+	errs := []error{h.soakDatabase(ctx, &s, prev), h.soakRedis(ctx, &s)}
 	for _, p := range h.cluster.procs {
 		ps := procSample{name: p.name}
-		ps.rss, ps.goroutines, ps.err = scrapeProcess(ctx, p.ops)
-		if ps.err != nil && s.procErr == nil {
-			s.procErr = fmt.Errorf("%s: %w", p.name, ps.err)
+		var err error
+		if ps.rss, ps.goroutines, err = scrapeProcess(ctx, p.ops); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		}
 		s.procs = append(s.procs, ps)
+	}
+	for _, err := range errs {
+		if err != nil {
+			h.found.add("soak", "sample at %s: %v", s.at.Round(time.Second), err)
+		}
 	}
 	return s, ctx.Err()
 }
