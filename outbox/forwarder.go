@@ -121,7 +121,7 @@ func NewForwarder(db *sql.DB, streams redisstreams.Config, cfg ForwarderConfig) 
 	}
 	for shard := range f.wakes {
 		f.wakes[shard] = make(chan struct{}, 1)
-		var backoff wsql.BackoffManager = &outboxWaker{wake: f.wakes[shard], done: f.done, fallback: cfg.PollInterval, commits: &f.commits, beyond: f.beyond(shard),
+		var backoff wsql.BackoffManager = &outboxWaker{wake: f.wakes[shard], done: f.done, fallback: cfg.PollInterval, spacing: pollSpacing, commits: &f.commits, beyond: f.beyond(shard),
 			errors: wsql.NewDefaultBackoffManager(cfg.PollInterval, time.Second)}
 		if polls != nil {
 			backoff = countPolls{backoff, polls, strconv.Itoa(shard)}

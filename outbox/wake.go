@@ -56,7 +56,7 @@ type CommitNotifier struct {
 
 const (
 	// notifySpacing is the least time between two notifications of one
-	// process. A busy forwarder polls every pollSpacing on its own, so
+	// process. A busy forwarder polls at least every pollSpacing on its own, so
 	// more would wake nothing; after a quiet spell the first commit is
 	// notified at once.
 	notifySpacing = 5 * time.Millisecond
@@ -186,11 +186,13 @@ func WithCommitNotifier(ctx context.Context, n *CommitNotifier) context.Context 
 // events were committed to its shard, or by the forwarder's idle check
 // (watchIdle), which finds the rows of a notification that was lost while
 // the listener reconnected, once every fallback interval for all shards at
-// once. A poll that found rows is followed by the next after pollSpacing.
+// once. A poll that found rows is followed by the next after pollSpacing, or at
+// the next wake-up if that comes sooner.
 type outboxWaker struct {
 	wake     <-chan struct{}
 	done     <-chan struct{}
 	fallback time.Duration
+	spacing  time.Duration // pollSpacing
 	errors   wsql.BackoffManager
 	// After a wake-up, a poll may find nothing: the committed rows stay
 	// hidden while an older transaction that may write the outbox still
@@ -216,13 +218,12 @@ type outboxWaker struct {
 }
 
 const (
-	// pollSpacing is the least time from a poll that found rows to the
-	// next. Each poll is a transaction; under a steady flow of orders,
-	// polling as soon as the last batch is out would take a few rows at a
-	// time, and as many transactions as the flow commits. Waiting lets the
-	// next batch gather what commits meanwhile: at most 200 polls that find
-	// rows a second, whatever the rate. A backlog hardly notices (a batch
-	// of 1000 takes far longer to forward).
+	// pollSpacing is the most time from a poll that found rows to the
+	// next, unless a wake-up comes first (space). Each poll is a
+	// transaction; a poll as soon as the last batch is out, with nothing
+	// committed meanwhile, would find the rows that commit after it one at
+	// a time. A backlog hardly notices (a batch of 1000 takes far longer to
+	// forward).
 	pollSpacing  = 5 * time.Millisecond
 	firstRecheck = 2 * time.Millisecond
 	maxRecheck   = 100 * time.Millisecond
@@ -252,8 +253,9 @@ func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 		return w.errors.HandleError(logger, noMsg, err)
 	}
 	if !noMsg {
-		w.woken, w.rechecks = false, 0
-		return pollSpacing
+		w.rechecks = 0
+		w.woken = w.space()
+		return 0
 	}
 	if w.woken && w.beyond() {
 		w.rechecks = recheckSteps(w.fallback)
@@ -278,6 +280,26 @@ func (w *outboxWaker) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 	case <-w.done:
 	}
 	return 0
+}
+
+// space waits, after a poll that found rows, for w.spacing or until the
+// loop is woken, whichever comes first, and reports whether it was woken.
+// Under a steady flow the spacing lets a batch gather what commits
+// meanwhile; but the commit that wakes the loop is one the next poll is
+// for, and waiting out the spacing would only delay it: an order's second
+// event, committed a few milliseconds after its first was forwarded,
+// would wait for the rest of the first's spacing.
+func (w *outboxWaker) space() bool {
+	wait := time.NewTimer(w.spacing)
+	defer wait.Stop()
+	select {
+	case <-w.wake:
+		w.recheckIn = firstRecheck
+		return true
+	case <-wait.C:
+	case <-w.done:
+	}
+	return false
 }
 
 // signal tells those who wait that something happened: next returns a

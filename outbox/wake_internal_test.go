@@ -13,7 +13,7 @@ import (
 // group's position while beyond is true.
 func waker(beyond bool) (*outboxWaker, chan struct{}, *signal) {
 	wake, commits := make(chan struct{}, 1), &signal{}
-	w := &outboxWaker{wake: wake, done: make(chan struct{}), fallback: time.Second, commits: commits,
+	w := &outboxWaker{wake: wake, done: make(chan struct{}), fallback: time.Second, spacing: time.Hour, commits: commits,
 		beyond: func() bool { return beyond }}
 	return w, wake, commits
 }
@@ -82,6 +82,40 @@ func TestOutboxWaker_rechecksNothingWhenNoRowIsHidden(t *testing.T) {
 	w, wake, commits := waker(false)
 	wokenAndEmpty(w, wake)
 	waitsForItsWakeUp(t, w, wake, commits)
+}
+
+// After a poll that found rows, the spacing that lets the next batch
+// gather ends at a wake-up: the commit that woke the loop is one the next
+// poll is for. A poll after it that finds nothing is a woken one, whose
+// hidden rows are rechecked.
+func TestOutboxWaker_aWakeUpEndsTheSpacingAfterABatch(t *testing.T) {
+	t.Parallel()
+	w, wake, commits := waker(true)
+	returned := make(chan struct{})
+	go func() {
+		w.HandleError(nil, false, nil) // a poll found rows; the spacing is an hour
+		close(returned)
+	}()
+	commits.fire()
+	select {
+	case <-returned:
+		t.Fatal("a commit to another shard ended the spacing")
+	case <-time.After(100 * time.Millisecond):
+	}
+	wake <- struct{}{}
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a wake-up did not end the spacing after a batch")
+	}
+	w.recheckIn = time.Hour
+	rechecked := emptyPoll(w)
+	commits.fire()
+	select {
+	case <-rechecked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poll after the wake-up found nothing and was not rechecked at the next commit")
+	}
 }
 
 // waitsForItsWakeUp checks that w's next wait ends with its own wake-up,
