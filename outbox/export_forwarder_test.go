@@ -8,6 +8,7 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/orderstream/orderstream/postgres"
 	"github.com/orderstream/orderstream/redisstreams"
 )
 
@@ -30,4 +31,12 @@ func ForwarderOutbox(db *sql.DB, cfg ForwarderConfig, logger watermill.LoggerAda
 		return f.gate.stopped
 	}
 	return f, stopAsked, nil
+}
+
+// PollQuery is the forwarder's select of shard's rows (the poll), with its
+// arguments, as its subscriber sends it with a stop of stopTimeout.
+func PollQuery(shard int, stopTimeout time.Duration) (string, []any) {
+	q := outboxSchema{wsql.DefaultPostgreSQLSchema{}, stopTimeout + pollIdleMargin}.
+		SelectQuery(postgres.OutboxTopic(shard), forwarderGroup, skipLockedOffsets{})
+	return q.Query, q.Args
 }

@@ -16,13 +16,24 @@ import (
 // of them. A row comparison on the primary key is that range, so a poll
 // reads only the rows it returns.
 //
-// It also sets the poll's idle_in_transaction_session_timeout to pollIdle
-// (when not zero), in the same statement: watermill-sql sends nothing
-// between its select and the ack of a batch, so to the server a poll sits
-// idle in its transaction for as long as the batch takes to publish, and
-// the pool's limit (DB_IDLE_IN_TRANSACTION_TIMEOUT, 15 s) would end a
-// batch slowed by Redis, to be rolled back whole and forwarded again. A
-// poll whose select returns no row publishes nothing and ends at once.
+// It also sets two things of the poll's transaction, in the same
+// statement:
+//
+//   - idle_in_transaction_session_timeout to pollIdle (when not zero):
+//     watermill-sql sends nothing between its select and the ack of a
+//     batch, so to the server a poll sits idle in its transaction for as
+//     long as the batch takes to publish, and the pool's limit
+//     (DB_IDLE_IN_TRANSACTION_TIMEOUT, 15 s) would end a batch slowed by
+//     Redis, to be rolled back whole and forwarded again. A poll whose
+//     select returns no row publishes nothing and ends at once.
+//   - synchronous_commit off: the commit that moves the group's position
+//     past a batch does not wait for its WAL to reach the disk. Redis
+//     accepted every row of the batch before it, so a crash of PostgreSQL
+//     that loses the position costs the batch being forwarded again (at
+//     least once, the inbox drops the copies), never a row skipped. The
+//     position is never lost while anything that relies on it is kept:
+//     the WAL reaches the disk in order, so the durable commit of a
+//     clean-up that deleted rows below it makes it durable first.
 type outboxSchema struct {
 	wsql.DefaultPostgreSQLSchema
 	pollIdle time.Duration
@@ -42,20 +53,22 @@ func (s outboxSchema) SelectQuery(topic, consumerGroup string, offsets wsql.Offs
 		SELECT "offset", transaction_id, uuid, payload, metadata FROM ` + s.MessagesTable(topic) + `
 		WHERE (transaction_id, "offset") >
 		      ((SELECT last_processed_transaction_id FROM last_processed), (SELECT offset_acked FROM last_processed))
-		  AND transaction_id < (` + writersHorizon + `)` + s.idleLimit() + `
+		  AND transaction_id < (` + writersHorizon + `)` + s.settings() + `
 		ORDER BY transaction_id, "offset"
 		LIMIT ` + fmt.Sprint(batch)
 	return wsql.Query{Query: query, Args: next.Args}
 }
 
-// idleLimit is the select's condition that sets pollIdle, evaluated once
-// (an uncorrelated scalar subquery) before the first row is returned.
-func (s outboxSchema) idleLimit() string {
-	if s.pollIdle <= 0 {
-		return ""
+// settings is the select's condition that sets the poll's transaction's
+// settings, evaluated once (an uncorrelated scalar subquery) before the
+// first row is returned.
+func (s outboxSchema) settings() string {
+	set := `set_config('synchronous_commit', 'off', true)`
+	if s.pollIdle > 0 {
+		set += fmt.Sprintf(` || set_config('idle_in_transaction_session_timeout', '%d', true)`, s.pollIdle.Milliseconds())
 	}
-	return fmt.Sprintf(`
-		  AND (SELECT set_config('idle_in_transaction_session_timeout', '%d', true)) IS NOT NULL`, s.pollIdle.Milliseconds())
+	return `
+		  AND (SELECT ` + set + `) IS NOT NULL`
 }
 
 // writersHorizon is the transaction id below which every transaction that
