@@ -62,3 +62,9 @@ type lockWaitKey struct{}
 func WithLockWait(ctx context.Context, d time.Duration) context.Context {
 	return context.WithValue(ctx, lockWaitKey{}, d)
 }
+
+// lockWait returns the lock wait WithLockWait gave ctx, if any.
+func lockWait(ctx context.Context) (time.Duration, bool) {
+	d, ok := ctx.Value(lockWaitKey{}).(time.Duration)
+	return d, ok
+}

@@ -1,0 +1,98 @@
+package postgres_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/postgres"
+)
+
+// The inbox's transaction records its message and takes the outbox
+// writers' lock in one statement. The forwarder's horizon relies on the
+// lock coming before the transaction has an id (postgres.LockOutboxWriters):
+// here the lock is held exclusively while a message arrives, and the
+// inbox's session, waiting for it, must have no transaction id and have
+// written nothing; once the lock is free, the handler runs.
+func TestInbox_takesTheWritersLockBeforeItsTransactionHasAnID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, testenv.OwnDatabaseURL(t), 10) // its own: the lock stops every writer of its database
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+
+	holder, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, postgres.LockOutboxWriters); err != nil {
+		t.Fatal(err)
+	}
+	handled := make(chan struct{})
+	pubsub := route(t, db, nil, map[string]message.NoPublishHandlerFunc{
+		"locked": inInbox(func(context.Context, *postgres.Tx, *message.Message) error {
+			close(handled)
+			return nil
+		}),
+	})
+	published := make(chan error, 1)
+	go func() { published <- pubsub.Publish("topic", message.NewMessage(testenv.Unique("uuid"), nil)) }()
+
+	pid := waitingForTheWritersLock(t, db)
+	var xid sql.NullString
+	if err := db.QueryRowContext(ctx, `SELECT backend_xid::text FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	if xid.Valid {
+		t.Errorf("the inbox's transaction waits for the writers' lock with transaction id %s, want none yet", xid.String)
+	}
+	var rows int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM inbox WHERE handler = 'locked'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 0 {
+		t.Errorf("%d inbox rows visible before the lock was taken", rows)
+	}
+
+	if _, err := holder.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, postgres.LockOutboxWriters); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-handled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler did not run once the writers' lock was free")
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitingForTheWritersLock returns the pid of the session that waits for
+// LockOutboxWriters.
+func waitingForTheWritersLock(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	classid, objid := postgres.LockOutboxWritersID()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var pid int
+		err := db.QueryRow(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+			AND classid = $1 AND objid = $2 AND objsubid = 1`, classid, objid).Scan(&pid)
+		switch {
+		case err == nil:
+			return pid
+		case err != sql.ErrNoRows:
+			t.Fatal(err)
+		case time.Now().After(deadline):
+			t.Fatal("no session came to wait for the writers' lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
