@@ -83,11 +83,11 @@ func open(ctx context.Context, dsn string, maxConns int, create bool, opts []Opt
 	if err != nil {
 		return nil, err
 	}
-	db, err := sql.Open("postgres", withOpts)
+	c, err := pq.NewConnector(withOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	return connect(ctx, db, dsn, maxConns, create)
+	return connect(ctx, sql.OpenDB(preparingConnector{c}), dsn, maxConns, create)
 }
 
 // connect sizes db's pool and checks that the database answers, creating
