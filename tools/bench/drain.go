@@ -13,12 +13,13 @@ import (
 )
 
 // drainResult is one forwarder run over a backlog built while no forwarder
-// ran.
+// ran: outbox rows inserted by SQL (drain), or orders placed over HTTP
+// (httpdrain).
 type drainResult struct {
 	backlog   int
 	shards    int           // the outbox shards the backlog is spread over
 	procs     int           // forwarder processes
-	insert    time.Duration // building the backlog, not measured
+	insert    time.Duration // building the backlog (and vacuuming it), not measured
 	startup   time.Duration // from the process's start to the first entry on the stream
 	drain     time.Duration // from the first entry seen to the last
 	forwarded int64
@@ -26,6 +27,7 @@ type drainResult struct {
 	overall   float64 // every entry, per second from the process's start
 	complete  bool    // false: the run hit -drain-timeout
 	cpu       cpuUsage
+	placed    *loadResult // the orders placed over HTTP that built it; nil: inserted by SQL
 }
 
 // backlogBatch is how many outbox rows one transaction inserts: as many
@@ -60,36 +62,55 @@ FROM (
 func measureDrain(ctx context.Context, st *stage, rep *report) error {
 	for _, n := range []int{st.opts.backlogSmall, st.opts.backlogLarge} {
 		for _, shards := range st.opts.drainShards {
-			db, err := st.freshDatabase(ctx)
-			if err != nil {
-				return err
-			}
-			began := time.Now()
-			err = insertBacklog(ctx, st, db, n, shards)
-			built := time.Since(began)
-			for i, procs := range st.opts.drainProcs {
-				if err != nil {
-					break
-				}
-				if i > 0 {
-					err = rewindForwarder(ctx, db, n)
-				}
-				var r *drainResult
-				if err == nil {
-					r, err = drainBacklog(ctx, st, n, shards, procs)
-				}
-				if r != nil {
-					r.insert = built
-					rep.drains = append(rep.drains, r)
-				}
-			}
-			db.Close()
+			rs, err := drainBuilt(ctx, st, shards, st.opts.drainProcs, func(ctx context.Context, db *sql.DB) (int, error) {
+				return n, insertBacklog(ctx, st, db, n, shards)
+			})
+			rep.drains = append(rep.drains, rs...)
 			if err != nil {
 				return fmt.Errorf("drain %s in %d shards: %w", thousands(int64(n)), shards, err)
 			}
 		}
 	}
 	return nil
+}
+
+// backlogBuilder fills the outbox of a fresh database while no forwarder
+// runs; it returns how many OrderPlaced entries the forwarder is to put on
+// the stream.
+type backlogBuilder func(ctx context.Context, db *sql.DB) (int, error)
+
+// drainBuilt builds a backlog spread over shards outbox shards with build,
+// on a fresh database, then drains it by each of procs forwarder
+// processes, rewinding the forwarder between runs.
+func drainBuilt(ctx context.Context, st *stage, shards int, procs []int, build backlogBuilder) ([]*drainResult, error) {
+	db, err := st.freshDatabase(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	began := time.Now()
+	n, err := build(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	built := time.Since(began)
+	var out []*drainResult
+	for i, p := range procs {
+		if i > 0 {
+			if err := rewindForwarder(ctx, db, n); err != nil {
+				return out, err
+			}
+		}
+		r, err := drainBacklog(ctx, st, n, shards, p)
+		if r != nil {
+			r.insert = built
+			out = append(out, r)
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 // rewindForwarder puts the forwarder back before every row of the n
@@ -171,8 +192,7 @@ func drainBacklog(ctx context.Context, st *stage, n, shards, procs int) (*drainR
 }
 
 // insertBacklog fills the outbox with n rows, spread evenly over the first
-// shards shards, then vacuums and analyzes it as autovacuum would have
-// while a real backlog built up.
+// shards shards, then vacuums it (vacuumOutbox).
 func insertBacklog(ctx context.Context, st *stage, db *sql.DB, n, shards int) error {
 	last := time.Now()
 	per := (n + shards - 1) / shards
@@ -190,20 +210,34 @@ func insertBacklog(ctx context.Context, st *stage, db *sql.DB, n, shards int) er
 			}
 		}
 	}
-	var rows int
-	for shard := range shards {
-		table := "watermill_" + postgres.OutboxTopic(shard)
-		if _, err := db.ExecContext(ctx, `VACUUM (ANALYZE) `+table); err != nil {
-			return fmt.Errorf("vacuum outbox: %w", err)
-		}
-		var k int
-		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&k); err != nil {
-			return fmt.Errorf("count outbox: %w", err)
-		}
-		rows += k
+	rows, _, err := vacuumOutbox(ctx, st, db, shards)
+	if err != nil {
+		return err
 	}
 	if rows != n {
 		return fmt.Errorf("outbox holds %d rows, want %d", rows, n)
 	}
-	return st.checkpoint(ctx)
+	return nil
+}
+
+// vacuumOutbox vacuums and analyzes the tables of the first shards outbox
+// shards, as autovacuum would have while a real backlog built up, and
+// checkpoints; it returns how many rows they hold, and how many of them
+// hold any.
+func vacuumOutbox(ctx context.Context, st *stage, db *sql.DB, shards int) (rows, used int, err error) {
+	for shard := range shards {
+		table := "watermill_" + postgres.OutboxTopic(shard)
+		if _, err := db.ExecContext(ctx, `VACUUM (ANALYZE) `+table); err != nil {
+			return 0, 0, fmt.Errorf("vacuum outbox: %w", err)
+		}
+		var k int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&k); err != nil {
+			return 0, 0, fmt.Errorf("count outbox: %w", err)
+		}
+		rows += k
+		if k > 0 {
+			used++
+		}
+	}
+	return rows, used, st.checkpoint(ctx)
 }

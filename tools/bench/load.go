@@ -153,12 +153,25 @@ func (r *loadResult) merge(o *loadResult) {
 // closedLoop runs clients that each place one order after another for d,
 // for the customers of group.
 func (l *loader) closedLoop(ctx context.Context, group string, clients int, d time.Duration) loadResult {
+	return l.closed(ctx, group, clients, d, 0)
+}
+
+// closedCount is closedLoop until n orders have been sent, or d has
+// passed: a backlog of n orders, each its own transaction.
+func (l *loader) closedCount(ctx context.Context, group string, clients, n int, d time.Duration) loadResult {
+	return l.closed(ctx, group, clients, d, n)
+}
+
+// closed is the closed loop of clients for d, or until limit orders have
+// been sent when limit > 0.
+func (l *loader) closed(ctx context.Context, group string, clients int, d time.Duration, limit int) loadResult {
 	cs, failed, ok := l.customers(group)
 	if !ok {
 		return failed
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	var tickets atomic.Int64
 	results := make([]loadResult, clients)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -166,7 +179,7 @@ func (l *loader) closedLoop(ctx context.Context, group string, clients int, d ti
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && (limit <= 0 || tickets.Add(1) <= int64(limit)) {
 				t := time.Now()
 				err := l.place(ctx, cs)
 				if ctx.Err() != nil { // cut short by the end of the load

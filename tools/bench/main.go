@@ -2,8 +2,10 @@
 // each figure with its target: the raw limits of the order transaction and
 // of the whole pipeline (pgbench), placing orders over HTTP,
 // commit-to-settled latency and the cost of an order under open-loop loads
-// at fractions of the raw pipeline, the highest such load carried, the
-// forwarder draining a backlog, worker throughput, the database cost of an
+// at fractions of the raw pipeline and of orders placed one at a time, the
+// same latencies with a Redis that fsyncs every write, the highest open-loop
+// load carried, the forwarder draining a backlog inserted by SQL and one
+// placed over HTTP, worker throughput, the database cost of an
 // idle process and its peak memory, and what authentication and the rate
 // limiter cost a placement, against the figures of a report from before
 // tokens were required. It prints one table
@@ -11,7 +13,8 @@
 //
 // Every measurement starts from a fresh database (orderstream_bench, dropped
 // and created again on the server of DATABASE_URL) and a stream prefix of its
-// own on the Redis of REDIS_URL, removed afterwards. Both servers must be on
+// own on the Redis of REDIS_URL, removed afterwards (durable starts a
+// redis-server of its own instead, and stops it). Both servers must be on
 // this machine: the run drops a database, and all its traffic stays on
 // 127.0.0.1. The binary given with -bin runs as child processes, which are
 // stopped when the run ends, is interrupted, or dies.
@@ -19,7 +22,7 @@
 // make bench builds it into bin/bench and runs it from the repository root:
 //
 //	bin/bench -bin bin/orderstream [-quick] [-out BENCHMARKS.md] [-before BENCHMARKS.md]
-//	    [-only raw,pipeline,placement,auth,e2e,capacity,worker,idle,pages,drain,scale]
+//	    [-only raw,pipeline,placement,auth,e2e,single,durable,capacity,worker,idle,pages,httpdrain,drain,scale]
 package main
 
 import (
@@ -57,10 +60,13 @@ var phases = []phase{
 	{"placement", "POST /orders at full speed, and memory", measurePlacement},
 	{"auth", "POST /orders at full speed with customers' tokens, the rate limiter off and on", measureAuth},
 	{"e2e", "commit-to-settled latency and cost per order at fractions of the raw pipeline", measureSettle},
+	{"single", "commit-to-settled latency of orders placed one at a time", measureSingle},
+	{"durable", "the 25% open loop and single orders with Redis appendfsync always", measureDurable},
 	{"capacity", "the highest open-loop rate that settles in time", measureCapacity},
 	{"worker", "inventory handler throughput", measureWorker},
 	{"idle", "database transactions of an idle process", measureIdle},
 	{"pages", "database transactions of an idle process with 0, 1 and 10 live pages open", measurePages},
+	{"httpdrain", "forwarder drain of backlogs placed over HTTP, in each of -http-drain-shards outbox shards", measureHTTPDrain},
 	{"drain", "forwarder drain of a small and a large outbox backlog", measureDrain},
 	{"scale", "the worker's load by 1, 2 and 3 worker processes", measureScale},
 }

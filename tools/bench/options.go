@@ -38,6 +38,9 @@ type options struct {
 	drainTimeout  time.Duration // the most one drain or worker run may take
 	settleTimeout time.Duration // the most to wait for orders to settle
 	skus          int           // SKUs the orders draw from
+	singleOrders  int           // orders placed one at a time (single, durable)
+	httpBacklog   int           // orders placed over HTTP for each HTTP-built drain
+	httpShards    []int         // the OUTBOX_SHARDS of each HTTP-built drain
 
 	// workerConcurrency is the application's WORKER_CONCURRENCY (it passes
 	// through to the processes): the pgbench clients of the worker's raw
@@ -83,6 +86,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	drainShards, drainProcs := "1,2,4", "1,2"
 	fs.StringVar(&drainShards, "drain-shards", drainShards, "outbox shards to spread each drain's backlog over, comma-separated")
 	fs.StringVar(&drainProcs, "drain-procs", drainProcs, "forwarder processes of each drain, comma-separated")
+	httpShards := "1,4,16"
+	fs.StringVar(&httpShards, "http-drain-shards", httpShards, "OUTBOX_SHARDS of each drain of a backlog placed over HTTP, comma-separated")
+	fs.IntVar(&o.httpBacklog, "http-backlog", 22_000, "orders placed over HTTP, with no forwarder running, for each of those drains")
+	fs.IntVar(&o.singleOrders, "single-orders", 300, "orders placed one at a time, each once the last has settled")
 	fs.IntVar(&o.workerEvents, "worker-events", 50_000, "OrderPlaced entries waiting for the worker")
 	fs.DurationVar(&o.idleWindow, "idle-window", 30*time.Second, "how long transactions of the idle process are counted")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 4*time.Minute, "the most one drain or worker run may take; past it the rate so far is reported")
@@ -112,6 +119,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if o.drainProcs, err = counts("-drain-procs", drainProcs, 1, 8); err != nil {
 		return o, err
 	}
+	if o.httpShards, err = counts("-http-drain-shards", httpShards, 1, postgres.MaxOutboxShards); err != nil {
+		return o, err
+	}
 	o.databaseURL = getenv("DATABASE_URL")
 	o.redisURL = getenv("REDIS_URL")
 	o.workerConcurrency = 8 // the application's default
@@ -129,7 +139,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, errors.New("durations must be positive")
 	case o.pipelineRate < 0:
 		return o, errors.New("-pipeline must not be negative")
-	case o.clients < 1 || o.maxInFlight < 1 || o.backlogSmall < 1 || o.backlogLarge < 1 || o.workerEvents < 1:
+	case o.clients < 1 || o.maxInFlight < 1 || o.backlogSmall < 1 || o.backlogLarge < 1 || o.workerEvents < 1 ||
+		o.singleOrders < 1 || o.httpBacklog < 1:
 		return o, errors.New("counts and rates must be at least 1")
 	case o.skus < 2 || o.skus > 1000:
 		return o, errors.New("-skus must be 2 to 1000: each order holds two different SKUs, named SKU-000 to SKU-999")
@@ -167,6 +178,8 @@ func (o *options) applyQuick(set map[string]bool) {
 		"backlog-small": func() { o.backlogSmall = 2_000 },
 		"backlog-large": func() { o.backlogLarge = 20_000 },
 		"worker-events": func() { o.workerEvents = 5_000 },
+		"http-backlog":  func() { o.httpBacklog = 2_000 },
+		"single-orders": func() { o.singleOrders = 50 },
 		"idle-window":   func() { o.idleWindow = 5 * time.Second },
 		"drain-timeout": func() { o.drainTimeout = time.Minute },
 	}

@@ -32,9 +32,9 @@ var ownedEnv = []string{"DATABASE_URL", "REDIS_URL", "STREAM_PREFIX", "HTTP_ADDR
 	"AUTH_JWT_SECRET", "AUTH_JWKS_URL", "AUTH_JWT_ISSUER", "AUTH_JWT_AUDIENCE", "ORDERSTREAM_DEV",
 	"RATE_LIMIT_PER_S", "RATE_LIMIT_BURST", "HTTP_MAX_CONNS", "HTTP_MAX_CONNS_PER_CLIENT"}
 
-// proc is one orderstream process the bench started.
+// proc is one process the bench started: orderstream, or a Redis of its own.
 type proc struct {
-	name    string
+	name    string // "orderstream forwarder", "redis-server"
 	ops     string // the operations listener's address: /metrics, /debug/pprof/
 	cmd     *exec.Cmd
 	started time.Time
@@ -44,29 +44,39 @@ type proc struct {
 
 // start runs the binary under test with command ("all", "api", "forwarder",
 // "worker") on the bench database, under prefix, its output appended to a
-// log file, with an operations listener of its own. The child gets SIGKILL
-// should the bench die, so nothing outlives an interrupted run.
+// log file, with an operations listener of its own.
 func (s *stage) start(command, prefix string, extraEnv ...string) (*proc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	ops := fmt.Sprintf("127.0.0.1:%d", port)
-	logPath := filepath.Join(s.dir, command+".log")
+	cmd := exec.Command(s.opts.bin, command)
+	// extraEnv comes last: of a variable set twice, the last counts.
+	cmd.Env = append(append(s.childEnv(prefix), "OPS_ADDR="+ops), extraEnv...)
+	p, err := spawn("orderstream "+command, filepath.Join(s.dir, command+".log"), cmd)
+	if err != nil {
+		return nil, err
+	}
+	p.ops = ops
+	return p, nil
+}
+
+// spawn starts cmd, named name in messages, its output appended to the
+// file at logPath. The child gets SIGKILL should the bench die, so nothing
+// outlives an interrupted run.
+func spawn(name, logPath string, cmd *exec.Cmd) (*proc, error) {
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open process log: %w", err)
 	}
 	defer log.Close() // the child holds its own descriptor
-	cmd := exec.Command(s.opts.bin, command)
-	// extraEnv comes last: of a variable set twice, the last counts.
-	cmd.Env = append(append(s.childEnv(prefix), "OPS_ADDR="+ops), extraEnv...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &proc{name: command, ops: ops, cmd: cmd, exited: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start orderstream %s: %w", command, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
 		p.err = cmd.Wait()
@@ -141,7 +151,7 @@ func (p *proc) stop() error {
 	}
 	_ = p.cmd.Process.Kill()
 	<-p.exited
-	return fmt.Errorf("orderstream %s did not stop within 15s of SIGTERM; killed", p.name)
+	return fmt.Errorf("%s did not stop within 15s of SIGTERM; killed", p.name)
 }
 
 // memory returns the process's peak resident set (VmHWM) and the current
@@ -188,13 +198,13 @@ func waitReady(ctx context.Context, p *proc, base string) error {
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("orderstream %s exited while starting: %v", p.name, p.err)
+			return fmt.Errorf("%s exited while starting: %v", p.name, p.err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("orderstream %s not ready within a minute", p.name)
+			return fmt.Errorf("%s not ready within a minute", p.name)
 		}
 	}
 }

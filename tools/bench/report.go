@@ -15,19 +15,22 @@ type report struct {
 	machine           machine
 	started, finished time.Time
 
-	raw       *rawResult
-	pipeline  *pipelineResult
-	placement *placementResult
-	auth      *authResult
-	before    *beforeFigures    // placement before tokens, from an earlier report
-	latency   []*openLoopResult // at latencyFractions of the raw pipeline
-	capacity  *capacityResult
-	drains    []*drainResult
-	scale     []*workerResult // 1, 2, 3 worker processes
-	worker    *workerResult
-	idle      *idleResult
-	pages     *pagesResult
-	failures  []string
+	raw        *rawResult
+	pipeline   *pipelineResult
+	placement  *placementResult
+	auth       *authResult
+	before     *beforeFigures    // placement before tokens, from an earlier report
+	latency    []*openLoopResult // at latencyFractions of the raw pipeline
+	single     *singleResult
+	durable    *durableResult
+	httpDrains []*drainResult // backlogs placed over HTTP, by -http-drain-shards
+	capacity   *capacityResult
+	drains     []*drainResult
+	scale      []*workerResult // 1, 2, 3 worker processes
+	worker     *workerResult
+	idle       *idleResult
+	pages      *pagesResult
+	failures   []string
 }
 
 // markdown renders the report: the figures against their targets (what a
@@ -109,9 +112,20 @@ func (r *report) rawRows() [][]string {
 			megabytes(x.peakRSS), megabytes(x.endRSS)))
 	}
 	for _, x := range r.latency {
-		openLoopRows(add, x, r.opts.duration)
+		openLoopRows(add, x, r.opts.duration, "")
 		if x.cost != nil {
 			add(fmt.Sprintf("cost per order at %d orders/s", x.perSecond), x.cost.String())
+		}
+	}
+	if x := r.single; x != nil {
+		singleRows(add, x, "")
+	}
+	if x := r.durable; x != nil {
+		if x.quarter != nil {
+			openLoopRows(add, x.quarter, r.opts.duration, durableLabel)
+		}
+		if x.single != nil {
+			singleRows(add, x.single, durableLabel)
 		}
 	}
 	if c := r.capacity; c != nil {
@@ -132,11 +146,12 @@ func (r *report) rawRows() [][]string {
 			add("CPU at the capacity", c.best.cpu.String())
 		}
 	}
+	for _, x := range r.httpDrains {
+		httpDrainRows(add, x, r.opts.clients)
+	}
 	for _, x := range r.drains {
 		add(fmt.Sprintf("forwarder drain, %s outbox rows in %d shards, %d forwarder processes", thousands(int64(x.backlog)), x.shards, x.procs),
-			fmt.Sprintf("%s msgs/s from the first entry on the stream (%s in %s); %s msgs/s from the process start "+
-				"(first entry after %s); backlog built in %s",
-				drainText(x), thousands(x.forwarded), secs(x.drain), rate(x.overall), secs(x.startup), secs(x.insert)))
+			drainFigures(x)+"; backlog built in "+secs(x.insert))
 		add(fmt.Sprintf("CPU during the %s drain (%d shards, %d processes)", short(x.backlog), x.shards, x.procs), x.cpu.String())
 	}
 	if len(r.scale) > 0 {
@@ -187,8 +202,10 @@ func (r *report) rawRows() [][]string {
 	return rows
 }
 
-// openLoopRows adds the figures of one open-loop load.
-func openLoopRows(add func(what, figures string), x *openLoopResult, d time.Duration) {
+// openLoopRows adds the figures of one open-loop load, where after each
+// label.
+func openLoopRows(addRow func(what, figures string), x *openLoopResult, d time.Duration, where string) {
+	add := func(what, figures string) { addRow(what+where, figures) }
 	add(fmt.Sprintf("open loop: %d orders/s (%.2f of the raw pipeline) for %s", x.perSecond, x.fraction, d),
 		fmt.Sprintf("%s sent, %s placed, %s, %s skipped (at most %s in flight); sent at most %s late; HTTP %s",
 			thousands(int64(x.load.sent)), thousands(int64(x.load.ok)), failed(x.load),
@@ -248,84 +265,3 @@ func table(b *strings.Builder, header []string, rows [][]string) {
 		line(r)
 	}
 }
-
-// method says how the figures were obtained, for whoever compares them.
-const method = `## How they are measured
-
-Each measurement starts from a fresh, migrated database and streams of its
-own; PostgreSQL, Redis, the application and the load generator share the
-machine's cores. The placement and open-loop loads are preceded by an
-unmeasured warm-up (so is pgbench).
-
-- **raw limit**: pgbench (simple protocol) runs the statements
-  POST /orders commits, with an Idempotency-Key: BEGIN; the outbox
-  writers' lock; the key, the order and its two items in one statement;
-  the OrderPlaced envelope into watermill_outbox; COMMIT. (The
-  notification that wakes the forwarder is sent after commits, at most
-  every 5 ms per process, and is left out.)
-- **raw pipeline**: pgbench runs, from the same clients in equal numbers,
-  the three business transactions of an order: the placement above, the
-  reservation (as for the worker's raw limit below) and the settlement
-  (the writers' lock; the inbox row; the order from pending to confirmed;
-  COMMIT) of one of 100,000 pending orders placed beforehand. Orders/s is
-  its tps ÷ 3: what this design could settle on this machine if nothing
-  but its business transactions ran. Forwarding, polls, notifications,
-  Redis and HTTP are the application's overhead over it.
-- **placement**: orders/s of HTTP 201s from closed-loop clients against
-  ` + "`orderstream all`" + ` (API, forwarder and workers in one process),
-  each order with two SKUs and its own Idempotency-Key; the ratio is to the
-  raw limit.
-- **commit -> settled**: an open loop sends at a fraction of the raw
-  pipeline's orders/s, on a fixed schedule whatever the answers, to a
-  fresh ` + "`orderstream all`" + `; latency is updated_at - created_at of
-  each order, by the database clock, once none is pending. HTTP latency
-  counts from when a send was due.
-- **cost per order**: over the open loop at half the raw pipeline, from
-  the first send until no order is pending, divided by the orders placed:
-  the bench database's xact_commit + xact_rollback in pg_stat_database
-  (read once the process has stopped, so that every backend has reported;
-  the bench's own queries taken off), the CPU time of every PostgreSQL
-  process and of orderstream, and the calls of every command in Redis's
-  INFO commandstats (the server's: nothing else should use it meanwhile).
-- **capacity**: open loops of -step each, at 0.3, 0.4, … of the raw
-  pipeline, each against a fresh process and database, until one is not
-  kept up with: every order sent placed and settled, commit -> settled p99
-  at most 100 ms, none pending at the end. The capacity is the highest
-  step kept up with.
-- **forwarder drain**: outbox rows inserted in transactions of 10,000 while
-  no forwarder ran (then VACUUM ANALYZE, as autovacuum would), then
-  ` + "`orderstream forwarder`" + ` alone; the rate counts from the first
-  entry on the stream to the last, so process start-up is left out (and
-  reported).
-- **worker**: OrderPlaced entries added to the stream in
-  watermill-redisstream's format, then ` + "`orderstream worker`" + ` alone
-  until its inventory group has read and acknowledged every one. Its raw
-  limit: pgbench (simple protocol) then runs the handler's transaction for
-  an order it can reserve (the writers' lock; the inbox row; the order's
-  lock; the check for its release with the two stock rows locked in SKU
-  order; the update with the reservations; the StockReserved envelope into
-  watermill_outbox; COMMIT) at WORKER_CONCURRENCY clients: one
-  transaction per event, with none of the application around it.
-- **idle**: xact_commit + xact_rollback of the bench database in
-  pg_stat_database, after the process has run for 12 s (so that the
-  statistics of its start-up are in before the window opens).
-- **pages**: the same count on an idle ` + "`orderstream all`" + ` with 0,
-  then 1, then 10 live pages open (event streams on GET /events, each from
-  a loopback address of its own), 12 s after each change; the target is
-  what 10 pages add over none, divided by what one adds.
-- **authentication and rate limiting**: the placement load, each order
-  with the JWT of its customer (one of 1,000, minted before the load), twice
-  against a fresh ` + "`orderstream all`" + `: the rate limiter off
-  (RATE_LIMIT_PER_S=0, as in every other measurement), then on at a limit
-  that refuses nothing, so that the difference is what the limiter costs a
-  request: the process's CPU time (/proc) and Redis's commands (INFO
-  commandstats, the server's) over the measured load, divided by the orders
-  placed. Before: the placement figures of a report from before tokens
-  were required (-before), carried from report to report; its CPU per
-  order is its rounded CPU share × cores ÷ orders/s.
-- **memory**: VmHWM of ` + "`orderstream all`" + ` after the placement load;
-  MB are 10^6 bytes.
-- **CPU**: shares of the whole machine (100% = every core busy) from /proc:
-  orderstream, every PostgreSQL process, Redis, the bench itself with
-  pgbench, and the rest ("other": anything else running meanwhile).
-`

@@ -11,20 +11,26 @@ import (
 // order's time from its commit to its confirmation or rejection, by the
 // database clock.
 type openLoopResult struct {
-	fraction    float64 // of the raw pipeline's orders/s
-	perSecond   int
-	load        loadResult
-	http        summary
-	settle      summary
-	toReserve   summary // from the order's commit to its reservation's start
-	toSettle    summary // from there to its settlement
-	confirmed   int
-	rejected    int
+	fraction  float64 // of the raw pipeline's orders/s
+	perSecond int
+	load      loadResult
+	http      summary
+	settled
 	pending     int           // still pending when the bench gave up waiting
 	tail        time.Duration // from the last send until no order was pending
 	cpu         cpuUsage
 	maxInFlight int
 	cost        *orderCost // when asked for
+}
+
+// settled is how the orders of a load ended, each timed from its commit to
+// its confirmation or rejection, by the database clock, and in two hops.
+type settled struct {
+	settle    summary
+	toReserve summary // from the order's commit to its reservation's start
+	toSettle  summary // from there to its settlement
+	confirmed int
+	rejected  int
 }
 
 // keepUpP99 is the commit-to-settled p99 a load that keeps up stays within.
@@ -173,11 +179,9 @@ func runOpenLoop(ctx context.Context, st *stage, fraction, pipeline float64, d t
 			return nil, err
 		}
 	}
-	lat, err := settleTimes(ctx, db, group+"-%", r)
-	if err != nil {
+	if r.settled, err = settleTimes(ctx, db, group+"-%"); err != nil {
 		return nil, err
 	}
-	r.settle = summarize(lat)
 	return r, nil
 }
 
@@ -210,11 +214,12 @@ func (w *pendingWatch) wait(ctx context.Context, timeout time.Duration) (time.Du
 	}
 }
 
-// settleTimes returns the commit-to-settled time of every settled order
-// whose customer id is like customers, counts them by status into r, and
-// splits the time of the reserved ones in two at the start of the
-// reservation's transaction (reservations.created_at).
-func settleTimes(ctx context.Context, db *sql.DB, customers string, r *openLoopResult) ([]time.Duration, error) {
+// settleTimes times every settled order whose customer id is like
+// customers, counts them by status, and splits the time of the reserved
+// ones in two at the start of the reservation's transaction
+// (reservations.created_at).
+func settleTimes(ctx context.Context, db *sql.DB, customers string) (settled, error) {
+	var r settled
 	rows, err := db.QueryContext(ctx, `
 		SELECT o.status, EXTRACT(EPOCH FROM o.updated_at - o.created_at)::float8,
 		       EXTRACT(EPOCH FROM res.at - o.created_at)::float8
@@ -222,7 +227,7 @@ func settleTimes(ctx context.Context, db *sql.DB, customers string, r *openLoopR
 		LEFT JOIN LATERAL (SELECT min(created_at) AS at FROM reservations WHERE order_id = o.id) res ON true
 		WHERE o.customer_id LIKE $1`, customers)
 	if err != nil {
-		return nil, fmt.Errorf("read settle times: %w", err)
+		return r, fmt.Errorf("read settle times: %w", err)
 	}
 	defer rows.Close()
 	var lat, toReserve, toSettle []time.Duration
@@ -232,7 +237,7 @@ func settleTimes(ctx context.Context, db *sql.DB, customers string, r *openLoopR
 		var total float64
 		var reserved sql.NullFloat64
 		if err := rows.Scan(&status, &total, &reserved); err != nil {
-			return nil, fmt.Errorf("read settle times: %w", err)
+			return r, fmt.Errorf("read settle times: %w", err)
 		}
 		switch status {
 		case "confirmed":
@@ -249,8 +254,8 @@ func settleTimes(ctx context.Context, db *sql.DB, customers string, r *openLoopR
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read settle times: %w", err)
+		return r, fmt.Errorf("read settle times: %w", err)
 	}
-	r.toReserve, r.toSettle = summarize(toReserve), summarize(toSettle)
-	return lat, nil
+	r.settle, r.toReserve, r.toSettle = summarize(lat), summarize(toReserve), summarize(toSettle)
+	return r, nil
 }
