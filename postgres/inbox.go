@@ -34,12 +34,6 @@ import (
 // onDuplicate, when not nil, is called with the handler name of each
 // duplicate skipped.
 func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddleware {
-	// The row is recorded by the transaction's first statement, which
-	// takes the writers' lock (and, through a pooler, the pool's limits)
-	// before it writes: the lock still comes before the transaction has
-	// an id, in one round trip instead of two.
-	const insert = `INSERT INTO inbox (handler, message_uuid) `
-	lockAndRecord := insert + `SELECT $1, $2 FROM (` + lockQueryOf(db) + `) AS writers_lock ON CONFLICT DO NOTHING`
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) (_ []*message.Message, err error) {
 			ctx := msg.Context()
@@ -55,13 +49,15 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 				}
 			}()
 
-			tx, record, err := beginInbox(ctx, db, lockAndRecord, insert+`VALUES ($1, $2) ON CONFLICT DO NOTHING`)
+			tx, err := begin(ctx, db)
 			if err != nil {
 				return nil, fmt.Errorf("inbox: %w", err)
 			}
 			defer tx.tx.Rollback() //nolint:errcheck // a no-op after Commit
 
-			res, err := tx.ExecContext(ctx, record, handler, msg.UUID)
+			res, err := tx.ExecContext(ctx,
+				`INSERT INTO inbox (handler, message_uuid) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+				handler, msg.UUID)
 			if err != nil {
 				return nil, fmt.Errorf("record message in inbox: %w", err)
 			}
@@ -89,20 +85,6 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 			return produced, nil
 		}
 	}
-}
-
-// beginInbox begins the inbox's transaction and returns the statement that
-// records the message in it: lockAndRecord, which takes the writers' lock
-// too, or, for an attempt with a lock wait of its own (WithLockWait), begin's
-// statements and then record: its lock_timeout must follow the pool's
-// limits, which the lock's statement sets through a pooler.
-func beginInbox(ctx context.Context, db *sql.DB, lockAndRecord, record string) (*Tx, string, error) {
-	if _, ok := lockWait(ctx); ok {
-		tx, err := begin(ctx, db)
-		return tx, record, err
-	}
-	tx, err := beginUnlocked(ctx, db)
-	return tx, lockAndRecord, err
 }
 
 // errNoInbox is the error of a handler that InInbox adapted, run without

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -61,29 +60,13 @@ func OpenPooled(ctx context.Context, dsn string, maxConns int, opts ...Option) (
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	d := pooledDriver{lockQuery: writerLockQuery}
+	d := pgDriver{pooled: true, lockQuery: writerLockQuery}
 	if len(local) > 0 {
 		set := setLocal(local)
 		d.lockQuery = "SELECT " + set + ", " + writerLock
 		d.setQuery = "SELECT " + set
 	}
-	return connect(ctx, sql.OpenDB(pooledConnector{c, d}), dsn, maxConns, true)
-}
-
-// pooledConnector opens a pool's connections through a transaction pooler.
-// Its Driver is what db.Driver() returns: it carries the statements that
-// set the pool's limits in a transaction.
-type pooledConnector struct {
-	*pq.Connector
-	driver pooledDriver
-}
-
-func (c pooledConnector) Driver() driver.Driver { return c.driver }
-
-type pooledDriver struct {
-	pq.Driver
-	lockQuery string // takes LockOutboxWriters and sets the limits
-	setQuery  string // sets them; "" when there are none
+	return connect(ctx, sql.OpenDB(connector{c, d}), dsn, maxConns, true)
 }
 
 // setLocal is set_config calls that set params for the current
@@ -96,30 +79,17 @@ func setLocal(params []param) string {
 	return strings.Join(calls, ", ")
 }
 
-// lockQueryOf is the first statement of a transaction that InTx begins on
-// db: it takes LockOutboxWriters and, through a transaction pooler, sets
-// the pool's limits, in one round trip either way.
-func lockQueryOf(db *sql.DB) string {
-	if d, ok := db.Driver().(pooledDriver); ok {
-		return d.lockQuery
-	}
-	return writerLockQuery
-}
-
 // BeginTx begins a transaction as db.BeginTx does. Through a transaction
-// pooler (OpenPooled) it then sets the pool's limits for the transaction,
-// in a statement of its own: it is for the transactions InTx does not
+// pooler (OpenPooled) it sets the pool's limits for the transaction, in a
+// statement sent with the BEGIN: it is for the transactions InTx does not
 // begin, such as a library's.
 func BeginTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
-	tx, err := db.BeginTx(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := db.Driver().(pooledDriver); ok && d.setQuery != "" {
-		if _, err := tx.ExecContext(ctx, d.setQuery); err != nil {
-			tx.Rollback() //nolint:errcheck // the setting's error is the one to report
-			return nil, fmt.Errorf("set the transaction's limits: %w", err)
+	if d, ok := db.Driver().(pgDriver); ok && d.setQuery != "" {
+		tx, err := beginWith(ctx, db, opts, d.setQuery)
+		if err != nil {
+			return nil, fmt.Errorf("begin transaction and set its limits: %w", err)
 		}
+		return tx, nil
 	}
-	return tx, nil
+	return db.BeginTx(ctx, opts)
 }

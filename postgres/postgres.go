@@ -87,7 +87,7 @@ func open(ctx context.Context, dsn string, maxConns int, create bool, opts []Opt
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	return connect(ctx, sql.OpenDB(preparingConnector{c}), dsn, maxConns, create)
+	return connect(ctx, sql.OpenDB(connector{c, pgDriver{lockQuery: writerLockQuery}}), dsn, maxConns, create)
 }
 
 // connect sizes db's pool and checks that the database answers, creating

@@ -103,33 +103,19 @@ var (
 )
 
 // begin starts a transaction that holds LockOutboxWriters (and, through a
-// transaction pooler, the pool's limits).
+// transaction pooler, the pool's limits): the lock is its first
+// statement, sent with the BEGIN (beginWith).
 func begin(ctx context.Context, db *sql.DB) (*Tx, error) {
-	tx, err := beginUnlocked(ctx, db)
+	tx, err := beginWith(ctx, db, nil, lockQueryOf(db))
 	if err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, lockQueryOf(db)); err != nil {
-		tx.tx.Rollback() //nolint:errcheck // the lock's error is the one to report
-		return nil, fmt.Errorf("begin transaction: take outbox writers' lock: %w", err)
+		return nil, fmt.Errorf("begin transaction and take outbox writers' lock: %w", err)
 	}
 	// After the pool's limits, which the lock's statement may set.
 	if d, ok := lockWait(ctx); ok {
 		if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true)`, millis(d)); err != nil {
-			tx.tx.Rollback() //nolint:errcheck // the setting's error is the one to report
+			tx.Rollback() //nolint:errcheck // the setting's error is the one to report
 			return nil, fmt.Errorf("begin transaction: set lock_timeout: %w", err)
 		}
-	}
-	return tx, nil
-}
-
-// beginUnlocked starts a transaction whose first statement must take
-// LockOutboxWriters (lockQueryOf), as the inbox's does: a round trip less
-// than begin's statement of its own.
-func beginUnlocked(ctx context.Context, db *sql.DB) (*Tx, error) {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("begin transaction: %w", err)
 	}
 	return &Tx{tx: tx}, nil
 }

@@ -12,14 +12,51 @@ import (
 	"github.com/orderstream/orderstream/postgres"
 )
 
-// The inbox's transaction records its message and takes the outbox
-// writers' lock in one statement. The forwarder's horizon relies on the
-// lock coming before the transaction has an id (postgres.LockOutboxWriters):
-// here the lock is held exclusively while a message arrives, and the
-// inbox's session, waiting for it, must have no transaction id and have
-// written nothing; once the lock is free, the handler runs.
-func TestInbox_takesTheWritersLockBeforeItsTransactionHasAnID(t *testing.T) {
+// A transaction that may publish takes the outbox writers' lock in the
+// round trip of its BEGIN. The forwarder's horizon relies on the lock
+// coming before the transaction has an id (postgres.LockOutboxWriters):
+// here the lock is held exclusively while an inbox transaction and an
+// InTx begin, and their sessions, waiting for it, must have no
+// transaction id and have written nothing; once the lock is free, their
+// work runs.
+func TestBegin_takesTheWritersLockBeforeTheTransactionHasAnID(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		begin func(t *testing.T, db *sql.DB, work func()) <-chan error
+	}{
+		{"inbox", func(t *testing.T, db *sql.DB, work func()) <-chan error {
+			pubsub := route(t, db, nil, map[string]message.NoPublishHandlerFunc{
+				"locked": inInbox(func(context.Context, *postgres.Tx, *message.Message) error {
+					work()
+					return nil
+				}),
+			})
+			done := make(chan error, 1)
+			go func() { done <- pubsub.Publish("topic", message.NewMessage(testenv.Unique("uuid"), nil)) }()
+			return done
+		}},
+		{"in_tx", func(t *testing.T, db *sql.DB, work func()) <-chan error {
+			done := make(chan error, 1)
+			go func() {
+				done <- postgres.InTx(context.Background(), db, func(context.Context, *postgres.Tx) error {
+					work()
+					return nil
+				})
+			}()
+			return done
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			writersLockComesFirst(t, tc.begin)
+		})
+	}
+}
+
+// writersLockComesFirst holds the writers' lock while begin begins a
+// transaction, and checks that it waits for the lock without an id.
+func writersLockComesFirst(t *testing.T, begin func(t *testing.T, db *sql.DB, work func()) <-chan error) {
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, testenv.OwnDatabaseURL(t), 10) // its own: the lock stops every writer of its database
 	if err != nil {
@@ -36,14 +73,7 @@ func TestInbox_takesTheWritersLockBeforeItsTransactionHasAnID(t *testing.T) {
 		t.Fatal(err)
 	}
 	handled := make(chan struct{})
-	pubsub := route(t, db, nil, map[string]message.NoPublishHandlerFunc{
-		"locked": inInbox(func(context.Context, *postgres.Tx, *message.Message) error {
-			close(handled)
-			return nil
-		}),
-	})
-	published := make(chan error, 1)
-	go func() { published <- pubsub.Publish("topic", message.NewMessage(testenv.Unique("uuid"), nil)) }()
+	published := begin(t, db, func() { close(handled) })
 
 	pid := waitingForTheWritersLock(t, db)
 	var xid sql.NullString
@@ -51,10 +81,10 @@ func TestInbox_takesTheWritersLockBeforeItsTransactionHasAnID(t *testing.T) {
 		t.Fatal(err)
 	}
 	if xid.Valid {
-		t.Errorf("the inbox's transaction waits for the writers' lock with transaction id %s, want none yet", xid.String)
+		t.Errorf("the transaction waits for the writers' lock with transaction id %s, want none yet", xid.String)
 	}
 	var rows int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM inbox WHERE handler = 'locked'`).Scan(&rows); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM inbox`).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
 	if rows != 0 {
@@ -67,7 +97,7 @@ func TestInbox_takesTheWritersLockBeforeItsTransactionHasAnID(t *testing.T) {
 	select {
 	case <-handled:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the handler did not run once the writers' lock was free")
+		t.Fatal("the transaction's work did not run once the writers' lock was free")
 	}
 	if err := <-published; err != nil {
 		t.Fatal(err)
