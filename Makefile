@@ -35,7 +35,7 @@ check:
 services:
 	@./scripts/services.sh
 
-## bench: measure placement (with and without the rate limiter), latency, drain, worker throughput, idle cost and memory; writes BENCHMARKS.md
+## bench: measure placement (with and without the rate limiter), latency under load and of single orders (also with a durable Redis), the forwarder's drain of SQL- and HTTP-built backlogs, worker throughput, idle cost and memory; writes BENCHMARKS.md
 # The tools are a module of their own (tools/go.mod); built into bin/ and run
 # from here, so -out, -profile and -bin name paths from the repository root.
 bench: services build
