@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -88,13 +89,15 @@ const DefaultWaitTimeout = time.Second
 // Publisher publishes to the streams named by topic, prefix added. With
 // WaitReplicas set, a publish returns once that many replicas have its
 // entries, and fails with ErrNotReplicated when fewer have them in time.
+// Its Close waits for the publishes under way and fails those that come
+// after it (ErrPublisherClosed).
 func (s Config) Publisher() (message.Publisher, error) {
 	client := s.NewClient()
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client}, s.Logger)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("create stream publisher: %w", err), client.Close())
 	}
-	return prefixedPublisher{pub, s.Prefix}, nil
+	return &prefixedPublisher{Publisher: pub, prefix: s.Prefix}, nil
 }
 
 // Subscriber reads streams as one consumer of the consumer group group,
@@ -141,13 +144,40 @@ func DrainTimeout(stop time.Duration) time.Duration {
 // DefaultStopTimeout is the time of a stop when none is set (SHUTDOWN_TIMEOUT's default).
 const DefaultStopTimeout = 30 * time.Second
 
+// prefixedPublisher adds the prefix to each topic, and closes only between
+// publishes: watermill-redisstream's publisher must not be closed while it
+// publishes (the two race on its closed flag), and Watermill's router can
+// hand a handler a message while it closes (the handler is counted after
+// the router's wait for the running ones began), so a forwarder's Close of
+// its publisher after the router's may come during that handler's publish.
 type prefixedPublisher struct {
 	message.Publisher
 	prefix string
+
+	mu     sync.RWMutex
+	closed bool
 }
 
-func (p prefixedPublisher) Publish(topic string, msgs ...*message.Message) error {
+// ErrPublisherClosed is the error of a publish after the publisher's Close.
+var ErrPublisherClosed = errors.New("stream publisher closed")
+
+func (p *prefixedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrPublisherClosed
+	}
 	return p.Publisher.Publish(p.prefix+topic, msgs...)
+}
+
+func (p *prefixedPublisher) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	return p.Publisher.Close()
 }
 
 // tolerantUnmarshaller turns a stream entry that cannot be read into a
