@@ -43,27 +43,37 @@ func lockQueryOf(db *sql.DB) string {
 	return writerLockQuery
 }
 
-// beginWith begins a transaction on db whose first statement is first, a
-// statement without parameters. On a pool opened here it is sent with the
-// BEGIN, in one round trip; on another, after it.
-func beginWith(ctx context.Context, db *sql.DB, opts *sql.TxOptions, first string) (*sql.Tx, error) {
+// beginWith begins a transaction on db whose first statements are first,
+// statements without parameters, and returns the result of the last of
+// them. On a pool opened here they are sent with the BEGIN, in one round
+// trip; on another, after it.
+func beginWith(ctx context.Context, db *sql.DB, opts *sql.TxOptions, first string) (*sql.Tx, sql.Result, error) {
 	if _, ok := db.Driver().(pgDriver); ok {
-		return db.BeginTx(context.WithValue(ctx, firstKey{}, first), opts)
+		b := &beginning{first: first}
+		tx, err := db.BeginTx(context.WithValue(ctx, beginningKey{}, b), opts)
+		return tx, b.result, err
 	}
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if _, err := tx.ExecContext(ctx, first); err != nil {
+	res, err := tx.ExecContext(ctx, first)
+	if err != nil {
 		tx.Rollback() //nolint:errcheck // the statement's error is the one to report
-		return nil, err
+		return nil, nil, err
 	}
-	return tx, nil
+	return tx, res, nil
 }
 
-// firstKey is the context key of the statement a transaction begins with
-// (beginWith).
-type firstKey struct{}
+// beginning is what a transaction begins with (beginWith): the statements
+// sent with its BEGIN, and the result of the last of them once it began.
+type beginning struct {
+	first  string
+	result driver.Result
+}
+
+// beginningKey is the context key of a transaction's beginning.
+type beginningKey struct{}
 
 // maxPrepared is how many statements one connection keeps prepared; past
 // it, a statement is sent unnamed, as lib/pq sends every statement.
@@ -81,7 +91,7 @@ const maxPrepared = 100
 //     preparing it is one more, once per connection. Not through a
 //     transaction pooler: a prepared statement belongs to one server
 //     session, which such a pooler does not keep for a client.
-//   - It sends a transaction's first statement (beginWith) with its BEGIN,
+//   - It sends a transaction's first statements (beginWith) with its BEGIN,
 //     as one query of the simple protocol: one round trip, and the same
 //     order of the two on the server.
 //
@@ -104,15 +114,20 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		return nil, err
 	}
 	query := "BEGIN" + mode
-	if first, ok := ctx.Value(firstKey{}).(string); ok {
-		query += "; " + first
+	b, ok := ctx.Value(beginningKey{}).(*beginning)
+	if ok {
+		query += "; " + b.first
 	}
 	exec := c.conn.(driver.ExecerContext)
-	if _, err := exec.ExecContext(ctx, query, nil); err != nil {
+	res, err := exec.ExecContext(ctx, query, nil)
+	if err != nil {
 		// The BEGIN may have run and the statement after it failed: end
 		// the failed transaction (a ROLLBACK outside one only warns).
 		exec.ExecContext(context.WithoutCancel(ctx), "ROLLBACK", nil) //nolint:errcheck // the first error is the one to report
 		return nil, err
+	}
+	if ok {
+		b.result = res // lib/pq's is the last statement's
 	}
 	return c.conn.(driver.Tx), nil // lib/pq's connection is its transaction
 }

@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/lib/pq"
 
+	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/logging"
 )
 
@@ -49,20 +52,14 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 				}
 			}()
 
-			tx, err := begin(ctx, db)
+			tx, res, err := recordInInbox(ctx, db, handler, msg.UUID)
 			if err != nil {
 				return nil, fmt.Errorf("inbox: %w", err)
 			}
 			defer tx.tx.Rollback() //nolint:errcheck // a no-op after Commit
 
-			res, err := tx.ExecContext(ctx,
-				`INSERT INTO inbox (handler, message_uuid) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-				handler, msg.UUID)
-			if err != nil {
-				return nil, fmt.Errorf("record message in inbox: %w", err)
-			}
 			if n, err := res.RowsAffected(); err != nil {
-				return nil, fmt.Errorf("record message in inbox: %w", err)
+				return nil, fmt.Errorf("inbox: %w", err)
 			} else if n == 0 {
 				logging.Note(ctx, "outcome", "duplicate_skipped")
 				if onDuplicate != nil {
@@ -85,6 +82,25 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 			return produced, nil
 		}
 	}
+}
+
+// recordInInbox begins the inbox's transaction and records (handler, uuid)
+// in it: the result's RowsAffected is 0 when the row was there already. The
+// insert is sent with the BEGIN and the writers' lock, in one round trip
+// (begin), so it cannot have parameters: handler and uuid are quoted
+// literals in it. A NUL byte, which a query's text cannot hold (nor
+// PostgreSQL's text), makes the message malformed.
+func recordInInbox(ctx context.Context, db *sql.DB, handler, uuid string) (*Tx, sql.Result, error) {
+	if strings.ContainsRune(handler+uuid, 0) {
+		return nil, nil, fmt.Errorf("record message in inbox: %w: a NUL byte in its UUID %q", events.ErrMalformed, uuid)
+	}
+	insert := fmt.Sprintf(`INSERT INTO inbox (handler, message_uuid) VALUES (%s, %s) ON CONFLICT DO NOTHING`,
+		pq.QuoteLiteral(handler), pq.QuoteLiteral(uuid))
+	tx, res, err := begin(ctx, db, insert)
+	if err != nil {
+		return nil, nil, fmt.Errorf("record message in inbox: %w", err)
+	}
+	return tx, res, nil
 }
 
 // errNoInbox is the error of a handler that InInbox adapted, run without

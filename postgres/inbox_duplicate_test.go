@@ -2,12 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/orderstream/orderstream/events"
 	"github.com/orderstream/orderstream/internal/testenv"
 	"github.com/orderstream/orderstream/postgres"
 )
@@ -96,4 +98,41 @@ func TestDeleteInBatches(t *testing.T) {
 			t.Errorf("DeleteInBatches() after the lock was released = %d, %v, want 3", n, err)
 		}
 	})
+}
+
+// TestInbox_recordsAMessageUUIDAsItIs: the inbox's insert is sent with the
+// BEGIN, so a message's UUID is a quoted literal in it. Whatever a UUID
+// holds (quotes, backslashes, SQL), its row holds the same text and its
+// redelivery is a duplicate; one with a NUL byte, which no query's text
+// can hold, is malformed.
+func TestInbox_recordsAMessageUUIDAsItIs(t *testing.T) {
+	t.Parallel()
+	db := testenv.DB(t)
+	var calls int
+	inbox := postgres.Inbox(db, nil)(func(*message.Message) ([]*message.Message, error) {
+		calls++
+		return nil, nil
+	})
+	for _, suffix := range []string{`it's`, `back\slash\'`, `'); DELETE FROM inbox; --`, `$1 $$ E'\n'`, "über ✓"} {
+		uuid := testenv.Unique("uuid") + suffix
+		calls = 0
+		for range 2 {
+			if _, err := inbox(message.NewMessage(uuid, nil)); err != nil {
+				t.Fatalf("%q: %v", uuid, err)
+			}
+		}
+		if calls != 1 {
+			t.Errorf("%q: handler ran %d times for one message delivered twice, want 1", uuid, calls)
+		}
+		var rows int
+		if err := db.QueryRow(`SELECT count(*) FROM inbox WHERE message_uuid = $1`, uuid).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows != 1 {
+			t.Errorf("%q: %d inbox rows hold the UUID as it is, want 1", uuid, rows)
+		}
+	}
+	if _, err := inbox(message.NewMessage("nul\x00"+testenv.Unique("uuid"), nil)); !errors.Is(err, events.ErrMalformed) {
+		t.Errorf("a UUID with a NUL byte: error %v, want events.ErrMalformed", err)
+	}
 }

@@ -85,7 +85,7 @@ func setLocal(params []param) string {
 // begin, such as a library's.
 func BeginTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
 	if d, ok := db.Driver().(pgDriver); ok && d.setQuery != "" {
-		tx, err := beginWith(ctx, db, opts, d.setQuery)
+		tx, _, err := beginWith(ctx, db, opts, d.setQuery)
 		if err != nil {
 			return nil, fmt.Errorf("begin transaction and set its limits: %w", err)
 		}

@@ -67,7 +67,7 @@ func InTx(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *Tx) 
 	if _, ok := ctx.Value(txKey{}).(*Tx); ok {
 		return ErrNestedTx
 	}
-	tx, err := begin(ctx, db)
+	tx, _, err := begin(ctx, db, "")
 	if err != nil {
 		return err
 	}
@@ -103,21 +103,24 @@ var (
 )
 
 // begin starts a transaction that holds LockOutboxWriters (and, through a
-// transaction pooler, the pool's limits): the lock is its first
-// statement, sent with the BEGIN (beginWith).
-func begin(ctx context.Context, db *sql.DB) (*Tx, error) {
-	tx, err := beginWith(ctx, db, nil, lockQueryOf(db))
-	if err != nil {
-		return nil, fmt.Errorf("begin transaction and take outbox writers' lock: %w", err)
-	}
-	// After the pool's limits, which the lock's statement may set.
+// transaction pooler, the pool's limits). All it begins with is sent with
+// the BEGIN, in one round trip (beginWith): the lock first, then the lock
+// wait WithLockWait gave ctx (after the pool's limits, which the lock's
+// statement may set), then more, statements without parameters ("" for
+// none), whose last result it returns.
+func begin(ctx context.Context, db *sql.DB, more string) (*Tx, sql.Result, error) {
+	first := lockQueryOf(db)
 	if d, ok := lockWait(ctx); ok {
-		if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true)`, millis(d)); err != nil {
-			tx.Rollback() //nolint:errcheck // the setting's error is the one to report
-			return nil, fmt.Errorf("begin transaction: set lock_timeout: %w", err)
-		}
+		first += fmt.Sprintf("; SELECT set_config('lock_timeout', '%s', true)", millis(d))
 	}
-	return &Tx{tx: tx}, nil
+	if more != "" {
+		first += "; " + more
+	}
+	tx, res, err := beginWith(ctx, db, nil, first)
+	if err != nil {
+		return nil, nil, fmt.Errorf("begin transaction and take outbox writers' lock: %w", err)
+	}
+	return &Tx{tx: tx}, res, nil
 }
 
 // commit commits, then runs what was arranged with AfterCommit.

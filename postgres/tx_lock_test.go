@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,14 +19,17 @@ import (
 // here the lock is held exclusively while an inbox transaction and an
 // InTx begin, and their sessions, waiting for it, must have no
 // transaction id and have written nothing; once the lock is free, their
-// work runs.
+// work runs. The inbox's row travels in the same round trip: the
+// statement that waits for the lock holds its insert.
 func TestBegin_takesTheWritersLockBeforeTheTransactionHasAnID(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name  string
+		name string
+		// sent is what the statement waiting for the lock also holds.
+		sent  string
 		begin func(t *testing.T, db *sql.DB, work func()) <-chan error
 	}{
-		{"inbox", func(t *testing.T, db *sql.DB, work func()) <-chan error {
+		{"inbox", "INSERT INTO inbox", func(t *testing.T, db *sql.DB, work func()) <-chan error {
 			pubsub := route(t, db, nil, map[string]message.NoPublishHandlerFunc{
 				"locked": inInbox(func(context.Context, *postgres.Tx, *message.Message) error {
 					work()
@@ -36,7 +40,7 @@ func TestBegin_takesTheWritersLockBeforeTheTransactionHasAnID(t *testing.T) {
 			go func() { done <- pubsub.Publish("topic", message.NewMessage(testenv.Unique("uuid"), nil)) }()
 			return done
 		}},
-		{"in_tx", func(t *testing.T, db *sql.DB, work func()) <-chan error {
+		{"in_tx", "pg_advisory_xact_lock_shared", func(t *testing.T, db *sql.DB, work func()) <-chan error {
 			done := make(chan error, 1)
 			go func() {
 				done <- postgres.InTx(context.Background(), db, func(context.Context, *postgres.Tx) error {
@@ -49,14 +53,15 @@ func TestBegin_takesTheWritersLockBeforeTheTransactionHasAnID(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			writersLockComesFirst(t, tc.begin)
+			writersLockComesFirst(t, tc.sent, tc.begin)
 		})
 	}
 }
 
 // writersLockComesFirst holds the writers' lock while begin begins a
-// transaction, and checks that it waits for the lock without an id.
-func writersLockComesFirst(t *testing.T, begin func(t *testing.T, db *sql.DB, work func()) <-chan error) {
+// transaction, and checks that it waits for the lock without an id, in a
+// statement that holds sent.
+func writersLockComesFirst(t *testing.T, sent string, begin func(t *testing.T, db *sql.DB, work func()) <-chan error) {
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, testenv.OwnDatabaseURL(t), 10) // its own: the lock stops every writer of its database
 	if err != nil {
@@ -77,11 +82,15 @@ func writersLockComesFirst(t *testing.T, begin func(t *testing.T, db *sql.DB, wo
 
 	pid := waitingForTheWritersLock(t, db)
 	var xid sql.NullString
-	if err := db.QueryRowContext(ctx, `SELECT backend_xid::text FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&xid); err != nil {
+	var query string
+	if err := db.QueryRowContext(ctx, `SELECT backend_xid::text, query FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&xid, &query); err != nil {
 		t.Fatal(err)
 	}
 	if xid.Valid {
 		t.Errorf("the transaction waits for the writers' lock with transaction id %s, want none yet", xid.String)
+	}
+	if !strings.HasPrefix(query, "BEGIN") || !strings.Contains(query, sent) {
+		t.Errorf("the statement waiting for the writers' lock is %q, want the BEGIN with %q", query, sent)
 	}
 	var rows int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM inbox`).Scan(&rows); err != nil {
