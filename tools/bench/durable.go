@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 )
 
@@ -22,37 +21,20 @@ const durableFraction = 0.25
 // PostgreSQL commits synchronously already; with Redis durable too, an
 // order's every hop is on disk before the next begins, and the difference
 // from the e2e and single figures is what that costs.
-func measureDurable(ctx context.Context, st *stage, rep *report) (err error) {
+func measureDurable(ctx context.Context, st *stage, rep *report) error {
 	pipeline, err := pipelineRate(ctx, st, rep)
 	if err != nil {
 		return err
 	}
-	server, err := startDurableRedis(ctx, st)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if stopErr := server.stop(); stopErr != nil {
-			err = errors.Join(err, fmt.Errorf("stop the durable Redis: %w", stopErr))
+	return onDurableRedis(ctx, st, func(on *stage) (err error) {
+		r := &durableResult{}
+		rep.durable = r
+		if r.quarter, err = runOpenLoop(ctx, on, durableFraction, pipeline, st.opts.duration, false); err != nil {
+			return fmt.Errorf("open loop at %.0f%%: %w", 100*durableFraction, err)
 		}
-	}()
-	on, err := st.onRedis(server.url)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		_ = on.rdb.Close()
-		if on.keep {
-			st.keepLogs()
+		if r.single, err = runSingle(ctx, on, "durable-single"); err != nil {
+			return fmt.Errorf("single orders: %w", err)
 		}
-	}()
-	r := &durableResult{}
-	rep.durable = r
-	if r.quarter, err = runOpenLoop(ctx, on, durableFraction, pipeline, st.opts.duration, false); err != nil {
-		return fmt.Errorf("open loop at %.0f%%: %w", 100*durableFraction, err)
-	}
-	if r.single, err = runSingle(ctx, on, "durable-single"); err != nil {
-		return fmt.Errorf("single orders: %w", err)
-	}
-	return nil
+		return nil
+	})
 }

@@ -15,24 +15,46 @@ import (
 // transaction with its own transaction id, spread over the shards by the
 // writers' own hash of the order id, where the drain phase inserts rows
 // 10,000 to a transaction, evenly. The shard count that drains fastest is
-// the one to recommend.
+// the one to recommend; with -http-drain-durable, a backlog of the same
+// size is built and drained once more at that count against a durable Redis
+// of the bench's own (see measureDurable), the set-up shipped.
 func measureHTTPDrain(ctx context.Context, st *stage, rep *report) error {
 	for _, shards := range st.opts.httpShards {
-		var placed loadResult
-		rs, err := drainBuilt(ctx, st, shards, []int{1}, func(ctx context.Context, db *sql.DB) (int, error) {
-			n, load, err := placeBacklog(ctx, st, db, shards)
-			placed = load
-			return n, err
-		})
-		for _, r := range rs {
-			r.placed = &placed
-			rep.httpDrains = append(rep.httpDrains, r)
-		}
+		rs, err := drainPlaced(ctx, st, shards)
+		rep.httpDrains = append(rep.httpDrains, rs...)
 		if err != nil {
 			return fmt.Errorf("drain orders placed over HTTP in %d shards: %w", shards, err)
 		}
 	}
-	return nil
+	best := rep.bestHTTPDrain()
+	if !st.opts.httpDurable || best == nil {
+		return nil
+	}
+	return onDurableRedis(ctx, st, func(on *stage) error {
+		rs, err := drainPlaced(ctx, on, best.shards)
+		if len(rs) > 0 {
+			rep.httpDurable = rs[0]
+		}
+		if err != nil {
+			return fmt.Errorf("drain orders placed over HTTP in %d shards, durable Redis: %w", best.shards, err)
+		}
+		return nil
+	})
+}
+
+// drainPlaced builds a backlog by placeBacklog on a fresh database and
+// drains it by one forwarder process.
+func drainPlaced(ctx context.Context, st *stage, shards int) ([]*drainResult, error) {
+	var placed loadResult
+	rs, err := drainBuilt(ctx, st, shards, []int{1}, func(ctx context.Context, db *sql.DB) (int, error) {
+		n, load, err := placeBacklog(ctx, st, db, shards)
+		placed = load
+		return n, err
+	})
+	for _, r := range rs {
+		r.placed = &placed
+	}
+	return rs, err
 }
 
 // placeBacklog places -http-backlog orders on `orderstream api` alone, with

@@ -5,19 +5,20 @@
 // at fractions of the raw pipeline and of orders placed one at a time, the
 // same latencies with a Redis that fsyncs every write, the highest open-loop
 // load carried, the forwarder draining a backlog inserted by SQL and one
-// placed over HTTP, worker throughput, the database cost of an
-// idle process and its peak memory, and what authentication and the rate
-// limiter cost a placement, against the figures of a report from before
-// tokens were required. It prints one table
+// placed over HTTP (that one also with the Redis that fsyncs), worker
+// throughput, the database cost of an idle process and its peak memory, and
+// what authentication and the rate limiter cost a placement, against the
+// figures of a report from before tokens were required. It prints one table
 // and writes it, with the machine and the versions measured, to -out.
 //
 // Every measurement starts from a fresh database (orderstream_bench, dropped
 // and created again on the server of DATABASE_URL) and a stream prefix of its
-// own on the Redis of REDIS_URL, removed afterwards (durable starts a
-// redis-server of its own instead, and stops it). Both servers must be on
-// this machine: the run drops a database, and all its traffic stays on
-// 127.0.0.1. The binary given with -bin runs as child processes, which are
-// stopped when the run ends, is interrupted, or dies.
+// own on the Redis of REDIS_URL, removed afterwards (durable, and the last
+// drain of httpdrain, start a redis-server of their own instead, and stop
+// it). Both servers must be on this machine: the run drops a database, and
+// all its traffic stays on 127.0.0.1. The binary given with -bin runs as
+// child processes, which are stopped when the run ends, is interrupted, or
+// dies.
 //
 // make bench builds it into bin/bench and runs it from the repository root:
 //
@@ -66,7 +67,7 @@ var phases = []phase{
 	{"worker", "inventory handler throughput", measureWorker},
 	{"idle", "database transactions of an idle process", measureIdle},
 	{"pages", "database transactions of an idle process with 0, 1 and 10 live pages open", measurePages},
-	{"httpdrain", "forwarder drain of backlogs placed over HTTP, in each of -http-drain-shards outbox shards", measureHTTPDrain},
+	{"httpdrain", "forwarder drain of backlogs placed over HTTP, in each of -http-drain-shards outbox shards, and in the fastest with Redis appendfsync always", measureHTTPDrain},
 	{"drain", "forwarder drain of a small and a large outbox backlog", measureDrain},
 	{"scale", "the worker's load by 1, 2 and 3 worker processes", measureScale},
 }

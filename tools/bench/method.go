@@ -36,8 +36,9 @@ unmeasured warm-up (so is pgbench).
   warm-up of the same: each is sent 20 ms after the one before has settled
   (a PL/pgSQL loop in the database looks every millisecond), so that it
   meets no other; commit -> settled as above.
-- **durable Redis**: the open loop at 25% of the raw pipeline and the
-  single orders again, against a redis-server the bench starts on a free
+- **durable Redis**: the open loop at 25% of the raw pipeline, the
+  single orders and the drain of an HTTP-built backlog at the recommended
+  shard count again, each against a redis-server the bench starts on a free
   port with its files in a temp directory (--appendonly yes --appendfsync
   always --no-appendfsync-on-rewrite no --save ''), which answers a write
   only once it is on disk; the machine table's Redis is the one of every
@@ -66,7 +67,9 @@ unmeasured warm-up (so is pgbench).
   the shards by the writers' hash; then the outbox is vacuumed as above and
   one ` + "`orderstream forwarder`" + ` drains it, timed as above until
   every OrderPlaced is on the stream. The target is the fastest shard
-  count's, recommended.
+  count's, recommended. At that count a backlog of the same size is then
+  built and drained once more, the same way, against the durable Redis
+  below (-http-drain-durable): the target's second row.
 - **worker**: OrderPlaced entries added to the stream in
   watermill-redisstream's format, then ` + "`orderstream worker`" + ` alone
   until its inventory group has read and acknowledged every one. Its raw

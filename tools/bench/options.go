@@ -41,6 +41,7 @@ type options struct {
 	singleOrders  int           // orders placed one at a time (single, durable)
 	httpBacklog   int           // orders placed over HTTP for each HTTP-built drain
 	httpShards    []int         // the OUTBOX_SHARDS of each HTTP-built drain
+	httpDurable   bool          // drain once more at the fastest of httpShards, on a durable Redis
 
 	// workerConcurrency is the application's WORKER_CONCURRENCY (it passes
 	// through to the processes): the pgbench clients of the worker's raw
@@ -89,6 +90,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	httpShards := "1,4,16"
 	fs.StringVar(&httpShards, "http-drain-shards", httpShards, "OUTBOX_SHARDS of each drain of a backlog placed over HTTP, comma-separated")
 	fs.IntVar(&o.httpBacklog, "http-backlog", 22_000, "orders placed over HTTP, with no forwarder running, for each of those drains")
+	fs.BoolVar(&o.httpDurable, "http-drain-durable", true,
+		"build and drain one more such backlog, in the shards that drained fastest, against a Redis of the bench's own with appendfsync always (needs redis-server)")
 	fs.IntVar(&o.singleOrders, "single-orders", 300, "orders placed one at a time, each once the last has settled")
 	fs.IntVar(&o.workerEvents, "worker-events", 50_000, "OrderPlaced entries waiting for the worker")
 	fs.DurationVar(&o.idleWindow, "idle-window", 30*time.Second, "how long transactions of the idle process are counted")

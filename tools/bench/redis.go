@@ -43,8 +43,9 @@ func startDurableRedis(ctx context.Context, st *stage) (*durableRedis, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &durableRedis{dataDir: filepath.Join(st.dir, "redis-durable"), url: fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
-	if err := os.Mkdir(r.dataDir, 0o700); err != nil {
+	r := &durableRedis{url: fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
+	// A directory of each one's own: a run may start more than one.
+	if r.dataDir, err = os.MkdirTemp(st.dir, "redis-durable-"); err != nil {
 		return nil, fmt.Errorf("create the durable Redis's dir: %w", err)
 	}
 	if tmpfs(r.dataDir) {
@@ -100,6 +101,31 @@ func (r *durableRedis) waitReady(ctx context.Context) error {
 func (r *durableRedis) stop() error {
 	err := r.proc.stop()
 	return errors.Join(err, os.RemoveAll(r.dataDir))
+}
+
+// onDurableRedis runs measure on the stage with its Redis replaced by a
+// durable Redis of the bench's own (startDurableRedis), stopped afterwards.
+func onDurableRedis(ctx context.Context, st *stage, measure func(on *stage) error) (err error) {
+	server, err := startDurableRedis(ctx, st)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := server.stop(); stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("stop the durable Redis: %w", stopErr))
+		}
+	}()
+	on, err := st.onRedis(server.url)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = on.rdb.Close()
+		if on.keep {
+			st.keepLogs()
+		}
+	}()
+	return measure(on)
 }
 
 // onRedis is the stage with its Redis replaced by the one at url: the

@@ -24,13 +24,16 @@ type report struct {
 	single     *singleResult
 	durable    *durableResult
 	httpDrains []*drainResult // backlogs placed over HTTP, by -http-drain-shards
-	capacity   *capacityResult
-	drains     []*drainResult
-	scale      []*workerResult // 1, 2, 3 worker processes
-	worker     *workerResult
-	idle       *idleResult
-	pages      *pagesResult
-	failures   []string
+	// httpDurable is the drain of the fastest of httpDrains's shard counts
+	// again, against the durable Redis.
+	httpDurable *drainResult
+	capacity    *capacityResult
+	drains      []*drainResult
+	scale       []*workerResult // 1, 2, 3 worker processes
+	worker      *workerResult
+	idle        *idleResult
+	pages       *pagesResult
+	failures    []string
 }
 
 // markdown renders the report: the figures against their targets (what a
@@ -147,7 +150,10 @@ func (r *report) rawRows() [][]string {
 		}
 	}
 	for _, x := range r.httpDrains {
-		httpDrainRows(add, x, r.opts.clients)
+		httpDrainRows(add, x, r.opts.clients, "")
+	}
+	if x := r.httpDurable; x != nil {
+		httpDrainRows(add, x, r.opts.clients, durableLabel)
 	}
 	for _, x := range r.drains {
 		add(fmt.Sprintf("forwarder drain, %s outbox rows in %d shards, %d forwarder processes", thousands(int64(x.backlog)), x.shards, x.procs),

@@ -29,8 +29,9 @@ func drainFigures(x *drainResult) string {
 }
 
 // httpDrainRows adds the figures of the drain of a backlog that clients
-// placed over HTTP, and of its placing.
-func httpDrainRows(add func(what, figures string), x *drainResult, clients int) {
+// placed over HTTP, and of its placing, where after each label.
+func httpDrainRows(addRow func(what, figures string), x *drainResult, clients int, where string) {
+	add := func(what, figures string) { addRow(what+where, figures) }
 	placing := ""
 	if p := x.placed; p != nil && p.elapsed > 0 {
 		placing = fmt.Sprintf(" by %d clients at %s orders/s (%s)", clients, rate(float64(p.ok)/p.elapsed.Seconds()), failed(*p))
