@@ -30,9 +30,18 @@ import (
 // stops the reads; the messages in hand are handled to completion and acked,
 // nacked ones delivered again, with contexts that the stop does not cancel.
 // Only once drain has passed are their contexts cancelled and what is left
-// given up (pending, to be claimed). Then, if nothing is pending under its
-// name, the consumer leaves the group, so that names do not pile up; the
-// consumers a killed process left are removed by the others once stale.
+// given up (pending, to be claimed). Then, once the acks queued are sent, if
+// nothing is pending under its name, the consumer leaves the group, so that
+// names do not pile up; the consumers a killed process left are removed by
+// the others once stale.
+//
+// An entry's slot is free as soon as Watermill acks its message, before
+// Redis has the XACK: each subscription has one acker that sends, in one
+// XACK, every entry acked since its previous XACK began. At saturation a
+// read so waits for a handler, never for an XACK, and at load several
+// entries share one command. An entry acked in Watermill whose XACK was not
+// sent yet when the process died is delivered again, which the inbox makes
+// a duplicate, as with an XACK that was under way.
 type groupSubscriber struct {
 	client       redis.UniversalClient
 	group        string
@@ -78,6 +87,7 @@ func (s *groupSubscriber) Subscribe(ctx context.Context, stream string) (<-chan 
 		slots:    make(chan struct{}, s.slots),
 		handlers: handlers,
 		cancel:   cancel,
+		ackReady: make(chan struct{}, 1),
 		// At once: take over what consumers that went away left pending.
 		claimDue:    true,
 		claimCursor: "0-0",
@@ -117,6 +127,12 @@ type subscription struct {
 	inHand    sync.WaitGroup
 	logFields watermill.LogFields
 
+	// The IDs of the entries acked in Watermill, not yet by XACK, and a
+	// signal to the acker that there are some.
+	ackMu    sync.Mutex
+	ackIDs   []string
+	ackReady chan struct{}
+
 	claimDue    bool
 	claimCursor string
 	nextClaim   time.Time
@@ -125,10 +141,15 @@ type subscription struct {
 func (c *subscription) run(ctx context.Context) {
 	defer close(c.out)
 	defer c.cancel()
+	finished := make(chan struct{}) // closed once no message is in hand
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		c.acker(finished)
+	}()
 	c.read(ctx.Done(), c.s.stopping)
 
 	// Stopped: no more reads. Let what is in hand finish, within drain.
-	finished := make(chan struct{})
 	go func() { c.inHand.Wait(); close(finished) }()
 	timer := time.NewTimer(c.s.drain)
 	defer timer.Stop()
@@ -139,6 +160,9 @@ func (c *subscription) run(ctx context.Context) {
 		c.cancel()
 		<-finished
 	}
+	// The acks queued are sent (or given up with the handlers' context)
+	// before the consumer leaves: it cannot leave with entries pending.
+	<-acked
 	c.leaveGroup()
 }
 
@@ -248,7 +272,10 @@ func (c *subscription) next(n int64) ([]redis.XMessage, error) {
 	return msgs, nil
 }
 
-// handle hands one entry to the router until it is acked, and acks it.
+// handle hands one entry to the router until it is acked, then queues its
+// XACK for the acker and frees its slot at once: the next read does not wait
+// for the XACK. A nacked message is delivered again from here, its entry
+// never acked.
 func (c *subscription) handle(xm redis.XMessage) {
 	defer c.inHand.Done()
 	defer c.release(1)
@@ -270,7 +297,7 @@ func (c *subscription) handle(xm redis.XMessage) {
 		select {
 		case <-msg.Acked():
 			cancel()
-			c.ack(xm.ID, fields)
+			c.queueAck(xm.ID)
 			return
 		case <-msg.Nacked():
 			cancel()
@@ -284,24 +311,6 @@ func (c *subscription) handle(xm redis.XMessage) {
 		case <-time.After(max(c.s.nackResend, 0)):
 		case <-c.handlers.Done():
 			return
-		}
-	}
-}
-
-func (c *subscription) ack(id string, fields watermill.LogFields) {
-	for {
-		err := c.s.client.XAck(c.handlers, c.stream, c.s.group, id).Err()
-		if err == nil {
-			return
-		}
-		if c.handlers.Err() != nil {
-			c.s.logger.Error("Cannot ack stream entry; it stays pending", err, fields)
-			return
-		}
-		c.s.logger.Error("Cannot ack stream entry, retrying", err, fields)
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-c.handlers.Done():
 		}
 	}
 }

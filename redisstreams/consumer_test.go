@@ -156,3 +156,61 @@ func TestSubscriber_claimsWhatAConsumerLeftUnacked(t *testing.T) {
 		t.Errorf("group pending %+v (%v), want nothing once all are acked", pending, err)
 	}
 }
+
+// TestSubscriber_closeAcksEveryMessageInHand: with every slot taken and
+// every message acked at once, Close sends all their XACKs before the
+// consumer leaves its group, which it does with nothing pending.
+func TestSubscriber_closeAcksEveryMessageInHand(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	streams := testenv.Streams(t)
+	streams.Consumers = n
+	stream := streams.Name("acks")
+	pub, err := streams.Publisher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for range n {
+		if err := pub.Publish("acks", message.NewMessage(testenv.Unique("m"), []byte("{}"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := streams.Subscriber("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inHand []*message.Message
+	timeout := time.After(30 * time.Second)
+	for len(inHand) < n {
+		select {
+		case msg := <-msgs:
+			inHand = append(inHand, msg)
+		case <-timeout:
+			t.Fatalf("%d messages handed out, want %d", len(inHand), n)
+		}
+	}
+	for _, msg := range inHand {
+		msg.Ack()
+	}
+	cancel()
+	if err := sub.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+
+	rdb := streams.NewClient()
+	defer rdb.Close()
+	groups, err := rdb.XInfoGroups(context.Background(), stream).Result()
+	if err != nil || len(groups) != 1 {
+		t.Fatalf("groups %v (%v)", groups, err)
+	}
+	if g := groups[0]; g.Pending != 0 || g.Consumers != 0 || g.EntriesRead != n {
+		t.Errorf("group after the stop: %d pending, %d consumers, %d entries read; want 0, 0, %d", g.Pending, g.Consumers, g.EntriesRead, n)
+	}
+}

@@ -107,8 +107,8 @@ func (s Config) Subscriber(group string) (message.Subscriber, error) {
 	host, _ := os.Hostname()
 	n := max(s.Consumers, 1)
 	opts := *s.Redis
-	// A connection for the reads, and one for the ack of each entry in
-	// hand (of a Cluster, per node: a stream is on one).
+	// A connection for each stream's reads and one for its acks, with
+	// room to spare (of a Cluster, per node: a stream is on one).
 	if opts.PoolSize == 0 {
 		opts.PoolSize = 10 * runtime.GOMAXPROCS(0)
 	}
