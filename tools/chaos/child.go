@@ -113,6 +113,29 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// heldPorts finds free ports on 127.0.0.1 and keeps a listener on each
+// until release. A port found free and let go at once (freePort) can be
+// handed to the next listener on port 0, such as the proxy of a process
+// routed after it, before its own process starts.
+type heldPorts []net.Listener
+
+func (h *heldPorts) take() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	*h = append(*h, l)
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// release lets the ports go, for their processes to listen on.
+func (h *heldPorts) release() {
+	for _, l := range *h {
+		l.Close()
+	}
+	*h = nil
+}
+
 // lastLine is the last line a process wrote before the harness's own
 // "ended" line: usually the error it exited with.
 func lastLine(path string) string {

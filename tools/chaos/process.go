@@ -76,9 +76,12 @@ type servers struct{ databaseURL, sessionURL, redisURL string }
 // /readyz says whether an api is ready); the addresses are logged, for a
 // look at the live page or the metrics while a run goes on.
 func startCluster(logger *slog.Logger, bin, dir string, sh shape, route func(process string) (servers, error), env ...string) (*cluster, error) {
+	// Held until every proxy is up: the proxies listen on port 0.
+	var held heldPorts
+	defer held.release()
 	ports := make([]int, sh.apis)
 	for i := range ports {
-		port, err := freePort()
+		port, err := held.take()
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +109,7 @@ func startCluster(logger *slog.Logger, bin, dir string, sh shape, route func(pro
 			routeErr = errors.Join(routeErr, fmt.Errorf("route %s: %w", name, err))
 			return
 		}
-		port, err := freePort()
+		port, err := held.take()
 		if err != nil {
 			routeErr = errors.Join(routeErr, fmt.Errorf("operations listener of %s: %w", name, err))
 			return
@@ -144,6 +147,7 @@ func startCluster(logger *slog.Logger, bin, dir string, sh shape, route func(pro
 		ops = append(ops, p.name+"=http://"+p.ops+"/")
 	}
 	logger.Info("chaos: operations listeners (live page, metrics)", "ops", strings.Join(ops, " "))
+	held.release()
 	for _, p := range c.procs {
 		c.stopped.Add(1)
 		go func() {
