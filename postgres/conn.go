@@ -152,10 +152,15 @@ func beginMode(opts driver.TxOptions) (string, error) {
 	return mode + " READ WRITE", nil
 }
 
-// prepared returns query's statement, preparing it on first use; nil when
-// the connection prepares none, or holds maxPrepared already.
-func (c *conn) prepared(ctx context.Context, query string) (driver.Stmt, error) {
-	if st, ok := c.stmts[query]; ok || !c.prepare || len(c.stmts) >= maxPrepared {
+// prepared returns query's statement, preparing it on first use; nil for
+// a statement without parameters (the simple protocol, one round trip as
+// it is), or when the connection prepares none or holds maxPrepared
+// already.
+func (c *conn) prepared(ctx context.Context, query string, args []driver.NamedValue) (driver.Stmt, error) {
+	if len(args) == 0 || !c.prepare {
+		return nil, nil
+	}
+	if st, ok := c.stmts[query]; ok || len(c.stmts) >= maxPrepared {
 		return st, nil
 	}
 	st, err := c.conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
@@ -179,33 +184,29 @@ func (c *conn) forget(query string, err error) {
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if len(args) > 0 {
-		st, err := c.prepared(ctx, query)
-		if err != nil {
-			return nil, err
-		}
-		if st != nil {
-			rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, args)
-			c.forget(query, err)
-			return rows, err
-		}
+	st, err := c.prepared(ctx, query, args)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
+		return c.conn.(driver.QueryerContext).QueryContext(ctx, query, args)
 	}
-	return c.conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, args)
+	c.forget(query, err)
+	return rows, err
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if len(args) > 0 {
-		st, err := c.prepared(ctx, query)
-		if err != nil {
-			return nil, err
-		}
-		if st != nil {
-			res, err := st.(driver.StmtExecContext).ExecContext(ctx, args)
-			c.forget(query, err)
-			return res, err
-		}
+	st, err := c.prepared(ctx, query, args)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
+		return c.conn.(driver.ExecerContext).ExecContext(ctx, query, args)
 	}
-	return c.conn.(driver.ExecerContext).ExecContext(ctx, query, args)
+	res, err := st.(driver.StmtExecContext).ExecContext(ctx, args)
+	c.forget(query, err)
+	return res, err
 }
 
 func (c *conn) Prepare(query string) (driver.Stmt, error) { return c.conn.Prepare(query) }

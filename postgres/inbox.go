@@ -91,7 +91,7 @@ func Inbox(db *sql.DB, onDuplicate func(handler string)) message.HandlerMiddlewa
 // literals in it. A NUL byte, which a query's text cannot hold (nor
 // PostgreSQL's text), makes the message malformed.
 func recordInInbox(ctx context.Context, db *sql.DB, handler, uuid string) (*Tx, sql.Result, error) {
-	if strings.ContainsRune(handler+uuid, 0) {
+	if strings.IndexByte(handler, 0) >= 0 || strings.IndexByte(uuid, 0) >= 0 {
 		return nil, nil, fmt.Errorf("record message in inbox: %w: a NUL byte in its UUID %q", events.ErrMalformed, uuid)
 	}
 	insert := fmt.Sprintf(`INSERT INTO inbox (handler, message_uuid) VALUES (%s, %s) ON CONFLICT DO NOTHING`,
