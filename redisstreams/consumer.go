@@ -77,10 +77,21 @@ func (s *groupSubscriber) Subscribe(ctx context.Context, stream string) (<-chan 
 	if err := s.client.XGroupCreateMkStream(ctx, stream, s.group, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return nil, fmt.Errorf("create consumer group %s of %s: %w", s.group, stream, err)
 	}
-	// The messages' contexts keep ctx's values but not its end: a stop lets
-	// the messages in hand finish. Only the drain deadline cancels them.
+	c := s.subscription(ctx, stream)
+	s.reading.Add(1)
+	go func() {
+		defer s.reading.Done()
+		c.run(ctx)
+	}()
+	return c.out, nil
+}
+
+// subscription is a subscription of s to stream, not yet running (run).
+// The messages' contexts keep ctx's values but not its end: a stop lets
+// the messages in hand finish. Only the drain deadline cancels them.
+func (s *groupSubscriber) subscription(ctx context.Context, stream string) *subscription {
 	handlers, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &subscription{
+	return &subscription{
 		s:        s,
 		stream:   stream,
 		out:      make(chan *message.Message),
@@ -95,12 +106,6 @@ func (s *groupSubscriber) Subscribe(ctx context.Context, stream string) (<-chan 
 			"stream": stream, "consumer_group": s.group, "consumer": s.name,
 		},
 	}
-	s.reading.Add(1)
-	go func() {
-		defer s.reading.Done()
-		c.run(ctx)
-	}()
-	return c.out, nil
 }
 
 // Close stops reading and returns once the messages in hand are handled (or

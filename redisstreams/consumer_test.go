@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // TestSubscriber_closeFinishesMessagesInHand: a stopped subscriber has read
@@ -25,16 +26,7 @@ func TestSubscriber_closeFinishesMessagesInHand(t *testing.T) {
 	log := &testenv.Buffer{}
 	streams.Logger = watermill.NewSlogLogger(slog.New(slog.NewTextHandler(log, nil)))
 	stream := streams.Name("graceful")
-	pub, err := streams.Publisher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	for range 4 {
-		if err := pub.Publish("graceful", message.NewMessage(testenv.Unique("m"), []byte("{}"))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish(t, streams, "graceful", 4)
 	sub, err := streams.Subscriber("g")
 	if err != nil {
 		t.Fatal(err)
@@ -166,16 +158,7 @@ func TestSubscriber_closeAcksEveryMessageInHand(t *testing.T) {
 	streams := testenv.Streams(t)
 	streams.Consumers = n
 	stream := streams.Name("acks")
-	pub, err := streams.Publisher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	for range n {
-		if err := pub.Publish("acks", message.NewMessage(testenv.Unique("m"), []byte("{}"))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish(t, streams, "acks", n)
 	sub, err := streams.Subscriber("g")
 	if err != nil {
 		t.Fatal(err)
@@ -212,5 +195,20 @@ func TestSubscriber_closeAcksEveryMessageInHand(t *testing.T) {
 	}
 	if g := groups[0]; g.Pending != 0 || g.Consumers != 0 || g.EntriesRead != n {
 		t.Errorf("group after the stop: %d pending, %d consumers, %d entries read; want 0, 0, %d", g.Pending, g.Consumers, g.EntriesRead, n)
+	}
+}
+
+// publish publishes n messages to topic.
+func publish(t *testing.T, streams redisstreams.Config, topic string, n int) {
+	t.Helper()
+	pub, err := streams.Publisher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for range n {
+		if err := pub.Publish(topic, message.NewMessage(testenv.Unique("m"), []byte("{}"))); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

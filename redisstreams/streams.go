@@ -104,23 +104,30 @@ func (s Config) Publisher() (message.Publisher, error) {
 // with s.Consumers entries in hand at once. Subscribe to s.Name(stream).
 // Its Close is graceful: see groupSubscriber.
 func (s Config) Subscriber(group string) (message.Subscriber, error) {
-	host, _ := os.Hostname()
-	n := max(s.Consumers, 1)
 	opts := *s.Redis
 	// A connection for each stream's reads and one for its acks, with
 	// room to spare (of a Cluster, per node: a stream is on one).
 	if opts.PoolSize == 0 {
 		opts.PoolSize = 10 * runtime.GOMAXPROCS(0)
 	}
-	opts.PoolSize = max(opts.PoolSize, n+2)
+	opts.PoolSize = max(opts.PoolSize, s.slots()+2)
 	// patientSubscriber: creating the group at Subscribe needs Redis.
-	return patientSubscriber{&groupSubscriber{
-		client: redis.NewUniversalClient(&opts),
+	return patientSubscriber{s.subscriber(group, redis.NewUniversalClient(&opts)), s.Logger}, nil
+}
+
+// slots is how many entries a subscriber holds in hand at once.
+func (s Config) slots() int { return max(s.Consumers, 1) }
+
+// subscriber is Subscriber's group subscriber, on client.
+func (s Config) subscriber(group string, client redis.UniversalClient) *groupSubscriber {
+	host, _ := os.Hostname()
+	return &groupSubscriber{
+		client: client,
 		group:  group,
 		// A name of its own per process start: what a stopped process held
 		// is told apart from what a new one holds.
 		name:       fmt.Sprintf("%s-%d-%s", host, os.Getpid(), watermill.NewShortUUID()),
-		slots:      n,
+		slots:      s.slots(),
 		claimIdle:  s.ClaimIdle,
 		nackResend: s.NackResend,
 		drain:      DrainTimeout(s.StopTimeout),
@@ -128,7 +135,7 @@ func (s Config) Subscriber(group string) (message.Subscriber, error) {
 		unmarshaller: tolerantUnmarshaller{},
 		logger:       s.Logger,
 		stopping:     make(chan struct{}),
-	}, s.Logger}, nil
+	}
 }
 
 // DrainTimeout is how long a stop that may take stop lets the messages in

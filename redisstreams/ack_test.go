@@ -1,22 +1,22 @@
-package redisstreams
+package redisstreams_test
 
 import (
-	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"os"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/orderstream/orderstream/internal/testenv"
+	"github.com/orderstream/orderstream/redisstreams"
 )
 
 // xackHook records the XACKs of a client: the IDs of each, in order. When
@@ -80,116 +80,60 @@ func (h *xackHook) xacks() [][]string {
 	return slices.Clone(h.sent)
 }
 
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// ackFixture is a stream of its own with n entries, a subscriber to it
-// whose client's XACKs hook sees, and, for the tests of the acker alone, a
-// subscription built by hand (not through Subscribe: the test decides when
-// its acker runs) with the n entries read under its consumer but not yet
-// handed out.
+// ackFixture is a stream of its own with n entries and a subscriber to it
+// (group g) whose client's XACKs hook sees; for the tests of the acker
+// alone, a subscription built by hand (the test decides when its acker
+// runs) with the n entries read under its consumer but not yet handed out.
 type ackFixture struct {
 	admin   redis.UniversalClient // the test's own, for setup and checks
 	stream  string
-	s       *groupSubscriber
-	c       *subscription
+	sub     handBuilding
+	c       *redisstreams.HandBuilt
 	hook    *xackHook
-	log     *lockedBuffer
+	log     *testenv.Buffer
 	entries []redis.XMessage
+}
+
+type handBuilding interface {
+	message.Subscriber
+	HandBuilt(stream string) *redisstreams.HandBuilt
 }
 
 func newAckStream(t *testing.T, n int) *ackFixture {
 	t.Helper()
-	opts, err := ParseURL(cmp.Or(os.Getenv("TEST_REDIS_URL"), "redis://127.0.0.1:6379/0"))
-	if err != nil {
-		t.Fatalf("TEST_REDIS_URL: %v", err)
-	}
-	admin := redis.NewUniversalClient(opts)
-	t.Cleanup(func() { admin.Close() })
-	ctx := context.Background()
-	if err := admin.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Redis is required (CI is set): %v", err)
-		}
-		t.Skipf("Redis is not reachable, skipping: %v", err)
-	}
-	suffix := make([]byte, 6)
-	_, _ = rand.Read(suffix)
-	stream := "test:" + hex.EncodeToString(suffix) + ":acks"
-	t.Cleanup(func() { admin.Del(context.Background(), stream) })
-	if err := admin.XGroupCreateMkStream(ctx, stream, "g", "0").Err(); err != nil {
-		t.Fatal(err)
-	}
-	for range n {
-		values, err := redisstream.DefaultMarshallerUnmarshaller{}.Marshal(stream, message.NewMessage(watermill.NewUUID(), []byte("{}")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := admin.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: values}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	streams := testenv.Streams(t)
+	streams.Consumers = n
+	log := &testenv.Buffer{}
+	streams.Logger = watermill.NewSlogLogger(slog.New(slog.NewTextHandler(log, nil)))
+	publish(t, streams, "acks", n)
 	hook := &xackHook{}
-	client := redis.NewUniversalClient(opts)
+	client := streams.NewClient()
 	client.AddHook(hook)
-	t.Cleanup(func() { client.Close() }) // Close closes it too; a second Close does no harm
-	log := &lockedBuffer{}
+	t.Cleanup(func() { client.Close() }) // the subscriber's Close closes it too; a second does no harm
+	admin := streams.NewClient()
+	t.Cleanup(func() { admin.Close() })
 	return &ackFixture{
 		admin:  admin,
-		stream: stream,
-		s: &groupSubscriber{
-			client:       client,
-			group:        "g",
-			name:         "c",
-			slots:        n,
-			claimIdle:    time.Minute,
-			drain:        time.Minute,
-			unmarshaller: tolerantUnmarshaller{},
-			logger:       watermill.NewStdLoggerWithOut(log, false, false),
-			stopping:     make(chan struct{}),
-		},
-		hook: hook,
-		log:  log,
+		stream: streams.Name("acks"),
+		sub:    streams.SubscriberOn("g", client),
+		hook:   hook,
+		log:    log,
 	}
 }
 
 func newAckFixture(t *testing.T, n int) *ackFixture {
 	t.Helper()
 	f := newAckStream(t, n)
-	handlers, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	f.c = &subscription{
-		s:         f.s,
-		stream:    f.stream,
-		out:       make(chan *message.Message),
-		slots:     make(chan struct{}, n),
-		handlers:  handlers,
-		cancel:    cancel,
-		ackReady:  make(chan struct{}, 1),
-		logFields: watermill.LogFields{"stream": f.stream},
+	if err := f.admin.XGroupCreateMkStream(context.Background(), f.stream, "g", "0").Err(); err != nil {
+		t.Fatal(err)
 	}
-	read, err := f.admin.XReadGroup(context.Background(), &redis.XReadGroupArgs{
-		Group: "g", Consumer: "c", Streams: []string{f.stream, ">"}, Count: int64(n),
-	}).Result()
-	if err != nil || len(read) != 1 || len(read[0].Messages) != n {
-		t.Fatalf("XREADGROUP = %v, %v; want %d entries", read, err, n)
+	f.c = f.sub.HandBuilt(f.stream)
+	t.Cleanup(f.c.Cancel)
+	entries, err := f.c.Read(n)
+	if err != nil || len(entries) != n {
+		t.Fatalf("read %d entries (%v), want %d", len(entries), err, n)
 	}
-	f.entries = read[0].Messages
+	f.entries = entries
 	return f
 }
 
@@ -212,14 +156,6 @@ func (f *ackFixture) pending(t *testing.T) int64 {
 	return p.Count
 }
 
-// flush runs the acker as a stopping subscription does once no message is
-// in hand: it sends what is queued and returns.
-func (f *ackFixture) flush() {
-	finished := make(chan struct{})
-	close(finished)
-	f.c.acker(finished)
-}
-
 // TestSubscription_acksInBatches: a handler whose message is acked frees its
 // slot without sending an XACK; the acker then sends one XACK of every
 // entry acked meanwhile.
@@ -227,16 +163,13 @@ func TestSubscription_acksInBatches(t *testing.T) {
 	t.Parallel()
 	const n = 20
 	f := newAckFixture(t, n)
-	c := f.c
 	for _, xm := range f.entries {
-		c.slots <- struct{}{} // as read takes a slot for each entry
-		c.inHand.Add(1)
-		go c.handle(xm)
+		f.c.Handle(xm)
 	}
 	var msgs []*message.Message
 	for range n {
 		select {
-		case msg := <-c.out:
+		case msg := <-f.c.Out():
 			msgs = append(msgs, msg)
 		case <-time.After(30 * time.Second):
 			t.Fatalf("%d messages handed out, want %d", len(msgs), n)
@@ -245,9 +178,9 @@ func TestSubscription_acksInBatches(t *testing.T) {
 	for _, msg := range msgs {
 		msg.Ack()
 	}
-	c.inHand.Wait()
+	f.c.Wait()
 
-	if free := cap(c.slots) - len(c.slots); free != n {
+	if free := f.c.FreeSlots(); free != n {
 		t.Errorf("%d slots free once every message is acked, want %d", free, n)
 	}
 	if sent := f.hook.xacks(); len(sent) != 0 {
@@ -257,7 +190,7 @@ func TestSubscription_acksInBatches(t *testing.T) {
 		t.Errorf("%d entries pending before the acker ran, want %d", p, n)
 	}
 
-	f.flush()
+	f.c.Flush()
 	sent := f.hook.xacks()
 	if len(sent) != 1 {
 		t.Fatalf("%d XACKs sent (%v), want one of all %d entries", len(sent), sent, n)
@@ -282,15 +215,15 @@ func TestSubscription_retriesFailedAcks(t *testing.T) {
 	ids := f.ids()
 	first, later := ids[:4], ids[4:]
 	for _, id := range first {
-		f.c.queueAck(id)
+		f.c.QueueAck(id)
 	}
 	f.hook.failOnce(errors.New("connection reset"), func() {
 		for _, id := range later {
-			f.c.queueAck(id)
+			f.c.QueueAck(id)
 		}
 	})
 
-	f.flush()
+	f.c.Flush()
 	sent := f.hook.xacks()
 	if len(sent) != 2 || !slices.Equal(sent[0], first) || !slices.Equal(sent[1], ids) {
 		t.Errorf("XACKs sent %v, want %v then %v", sent, first, ids)
@@ -310,11 +243,11 @@ func TestSubscription_givesUpAcksWhenTheHandlersEnd(t *testing.T) {
 	t.Parallel()
 	f := newAckFixture(t, 3)
 	for _, id := range f.ids() {
-		f.c.queueAck(id)
+		f.c.QueueAck(id)
 	}
-	f.hook.failOnce(errors.New("broken pipe"), f.c.cancel)
+	f.hook.failOnce(errors.New("broken pipe"), f.c.Cancel)
 
-	f.flush()
+	f.c.Flush()
 	if sent := f.hook.xacks(); len(sent) != 1 {
 		t.Errorf("XACKs sent %v, want one, not retried", sent)
 	}
@@ -335,21 +268,20 @@ func TestSubscriber_closeSendsQueuedAcksBeforeLeaving(t *testing.T) {
 	t.Parallel()
 	const n = 5
 	f := newAckStream(t, n)
+	var closing atomic.Bool
 	retries := 3
 	f.hook.fail = func() error { // only the acker calls it
-		select {
-		case <-f.s.stopping:
+		if closing.Load() {
 			if retries == 0 {
 				return nil
 			}
 			retries--
-		default:
 		}
 		return errors.New("connection reset")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	msgs, err := f.s.Subscribe(ctx, f.stream)
+	msgs, err := f.sub.Subscribe(ctx, f.stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +294,8 @@ func TestSubscriber_closeSendsQueuedAcksBeforeLeaving(t *testing.T) {
 		}
 	}
 	cancel()
-	if err := f.s.Close(); err != nil {
+	closing.Store(true)
+	if err := f.sub.Close(); err != nil {
 		t.Fatalf("Close() = %v", err)
 	}
 
