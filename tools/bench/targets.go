@@ -111,17 +111,14 @@ func (r *report) targets() []row {
 			best.complete && best.perSecond >= 15_000
 	}, best != nil)
 	// The same at those shards, against the durable Redis.
-	durableDrain, durableShards := r.httpDurable, shards
-	if durableDrain != nil {
-		durableShards = shardCount(durableDrain.shards)
-	}
-	add(fmt.Sprintf("forwarder drain of an HTTP-built backlog (%s, 1 process), durable Redis", durableShards), ">= 15,000 msgs/s", func() (string, bool) {
-		text := drainText(durableDrain) + " msgs/s"
-		if m := r.httpDrain(durableDrain.shards); m != nil && m.perSecond > 0 {
-			text += fmt.Sprintf(" (%.2f of the machine's Redis's %s msgs/s)", durableDrain.perSecond/m.perSecond, drainText(m))
+	durable := r.httpDurable
+	add(fmt.Sprintf("forwarder drain of an HTTP-built backlog (%s, 1 process), durable Redis", shards), ">= 15,000 msgs/s", func() (string, bool) {
+		text := drainText(durable) + " msgs/s"
+		if best != nil && best.perSecond > 0 {
+			text += fmt.Sprintf(" (%.2f of the machine's Redis's %s msgs/s)", durable.perSecond/best.perSecond, drainText(best))
 		}
-		return text, durableDrain.complete && durableDrain.perSecond >= 15_000
-	}, durableDrain != nil)
+		return text, durable.complete && durable.perSecond >= 15_000
+	}, durable != nil)
 
 	// At the most shards measured, by one process.
 	most := slices.Max(r.opts.drainShards)
@@ -163,17 +160,6 @@ func (r *report) httpDrainRates() string {
 		parts = append(parts, fmt.Sprintf("%d: %s", d.shards, drainText(d)))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// httpDrain is the HTTP-built drain in shards shards on the machine's
-// Redis, if it ran.
-func (r *report) httpDrain(shards int) *drainResult {
-	for _, d := range r.httpDrains {
-		if d.shards == shards {
-			return d
-		}
-	}
-	return nil
 }
 
 // latencyAt is the open loop at fraction of the raw pipeline, if it ran.
